@@ -1,0 +1,2 @@
+//! The `calls` table on SQLite, PostgreSQL and MySQL/MariaDB: audited, conditional closes.
+#![warn(missing_docs)]

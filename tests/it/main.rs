@@ -1,0 +1,1 @@
+//! The runner's one integration-test binary.
