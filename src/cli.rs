@@ -49,4 +49,22 @@ pub enum LogFormat {
 pub enum Command {
     /// Read an AMI byte stream (file, stdin or live) and print its messages or a summary.
     Events(cmd::events::EventsArgs),
+    /// Create or upgrade the database schema (idempotent).
+    Migrate(cmd::migrate::MigrateArgs),
+    /// Validate the configuration, including the mapped table's columns.
+    CheckConfig(cmd::check_config::CheckConfigArgs),
+    /// Serve recorded AMI sessions as a fake Asterisk (the built-in simulator).
+    Simulate(cmd::simulate::SimulateArgs),
+    /// Run the real pipeline over recorded sessions on virtual time.
+    Replay(cmd::replay::ReplayArgs),
+    /// The daemon: watch every configured Asterisk and close orphaned calls.
+    Run(cmd::run::RunArgs),
+    /// One-shot cleanup of stuck calls (drop-in for the old cron command).
+    Cleanup(cmd::cleanup::CleanupArgs),
+    /// Totals, in-progress and stuck calls, closes by reason, daemon health.
+    Status(cmd::status::StatusArgs),
+    /// Restore rows that callwatch closed.
+    Undo(cmd::undo::UndoArgs),
+    /// Replay a recorded outage against a temporary SQLite database and show what callwatch does.
+    Demo(cmd::demo::DemoArgs),
 }

@@ -1,6 +1,15 @@
-//! One module per command.
+//! One module per command; each owns its clap flags (`…Args`) and its `run`.
 
 pub mod events;
+pub mod migrate;
+pub mod check_config;
+pub mod simulate;
+pub mod replay;
+pub mod run;
+pub mod cleanup;
+pub mod status;
+pub mod undo;
+pub mod demo;
 
 use std::process::ExitCode;
 
@@ -10,5 +19,14 @@ use crate::cli::{Cli, Command};
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Events(args) => events::run(args, &cli.global).await,
+        Command::Migrate(args) => migrate::run(args, &cli.global).await,
+        Command::CheckConfig(args) => check_config::run(args, &cli.global).await,
+        Command::Simulate(args) => simulate::run(args, &cli.global).await,
+        Command::Replay(args) => replay::run(args, &cli.global).await,
+        Command::Run(args) => run::run(args, &cli.global).await,
+        Command::Cleanup(args) => cleanup::run(args, &cli.global).await,
+        Command::Status(args) => status::run(args, &cli.global).await,
+        Command::Undo(args) => undo::run(args, &cli.global).await,
+        Command::Demo(args) => demo::run(args, &cli.global).await,
     }
 }
