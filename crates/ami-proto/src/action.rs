@@ -101,7 +101,8 @@ impl fmt::Debug for Action {
     /// Secret values (`Secret:`, `Key:`) are redacted.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut s = f.debug_struct("Action");
-        s.field("name", &self.name).field("action_id", &self.action_id);
+        s.field("name", &self.name)
+            .field("action_id", &self.action_id);
         let headers: Vec<String> = self
             .headers
             .iter()
@@ -145,7 +146,12 @@ mod tests {
             .unwrap()
             .header("Username", "x\r\nAction: Logoff")
             .unwrap_err();
-        assert_eq!(err, EncodeError::LineBreak { key: "Username".into() });
+        assert_eq!(
+            err,
+            EncodeError::LineBreak {
+                key: "Username".into()
+            }
+        );
         assert!(Action::new("Ping\n").is_err());
         assert!(Action::new("Ping").unwrap().header("Bad:Key", "v").is_err());
         assert!(Action::new("Ping").unwrap().with_action_id("a\rb").is_err());

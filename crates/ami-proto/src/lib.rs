@@ -29,8 +29,12 @@ pub mod action;
 pub mod error;
 pub mod message;
 pub mod parse;
+pub mod summary;
+#[cfg(feature = "synthetic")]
+pub mod synthetic;
 
 pub use action::Action;
 pub use error::{EncodeError, ParseError};
 pub use message::{Header, Message, MessageKind};
 pub use parse::{Frame, Limits, Parser};
+pub use summary::StreamSummary;

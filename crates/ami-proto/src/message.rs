@@ -68,7 +68,9 @@ impl Message {
     /// Builds a message from `(key, value)` pairs, as if it had been received with CRLF line ends.
     ///
     /// Meant for tests and synthetic sessions; keys and values are copied into one frame.
-    pub fn from_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+    pub fn from_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
         let mut buf = BytesMut::new();
         let mut spans = Vec::new();
         for (k, v) in pairs {

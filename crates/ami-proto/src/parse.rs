@@ -346,7 +346,9 @@ mod tests {
         assert_eq!(frames.len(), 3);
         assert_eq!(
             frames[0],
-            Ok(Frame::Banner(Bytes::from_static(b"Asterisk Call Manager/11.0.0")))
+            Ok(Frame::Banner(Bytes::from_static(
+                b"Asterisk Call Manager/11.0.0"
+            )))
         );
         assert_eq!(&buf[..], b"Event: B");
         assert_eq!(p.pending_bytes(&buf), 8);
@@ -355,7 +357,8 @@ mod tests {
     #[test]
     fn bare_lf_is_accepted() {
         let mut p = Parser::default();
-        let mut buf = BytesMut::from(&b"Asterisk Call Manager/2.10.0\nEvent: Hangup\nCause: 16\n\n"[..]);
+        let mut buf =
+            BytesMut::from(&b"Asterisk Call Manager/2.10.0\nEvent: Hangup\nCause: 16\n\n"[..]);
         let frames = all(&mut p, &mut buf);
         let Ok(Frame::Message(m)) = &frames[1] else {
             panic!("{frames:?}")
@@ -408,7 +411,10 @@ mod tests {
         };
         assert_eq!(m.action_id(), Some("1"));
         let lines: Vec<_> = m.raw_lines().collect();
-        assert_eq!(lines, vec![&b"line one"[..], b"", b"line three", b"--END COMMAND--"]);
+        assert_eq!(
+            lines,
+            vec![&b"line one"[..], b"", b"line three", b"--END COMMAND--"]
+        );
         assert!(matches!(&frames[1], Ok(Frame::Message(m)) if m.event() == Some("X")));
     }
 }
