@@ -1,7 +1,12 @@
 //! `callwatch`: the command-line entry point. Parsing lives in `cli`, each command in `cmd::*`.
 
+mod broadcast;
 mod cli;
 mod cmd;
+mod health;
+mod http;
+mod metrics;
+mod redact;
 mod telemetry;
 
 use std::process::ExitCode;

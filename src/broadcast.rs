@@ -1,0 +1,445 @@
+//! Telling the application's frontend that a call was closed.
+//!
+//! Three transports, each optional, all fed from one bounded queue so that a slow or failing transport never
+//! blocks (or undoes) a close:
+//! - Laravel's Redis broadcaster: `PUBLISH <prefix><channel>` with `{"event": …, "data": {…}, "socket": null}`,
+//!   which Laravel Echo Server / Soketi relays to `Echo.channel('calls').listen('CallStatusUpdated', …)`;
+//! - the Pusher-compatible HTTP API (Pusher, Laravel Reverb, Soketi): a signed `POST /apps/{id}/events`;
+//! - a generic webhook: a JSON `POST` with an HMAC-SHA256 signature header.
+//!
+//! Failed deliveries are retried with exponential backoff and counted (`callwatch_broadcast_errors_total`).
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hmac::{Hmac, Mac};
+use md5::{Digest as _, Md5};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Default broadcast channel (Laravel `new Channel('calls')`).
+pub const DEFAULT_CHANNEL: &str = "calls";
+/// Default event name (the application's `CallStatusUpdated` event class).
+pub const DEFAULT_EVENT: &str = "CallStatusUpdated";
+/// Attempts per message and transport before it is dropped (and counted).
+const MAX_ATTEMPTS: u32 = 5;
+/// Messages waiting for delivery; beyond this the oldest are not waited for (counted as errors).
+const QUEUE_CAPACITY: usize = 10_000;
+
+/// `[broadcast]` section of the configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BroadcastConfig {
+    /// Channel name (default `calls`).
+    #[serde(default = "default_channel")]
+    pub channel: String,
+    /// Event name (default `CallStatusUpdated`).
+    #[serde(default = "default_event")]
+    pub event: String,
+    /// Laravel Redis broadcaster.
+    pub redis: Option<RedisConfig>,
+    /// Pusher-compatible HTTP API (Pusher, Reverb, Soketi).
+    pub pusher: Option<PusherConfig>,
+    /// Generic webhook.
+    pub webhook: Option<WebhookConfig>,
+}
+
+fn default_channel() -> String {
+    DEFAULT_CHANNEL.into()
+}
+fn default_event() -> String {
+    DEFAULT_EVENT.into()
+}
+
+/// `[broadcast.redis]`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:6379/0` (a password in the URL is never logged).
+    pub url: String,
+    /// Key prefix Laravel adds to channel names (`database.redis.options.prefix`, e.g. `laravel_database_`).
+    #[serde(default)]
+    pub prefix: String,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &crate::redact::url(&self.url))
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+/// `[broadcast.pusher]`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PusherConfig {
+    /// Base URL of the API, e.g. `https://api-eu.pusher.com` or `http://127.0.0.1:8080` (Reverb).
+    pub url: String,
+    /// Application id.
+    pub app_id: String,
+    /// Application key.
+    pub key: String,
+    /// Application secret (or set `secret_env` / `secret_file`).
+    pub secret: Option<String>,
+    /// Environment variable holding the secret.
+    pub secret_env: Option<String>,
+    /// File holding the secret.
+    pub secret_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for PusherConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PusherConfig")
+            .field("url", &crate::redact::url(&self.url))
+            .field("app_id", &self.app_id)
+            .field("key", &self.key)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `[broadcast.webhook]`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where to POST.
+    pub url: String,
+    /// HMAC key for the `X-Callwatch-Signature: sha256=<hex>` header (or `secret_env` / `secret_file`).
+    pub secret: Option<String>,
+    /// Environment variable holding the secret.
+    pub secret_env: Option<String>,
+    /// File holding the secret.
+    pub secret_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &crate::redact::url(&self.url))
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// What the frontend is told about a closed call (the `data` of the broadcast event).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallUpdate {
+    /// The row's id, as text.
+    pub id: String,
+    /// Agent extension, if known.
+    pub extension: Option<String>,
+    /// New status (`completed`).
+    pub status: String,
+    /// When the call ended (`YYYY-MM-DD HH:MM:SS`, UTC).
+    pub ended_at: String,
+    /// Value written to `hangup_cause`.
+    pub hangup_cause: String,
+    /// Talk time written.
+    pub talk_seconds: i64,
+    /// Why callwatch closed it (`hangup_seen`, `channel_gone`…).
+    pub reason: String,
+}
+
+/// The Laravel broadcast envelope published on Redis.
+pub fn laravel_envelope(event: &str, update: &CallUpdate) -> serde_json::Value {
+    serde_json::json!({ "event": event, "data": update, "socket": null })
+}
+
+/// Signs a Pusher HTTP API request: returns the full query string (auth_signature included).
+///
+/// `auth_signature = HMAC-SHA256(secret, "POST\n<path>\n<sorted query without signature>")`, with
+/// `body_md5` the hex MD5 of the body, as documented in Pusher's "HTTP API reference → Authentication".
+pub fn pusher_query(path: &str, key: &str, secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let body_md5 = hex::encode(Md5::digest(body));
+    let unsigned =
+        format!("auth_key={key}&auth_timestamp={timestamp}&auth_version=1.0&body_md5={body_md5}");
+    let to_sign = format!("POST\n{path}\n{unsigned}");
+    let signature = hmac_hex(secret.as_bytes(), to_sign.as_bytes());
+    format!("{unsigned}&auth_signature={signature}")
+}
+
+/// Hex HMAC-SHA256.
+pub fn hmac_hex(key: &[u8], message: &[u8]) -> String {
+    // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    mac.update(message);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Reads a secret given inline, by environment variable or by file.
+fn resolve_secret(
+    inline: &Option<String>,
+    env: &Option<String>,
+    file: &Option<std::path::PathBuf>,
+    what: &str,
+) -> anyhow::Result<String> {
+    if let Some(s) = inline {
+        return Ok(s.clone());
+    }
+    if let Some(var) = env {
+        return std::env::var(var).with_context(|| format!("{what}: environment variable {var} is not set"));
+    }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{what}: cannot read secret file {}", path.display()))?;
+        return Ok(text.trim_end_matches(['\r', '\n']).to_string());
+    }
+    anyhow::bail!("{what}: no secret given (secret, secret_env or secret_file)")
+}
+
+enum Transport {
+    Redis {
+        client: redis::Client,
+        channel: String,
+    },
+    Pusher {
+        http: reqwest::Client,
+        url: String,
+        path: String,
+        key: String,
+        secret: String,
+        channel: String,
+    },
+    Webhook {
+        http: reqwest::Client,
+        url: String,
+        secret: String,
+    },
+}
+
+impl Transport {
+    fn name(&self) -> &'static str {
+        match self {
+            Transport::Redis { .. } => "redis",
+            Transport::Pusher { .. } => "pusher",
+            Transport::Webhook { .. } => "webhook",
+        }
+    }
+
+    async fn deliver(&self, event: &str, update: &CallUpdate) -> anyhow::Result<()> {
+        match self {
+            Transport::Redis { client, channel } => {
+                let mut conn = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("redis connect: {}", crate::redact::text(&e.to_string())))?;
+                let payload = laravel_envelope(event, update).to_string();
+                redis::cmd("PUBLISH")
+                    .arg(channel)
+                    .arg(payload)
+                    .query_async::<i64>(&mut conn)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("redis publish: {}", crate::redact::text(&e.to_string())))?;
+                Ok(())
+            }
+            Transport::Pusher {
+                http,
+                url,
+                path,
+                key,
+                secret,
+                channel,
+            } => {
+                let data = serde_json::to_string(update)?;
+                let body = serde_json::to_vec(&serde_json::json!({
+                    "name": event,
+                    "channels": [channel],
+                    "data": data,
+                }))?;
+                let query = pusher_query(path, key, secret, chrono::Utc::now().timestamp(), &body);
+                let resp = http
+                    .post(format!("{url}{path}?{query}"))
+                    .header("Content-Type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("pusher request failed: {}", e.without_url()))?;
+                anyhow::ensure!(resp.status().is_success(), "pusher answered {}", resp.status());
+                Ok(())
+            }
+            Transport::Webhook { http, url, secret } => {
+                let body = serde_json::to_vec(&serde_json::json!({ "event": event, "data": update }))?;
+                let signature = format!("sha256={}", hmac_hex(secret.as_bytes(), &body));
+                let resp = http
+                    .post(url)
+                    .header("Content-Type", "application/json")
+                    .header("X-Callwatch-Signature", signature)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("webhook request failed: {}", e.without_url()))?;
+                anyhow::ensure!(resp.status().is_success(), "webhook answered {}", resp.status());
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Handle used by the runner to queue broadcasts; cheap to clone. `send` never blocks.
+#[derive(Clone)]
+pub struct Broadcaster {
+    tx: Option<mpsc::Sender<CallUpdate>>,
+}
+
+impl Broadcaster {
+    /// A broadcaster that sends nothing (no transport configured).
+    pub fn disabled() -> Self {
+        Self { tx: None }
+    }
+
+    /// Starts the delivery task on `tracker`; it drains the queue and stops when `cancel` fires.
+    pub fn start(
+        cfg: &BroadcastConfig,
+        tracker: &TaskTracker,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let mut transports = Vec::new();
+        let http = || {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .context("cannot build the HTTP client")
+        };
+        if let Some(r) = &cfg.redis {
+            let client = redis::Client::open(r.url.as_str()).map_err(|e| {
+                anyhow::anyhow!("[broadcast.redis] url: {}", crate::redact::text(&e.to_string()))
+            })?;
+            transports.push(Transport::Redis {
+                client,
+                channel: format!("{}{}", r.prefix, cfg.channel),
+            });
+        }
+        if let Some(p) = &cfg.pusher {
+            let secret = resolve_secret(&p.secret, &p.secret_env, &p.secret_file, "[broadcast.pusher]")?;
+            transports.push(Transport::Pusher {
+                http: http()?,
+                url: p.url.trim_end_matches('/').to_string(),
+                path: format!("/apps/{}/events", p.app_id),
+                key: p.key.clone(),
+                secret,
+                channel: cfg.channel.clone(),
+            });
+        }
+        if let Some(w) = &cfg.webhook {
+            let secret = resolve_secret(&w.secret, &w.secret_env, &w.secret_file, "[broadcast.webhook]")?;
+            transports.push(Transport::Webhook {
+                http: http()?,
+                url: w.url.clone(),
+                secret,
+            });
+        }
+        if transports.is_empty() {
+            return Ok(Self::disabled());
+        }
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let event = cfg.event.clone();
+        tracker.spawn(deliver_loop(transports, event, rx, cancel));
+        Ok(Self { tx: Some(tx) })
+    }
+
+    /// Queues one update; if the queue is full the update is dropped and counted, never waited for.
+    pub fn send(&self, update: CallUpdate) {
+        if let Some(tx) = &self.tx {
+            if tx.try_send(update).is_err() {
+                metrics::counter!("callwatch_broadcast_errors_total", "transport" => "queue").increment(1);
+                tracing::warn!("broadcast queue full; update dropped");
+            }
+        }
+    }
+}
+
+async fn deliver_loop(
+    transports: Vec<Transport>,
+    event: String,
+    mut rx: mpsc::Receiver<CallUpdate>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let update = tokio::select! {
+            biased;
+            update = rx.recv() => match update { Some(u) => u, None => return },
+            _ = cancel.cancelled() => {
+                // Drain what is already queued, without retries, then stop.
+                rx.close();
+                while let Ok(u) = rx.try_recv() {
+                    for t in &transports {
+                        if let Err(err) = t.deliver(&event, &u).await {
+                            count_failure(t, &u, &err);
+                        }
+                    }
+                }
+                return;
+            }
+        };
+        for t in &transports {
+            let mut delay = Duration::from_millis(200);
+            for attempt in 1..=MAX_ATTEMPTS {
+                match t.deliver(&event, &update).await {
+                    Ok(()) => break,
+                    Err(err) => {
+                        count_failure(t, &update, &err);
+                        if attempt == MAX_ATTEMPTS || cancel.is_cancelled() {
+                            break;
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = cancel.cancelled() => break,
+                        }
+                        delay = (delay * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn count_failure(t: &Transport, update: &CallUpdate, err: &anyhow::Error) {
+    metrics::counter!("callwatch_broadcast_errors_total", "transport" => t.name()).increment(1);
+    tracing::warn!(transport = t.name(), call_id = %update.id, error = %err, "broadcast failed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pusher_signature_matches_the_documented_example() {
+        // Pusher's HTTP API reference, "Worked authentication example": key 278d425bdf160c739803,
+        // secret 7ad3773142a6692b25b8, timestamp 1353088179, body {"name":"foo","channels":["project-3"],"data":"{\"some\":\"data\"}"}
+        let body = br#"{"name":"foo","channels":["project-3"],"data":"{\"some\":\"data\"}"}"#;
+        let q = pusher_query(
+            "/apps/3/events",
+            "278d425bdf160c739803",
+            "7ad3773142a6692b25b8",
+            1353088179,
+            body,
+        );
+        assert!(q.contains("body_md5=ec365a775a4cd0599faeb73354201b6f"), "{q}");
+        assert!(
+            q.ends_with("auth_signature=da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c"),
+            "{q}"
+        );
+    }
+
+    #[test]
+    fn laravel_envelope_shape() {
+        let u = CallUpdate {
+            id: "7".into(),
+            extension: Some("2001".into()),
+            status: "completed".into(),
+            ended_at: "2026-11-24 12:00:00".into(),
+            hangup_cause: "normal_clearing".into(),
+            talk_seconds: 42,
+            reason: "hangup_seen".into(),
+        };
+        let v = laravel_envelope("CallStatusUpdated", &u);
+        assert_eq!(v["event"], "CallStatusUpdated");
+        assert_eq!(v["data"]["talk_seconds"], 42);
+        assert!(v["socket"].is_null());
+    }
+}

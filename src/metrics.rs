@@ -1,0 +1,48 @@
+//! Prometheus metrics: names, descriptions and the exporter handle. No per-call labels, only `server`,
+//! `reason` and `transport`.
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// AMI events read, by server.
+pub const EVENTS_TOTAL: &str = "callwatch_events_total";
+/// Events a slow consumer missed (the map was marked unsynced and resynced), by server.
+pub const LAG_TOTAL: &str = "callwatch_lag_total";
+/// AMI reconnects, by server.
+pub const RECONNECTS_TOTAL: &str = "callwatch_reconnects_total";
+/// Duration of `CoreShowChannels` resyncs, by server.
+pub const RESYNC_SECONDS: &str = "callwatch_resync_seconds";
+/// Live channels in the map, by server.
+pub const CHANNELS_LIVE: &str = "callwatch_channels_live";
+/// Open (in-progress) rows seen by the last sweep.
+pub const CALLS_OPEN: &str = "callwatch_calls_open";
+/// Rows closed, by reason.
+pub const CLOSES_TOTAL: &str = "callwatch_closes_total";
+/// Duration of a sweep (read open rows, decide, write).
+pub const SWEEP_SECONDS: &str = "callwatch_sweep_seconds";
+/// Database errors.
+pub const DB_ERRORS_TOTAL: &str = "callwatch_db_errors_total";
+/// Failed broadcast deliveries, by transport.
+pub const BROADCAST_ERRORS_TOTAL: &str = "callwatch_broadcast_errors_total";
+
+/// Installs the global Prometheus recorder and describes every metric.
+///
+/// Returns `None` if a recorder is already installed (e.g. twice in one test process).
+pub fn install() -> Option<PrometheusHandle> {
+    let handle = PrometheusBuilder::new().install_recorder().ok()?;
+    describe();
+    Some(handle)
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(EVENTS_TOTAL, "AMI events read");
+    describe_counter!(LAG_TOTAL, "AMI events dropped for a slow consumer (forces a resync)");
+    describe_counter!(RECONNECTS_TOTAL, "AMI reconnects");
+    describe_histogram!(RESYNC_SECONDS, Unit::Seconds, "CoreShowChannels resync duration");
+    describe_gauge!(CHANNELS_LIVE, "Live channels in the map");
+    describe_gauge!(CALLS_OPEN, "In-progress rows at the last sweep");
+    describe_counter!(CLOSES_TOTAL, "Rows closed by callwatch, by reason");
+    describe_histogram!(SWEEP_SECONDS, Unit::Seconds, "Sweep duration");
+    describe_counter!(DB_ERRORS_TOTAL, "Database errors");
+    describe_counter!(BROADCAST_ERRORS_TOTAL, "Failed broadcast deliveries");
+}
