@@ -7,6 +7,7 @@ mod health;
 mod http;
 mod metrics;
 mod redact;
+mod shutdown;
 mod telemetry;
 
 use std::process::ExitCode;
