@@ -9,6 +9,10 @@
 //! - [`message`]: [`Message`], an ordered, zero-copy list of headers over one `bytes::Bytes` frame;
 //! - [`parse`]: the incremental framer ([`Parser`]) built on `nom` streaming parsers, with size limits
 //!   and resynchronisation after bad frames;
+//! - [`event`]: typed, borrowed views of the events callwatch needs ([`Event`]), unknown events passed
+//!   through;
+//! - [`summary`]: [`StreamSummary`], the counts of a stream (as the recordings' `truth.json` defines them);
+//! - `synthetic` (feature `synthetic`): a deterministic generator of realistic AMI streams;
 //! - [`action`]: building and encoding actions, with header-injection checks;
 //! - [`error`]: [`ParseError`] and [`EncodeError`].
 //!
@@ -27,6 +31,7 @@
 
 pub mod action;
 pub mod error;
+pub mod event;
 pub mod message;
 pub mod parse;
 pub mod summary;
@@ -35,6 +40,7 @@ pub mod synthetic;
 
 pub use action::Action;
 pub use error::{EncodeError, ParseError};
+pub use event::{ChannelInfo, ChannelState, Event, EventList, Timestamp};
 pub use message::{Header, Message, MessageKind};
 pub use parse::{Frame, Limits, Parser};
 pub use summary::StreamSummary;

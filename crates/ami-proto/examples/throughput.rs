@@ -1,0 +1,73 @@
+//! Parse throughput on a synthetic stream, against the limit of a bare memchr line split of the same bytes.
+//!
+//! `cargo run --release -p ami-proto --features synthetic --example throughput -- [CALLS] [ROUNDS]`
+use std::time::Instant;
+
+use ami_proto::synthetic::{generate, Totals};
+use ami_proto::{Parser, StreamSummary};
+use bytes::BytesMut;
+
+const CHUNK: usize = 64 * 1024;
+
+fn parse(data: &[u8]) -> StreamSummary {
+    let mut parser = Parser::default();
+    let mut buf = BytesMut::with_capacity(2 * CHUNK);
+    let mut s = StreamSummary::new();
+    for chunk in data.chunks(CHUNK) {
+        buf.extend_from_slice(chunk);
+        while let Some(frame) = parser.next_frame(&mut buf) {
+            s.record(&frame);
+        }
+    }
+    s.finish(parser.pending_bytes(&buf));
+    s
+}
+
+/// Frames found by splitting lines with memchr and counting blank lines: the floor for any line parser.
+fn memchr_split(data: &[u8]) -> u64 {
+    let mut frames = 0;
+    let mut line_start = 0;
+    for nl in memchr::memchr_iter(b'\n', data) {
+        if nl - line_start <= 1 {
+            frames += 1;
+        }
+        line_start = nl + 1;
+    }
+    frames
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let calls: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(11_000);
+    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
+    let data = generate(calls, 42);
+    let expected = Totals::expected(calls as u64);
+    println!(
+        "stream: {calls} calls, {} events, {} bytes ({:.0} bytes/event)",
+        expected.events,
+        data.len(),
+        data.len() as f64 / expected.events as f64
+    );
+    for round in 0..rounds {
+        let t = Instant::now();
+        let s = parse(&data);
+        let parse_s = t.elapsed().as_secs_f64();
+        assert_eq!(
+            (s.frames, s.events, s.responses, s.errors),
+            (expected.frames, expected.events, expected.responses, 0),
+            "messages lost"
+        );
+        let t = Instant::now();
+        let split_frames = memchr_split(&data);
+        let split_s = t.elapsed().as_secs_f64();
+        assert_eq!(split_frames, expected.frames);
+        println!(
+            "round {round}: parse {:.2} M events/s ({:.0} MB/s); memchr split {:.2} M events/s ({:.0} MB/s); ratio {:.2}",
+            s.events as f64 / parse_s / 1e6,
+            data.len() as f64 / parse_s / 1e6,
+            s.events as f64 / split_s / 1e6,
+            data.len() as f64 / split_s / 1e6,
+            parse_s / split_s
+        );
+    }
+}
