@@ -1,2 +1,31 @@
 //! A fake AMI server that replays recorded sessions or plays a scripted PBX, for tests and the demo.
+//!
+//! Layout:
+//! - [`session`]: [`Session`], one recorded (or synthetic) connection as pure data;
+//! - [`flow`]: JSON event lists (`[{"Event": …}, …]`) as [`ami_proto::Message`]s;
+//! - [`pairing`]: [`ActionPairing`], sans-IO pairing of client actions with recorded ones (ActionID
+//!   remapping, held-back responses, built-in answers), shared by the server and `callwatch replay`;
+//! - [`server`]: [`FakeAmi`], the TCP server that serves sessions to successive connections.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ami_testkit::Error> {
+//! use ami_testkit::{FakeAmi, FakeAmiConfig, Session};
+//! let sessions = Session::load_scenario("fixtures/ami".as_ref(), "disconnect-gap")?;
+//! let server = FakeAmi::start(FakeAmiConfig::new(sessions).speed(10.0)).await?;
+//! println!("fake Asterisk on {}", server.local_addr());
+//! # Ok(()) }
+//! ```
 #![warn(missing_docs)]
+
+pub mod error;
+pub mod flow;
+pub mod pairing;
+pub mod server;
+pub mod session;
+
+pub use error::{Error, Result};
+pub use pairing::{ActionPairing, ClientOutcome, Output, Progress, UnsentPolicy};
+pub use server::{FakeAmi, FakeAmiConfig, Pace, ServerEvent};
+pub use session::{
+    Chunk, CloseReason, FrameKind, FrameSpan, Note, NoteKind, RecordedAction, Session, Timing,
+};
