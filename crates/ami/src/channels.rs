@@ -1,0 +1,915 @@
+//! [`ChannelMap`]: the live map of Asterisk's channels, per server, keyed by `Uniqueid`.
+//!
+//! The map is fed by the connection core ([`crate::core::Core`]): every event goes through
+//! [`ServerChannels::apply`], and each login is followed by a `CoreShowChannels` listing that is merged in
+//! with [`ServerChannels::begin_listing`], [`ServerChannels::listed`] and [`ServerChannels::finish_listing`].
+//! It is synchronous and takes time as an argument, so a recording can drive it on virtual time.
+//!
+//! Invariants:
+//! - the map is `synced` only after a *complete* listing on the current connection; a lost link, a cut
+//!   listing, a lagging consumer or an Asterisk shutdown make it unsynced;
+//! - a channel is reported gone only on evidence: a `Hangup` event (exact time and cause), its absence from a
+//!   complete listing (bounds: last time known alive, listing time), or an Asterisk restart;
+//! - a channel hung up while a listing streams never comes back from that listing, and one created while it
+//!   streams is kept.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ami_proto::Message;
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+
+/// Default time an ended channel stays visible in snapshots.
+pub const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(15 * 60);
+/// Default cap on ended channels kept per server (oldest dropped first).
+pub const DEFAULT_MAX_TOMBSTONES: usize = 20_000;
+/// Default capacity of the [`ChannelGone`] queue (overflow is counted, oldest kept).
+pub const DEFAULT_GONE_QUEUE: usize = 100_000;
+
+/// Options of a [`ChannelMap`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapOptions {
+    /// How long ended channels stay in snapshots.
+    pub tombstone_retention: Duration,
+    /// At most this many ended channels are kept per server.
+    pub max_tombstones: usize,
+    /// Capacity of the [`ChannelGone`] queue; 0 disables it.
+    pub gone_queue: usize,
+}
+
+impl Default for MapOptions {
+    fn default() -> Self {
+        Self {
+            tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
+            max_tombstones: DEFAULT_MAX_TOMBSTONES,
+            gone_queue: DEFAULT_GONE_QUEUE,
+        }
+    }
+}
+
+/// How a channel ended, as far as callwatch knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChannelEnd {
+    /// Its `Hangup` event was received.
+    HangupSeen {
+        /// The event's `Timestamp:` when present, else its arrival time.
+        at: DateTime<Utc>,
+        /// Q.850 `Cause`.
+        cause: Option<u16>,
+        /// `Cause-txt`.
+        cause_txt: Option<String>,
+    },
+    /// It was missing from a complete `CoreShowChannels` listing: it ended in `(after, before]`.
+    Gone {
+        /// Last time it was known alive (`None`: never known alive in a synced view).
+        after: Option<DateTime<Utc>>,
+        /// When the listing that lacked it completed.
+        before: DateTime<Utc>,
+    },
+    /// Asterisk restarted (a `Shutdown` event, or a `FullyBooted` uptime shorter than the gap).
+    Restart {
+        /// When Asterisk went down (the `Shutdown` event) or came back up (now − uptime).
+        at: DateTime<Utc>,
+        /// Last time the channel was known alive.
+        after: Option<DateTime<Utc>>,
+    },
+}
+
+impl ChannelEnd {
+    /// A short reason: `hangup`, `gone at resync` or `asterisk restarted`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ChannelEnd::HangupSeen { .. } => "hangup",
+            ChannelEnd::Gone { .. } => "gone at resync",
+            ChannelEnd::Restart { .. } => "asterisk restarted",
+        }
+    }
+
+    /// The exact end time when known (`HangupSeen`), else the latest time it can have ended.
+    pub fn latest(&self) -> DateTime<Utc> {
+        match self {
+            ChannelEnd::HangupSeen { at, .. } => *at,
+            ChannelEnd::Gone { before, .. } => *before,
+            ChannelEnd::Restart { at, .. } => *at,
+        }
+    }
+}
+
+/// Notification that a channel ended, for the reconciler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelGone {
+    /// Which Asterisk.
+    pub server: Arc<str>,
+    /// The channel's `Uniqueid`.
+    pub uniqueid: String,
+    /// Its last `Linkedid`.
+    pub linkedid: String,
+    /// Every `Linkedid` it carried, oldest first.
+    pub linkedids_ever: Vec<String>,
+    /// Channel name (`Local/2007@inbound-0000a1b2;1`).
+    pub channel: String,
+    /// How and when it ended.
+    pub end: ChannelEnd,
+}
+
+/// A channel known to be up, in a [`MapSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveChannel {
+    /// Current `Linkedid`.
+    pub linkedid: String,
+    /// Every `Linkedid` it carried, oldest first (the current one last).
+    pub linkedids_ever: Vec<String>,
+    /// Channel name.
+    pub channel: String,
+    /// `ChannelStateDesc` (`Down`, `Ring`, `Up`, …).
+    pub state: String,
+    /// When callwatch first learned of it.
+    pub first_seen: DateTime<Utc>,
+    /// Latest time it is known to have been alive.
+    pub last_known_alive: DateTime<Utc>,
+    /// Connection epoch in which it was last confirmed (created or listed).
+    pub epoch: u64,
+}
+
+/// An ended channel kept for the retention period, in a [`MapSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedChannel {
+    /// Every `Linkedid` it carried.
+    pub linkedids_ever: Vec<String>,
+    /// Channel name.
+    pub channel: String,
+    /// How and when it ended.
+    pub end: ChannelEnd,
+}
+
+/// A consistent-enough copy of one server's map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapSnapshot {
+    /// Server name.
+    pub server: Arc<str>,
+    /// True only after a complete listing on the current connection, with no lag since.
+    pub synced: bool,
+    /// A session is logged in.
+    pub connected: bool,
+    /// When the map last stopped being synced (`None` while synced or before the first connection).
+    pub unsynced_since: Option<DateTime<Utc>>,
+    /// When the last complete listing finished.
+    pub listing_at: Option<DateTime<Utc>>,
+    /// Connection epoch (incremented at every login).
+    pub epoch: u64,
+    /// Channels up, by `Uniqueid`.
+    pub live: HashMap<String, LiveChannel>,
+    /// Ended channels still retained, by `Uniqueid`.
+    pub ended: HashMap<String, EndedChannel>,
+}
+
+#[derive(Debug, Clone)]
+struct Live {
+    linkedid: String,
+    linkedids_ever: Vec<String>,
+    channel: String,
+    state: String,
+    first_seen: i64,
+    last_seen: i64,
+    epoch: u64,
+    /// Listing generation in which it was last confirmed alive.
+    gen: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Ended {
+    linkedids_ever: Vec<String>,
+    channel: String,
+    end: ChannelEnd,
+    epoch: u64,
+    /// When the tombstone was written (micros), for retention.
+    written: i64,
+}
+
+#[derive(Debug, Default)]
+struct Status {
+    epoch: u64,
+    connected: bool,
+    synced: bool,
+    unsynced_since: Option<i64>,
+    listing_at: Option<i64>,
+    /// Generation and start time of the listing in progress.
+    listing: Option<(u64, i64)>,
+    /// Last frame time while synced, frozen when the map became unsynced.
+    alive_through: Option<i64>,
+    session_started: Option<i64>,
+    prev_session_started: Option<i64>,
+    /// Tombstones in write order, for retention.
+    order: VecDeque<(i64, String)>,
+}
+
+/// One server's channels. Obtained from [`ChannelMap::server`]; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ServerChannels {
+    inner: Arc<ServerInner>,
+    map: Arc<MapInner>,
+}
+
+#[derive(Debug)]
+struct ServerInner {
+    name: Arc<str>,
+    live: DashMap<String, Live>,
+    ended: DashMap<String, Ended>,
+    status: Mutex<Status>,
+    /// Time of the last frame received (micros).
+    last_frame: AtomicI64,
+    /// Current listing generation; events touching a channel confirm it in this generation.
+    gen: AtomicU64,
+    /// Current epoch, mirrored from `status` for the hot path.
+    epoch: AtomicU64,
+}
+
+#[derive(Debug)]
+struct MapInner {
+    options: MapOptions,
+    servers: DashMap<Arc<str>, Arc<ServerInner>>,
+    gone: Mutex<VecDeque<ChannelGone>>,
+    gone_dropped: AtomicU64,
+    gone_notify: tokio::sync::Notify,
+}
+
+/// The live channel map of every watched Asterisk. Cheap to clone; clones share the map.
+#[derive(Debug, Clone)]
+pub struct ChannelMap {
+    inner: Arc<MapInner>,
+}
+
+impl Default for ChannelMap {
+    fn default() -> Self {
+        Self::new(MapOptions::default())
+    }
+}
+
+fn us(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn dt(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl ChannelMap {
+    /// An empty map.
+    pub fn new(options: MapOptions) -> Self {
+        Self {
+            inner: Arc::new(MapInner {
+                options,
+                servers: DashMap::new(),
+                gone: Mutex::new(VecDeque::new()),
+                gone_dropped: AtomicU64::new(0),
+                gone_notify: tokio::sync::Notify::new(),
+            }),
+        }
+    }
+
+    /// The channels of server `name`, created empty on first use.
+    pub fn server(&self, name: &str) -> ServerChannels {
+        let inner = match self.inner.servers.get(name) {
+            Some(s) => s.clone(),
+            None => self
+                .inner
+                .servers
+                .entry(Arc::from(name))
+                .or_insert_with(|| {
+                    Arc::new(ServerInner {
+                        name: Arc::from(name),
+                        live: DashMap::new(),
+                        ended: DashMap::new(),
+                        status: Mutex::new(Status::default()),
+                        last_frame: AtomicI64::new(i64::MIN),
+                        gen: AtomicU64::new(0),
+                        epoch: AtomicU64::new(0),
+                    })
+                })
+                .clone(),
+        };
+        ServerChannels {
+            inner,
+            map: self.inner.clone(),
+        }
+    }
+
+    /// Names of the servers in the map.
+    pub fn servers(&self) -> Vec<Arc<str>> {
+        self.inner.servers.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// A snapshot of server `name` (empty and unsynced if unknown).
+    pub fn snapshot(&self, name: &str) -> MapSnapshot {
+        self.server(name).snapshot()
+    }
+
+    /// Takes every queued [`ChannelGone`] notification, oldest first.
+    pub fn take_gone(&self) -> Vec<ChannelGone> {
+        lock(&self.inner.gone).drain(..).collect()
+    }
+
+    /// Waits until a [`ChannelGone`] notification may be queued (then call [`ChannelMap::take_gone`]).
+    pub async fn gone_ready(&self) {
+        self.inner.gone_notify.notified().await
+    }
+
+    /// Notifications dropped because the queue was full (the snapshot's tombstones still hold them).
+    pub fn gone_dropped(&self) -> u64 {
+        self.inner.gone_dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Header values of one event that the map cares about, read in one pass.
+#[derive(Default)]
+struct Fields<'a> {
+    uniqueid: Option<&'a str>,
+    linkedid: Option<&'a str>,
+    channel: Option<&'a str>,
+    state: Option<&'a str>,
+    cause: Option<&'a str>,
+    cause_txt: Option<&'a str>,
+    timestamp: Option<&'a str>,
+    newname: Option<&'a str>,
+}
+
+impl<'a> Fields<'a> {
+    fn read(msg: &'a Message) -> Self {
+        let mut f = Fields::default();
+        for h in msg.headers() {
+            let slot = match h.key.len() {
+                5 if h.key.eq_ignore_ascii_case(b"Cause") => &mut f.cause,
+                7 if h.key.eq_ignore_ascii_case(b"Channel") => &mut f.channel,
+                7 if h.key.eq_ignore_ascii_case(b"Newname") => &mut f.newname,
+                8 if h.key.eq_ignore_ascii_case(b"Uniqueid") => &mut f.uniqueid,
+                8 if h.key.eq_ignore_ascii_case(b"Linkedid") => &mut f.linkedid,
+                9 if h.key.eq_ignore_ascii_case(b"Cause-txt") => &mut f.cause_txt,
+                9 if h.key.eq_ignore_ascii_case(b"Timestamp") => &mut f.timestamp,
+                16 if h.key.eq_ignore_ascii_case(b"ChannelStateDesc") => &mut f.state,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = std::str::from_utf8(h.value).ok();
+            }
+        }
+        f
+    }
+}
+
+/// Events whose `Uniqueid` proves a channel is alive, so an unknown one is added to the map.
+fn proves_alive(event: &str) -> bool {
+    matches!(
+        event,
+        "Newstate"
+            | "NewCallerid"
+            | "NewConnectedLine"
+            | "NewAccountCode"
+            | "Rename"
+            | "Newexten"
+            | "VarSet"
+            | "BridgeEnter"
+            | "BridgeLeave"
+            | "DialBegin"
+            | "DialEnd"
+            | "DialState"
+            | "Hold"
+            | "Unhold"
+            | "LocalBridge"
+            | "MusicOnHoldStart"
+            | "MusicOnHoldStop"
+    )
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id != "<unknown>"
+}
+
+/// What [`ServerChannels::finish_listing`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ListingOutcome {
+    /// Channels live after the merge.
+    pub live: usize,
+    /// Channels reported gone because the listing lacked them.
+    pub gone: usize,
+}
+
+impl ServerChannels {
+    /// Server name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.inner.name
+    }
+
+    /// Current connection epoch.
+    pub fn epoch(&self) -> u64 {
+        self.inner.epoch.load(Ordering::Relaxed)
+    }
+
+    /// True when the map is synced.
+    pub fn is_synced(&self) -> bool {
+        lock(&self.inner.status).synced
+    }
+
+    /// Number of live channels.
+    pub fn live_count(&self) -> usize {
+        self.inner.live.len()
+    }
+
+    /// Records that a frame arrived at `now` (it extends `last_known_alive` while synced).
+    #[inline]
+    pub fn frame_received(&self, now: DateTime<Utc>) {
+        self.inner.last_frame.store(us(now), Ordering::Relaxed);
+    }
+
+    /// A session logged in at `now`: a new epoch starts; the map stays unsynced until a listing completes.
+    pub fn begin_session(&self, now: DateTime<Utc>) -> u64 {
+        let mut st = lock(&self.inner.status);
+        st.epoch += 1;
+        self.inner.epoch.store(st.epoch, Ordering::Relaxed);
+        st.connected = true;
+        st.prev_session_started = st.session_started;
+        st.session_started = Some(us(now));
+        self.make_unsynced(&mut st, us(now));
+        st.epoch
+    }
+
+    /// The session ended at `now` (link lost, logoff, keepalive timeout).
+    pub fn disconnected(&self, now: DateTime<Utc>) {
+        let mut st = lock(&self.inner.status);
+        st.connected = false;
+        self.make_unsynced(&mut st, us(now));
+    }
+
+    /// Marks the map unsynced (e.g. a consumer lagged); a new listing is needed.
+    pub fn mark_unsynced(&self, now: DateTime<Utc>) {
+        let mut st = lock(&self.inner.status);
+        self.make_unsynced(&mut st, us(now));
+    }
+
+    fn make_unsynced(&self, st: &mut Status, now: i64) {
+        if st.synced {
+            let last = self.inner.last_frame.load(Ordering::Relaxed);
+            st.alive_through = Some(if last == i64::MIN { now } else { last });
+            st.synced = false;
+            st.unsynced_since = Some(now);
+        } else if st.unsynced_since.is_none() && st.listing_at.is_some() {
+            st.unsynced_since = Some(now);
+        }
+        st.listing = None;
+    }
+
+    /// Time through which every live channel of a synced view is known alive.
+    fn alive_through(&self, st: &Status) -> Option<i64> {
+        if st.synced {
+            let last = self.inner.last_frame.load(Ordering::Relaxed);
+            (last != i64::MIN).then_some(last)
+        } else {
+            st.alive_through
+        }
+    }
+
+    fn last_known_alive(live: &Live, alive_through: Option<i64>) -> i64 {
+        match alive_through {
+            Some(t) if t >= live.first_seen => live.last_seen.max(t),
+            _ => live.last_seen,
+        }
+    }
+
+    /// Applies one event received at `now`. Events that are not about channels are ignored.
+    pub fn apply(&self, msg: &Message, now: DateTime<Utc>) {
+        let Some(event) = msg.event() else { return };
+        match event {
+            "Hangup" => self.hangup(msg, now),
+            "Shutdown" => self.shutdown(now),
+            "Newchannel" => self.newchannel(msg, now),
+            "CoreShowChannel"
+            | "Status"
+            | "CoreShowChannelsComplete"
+            | "StatusComplete"
+            | "Cdr"
+            | "CEL" => {}
+            _ => self.touch(event, msg, now),
+        }
+    }
+
+    fn newchannel(&self, msg: &Message, now: DateTime<Utc>) {
+        let f = Fields::read(msg);
+        let (Some(uid), Some(channel)) = (f.uniqueid, f.channel) else {
+            return;
+        };
+        if !valid_id(uid) {
+            return;
+        }
+        let linkedid = f.linkedid.filter(|l| valid_id(l)).unwrap_or(uid);
+        let now = us(now);
+        let epoch = self.epoch();
+        // A Newchannel for a Uniqueid we still hold from an older epoch: Uniqueids restarted with Asterisk.
+        if let Some((_, old)) = self.inner.live.remove(uid) {
+            if old.epoch != epoch {
+                let st = lock(&self.inner.status);
+                let after = Self::last_known_alive(&old, self.alive_through(&st));
+                drop(st);
+                self.end(
+                    uid,
+                    old,
+                    ChannelEnd::Restart {
+                        at: dt(now),
+                        after: Some(dt(after)),
+                    },
+                    now,
+                );
+            }
+        }
+        self.inner.ended.remove(uid);
+        self.inner.live.insert(
+            uid.to_string(),
+            Live {
+                linkedid: linkedid.to_string(),
+                linkedids_ever: vec![linkedid.to_string()],
+                channel: channel.to_string(),
+                state: f.state.unwrap_or("").to_string(),
+                first_seen: now,
+                last_seen: now,
+                epoch,
+                gen: self.inner.gen.load(Ordering::Relaxed),
+            },
+        );
+    }
+
+    fn touch(&self, event: &str, msg: &Message, now: DateTime<Utc>) {
+        let f = Fields::read(msg);
+        let Some(uid) = f.uniqueid else { return };
+        if !valid_id(uid) {
+            return;
+        }
+        let now = us(now);
+        let gen = self.inner.gen.load(Ordering::Relaxed);
+        if let Some(mut live) = self.inner.live.get_mut(uid) {
+            live.last_seen = live.last_seen.max(now);
+            live.gen = gen;
+            if let Some(l) = f.linkedid.filter(|l| valid_id(l)) {
+                if live.linkedid != l {
+                    live.linkedid = l.to_string();
+                    if !live.linkedids_ever.iter().any(|x| x == l) {
+                        live.linkedids_ever.push(l.to_string());
+                    }
+                }
+            }
+            match event {
+                "Newstate" => {
+                    if let Some(s) = f.state {
+                        if live.state != s {
+                            live.state = s.to_string();
+                        }
+                    }
+                }
+                "Rename" => {
+                    if let Some(n) = f.newname {
+                        live.channel = n.to_string();
+                    }
+                }
+                _ => {}
+            }
+            return;
+        }
+        if !proves_alive(event) || self.inner.ended.contains_key(uid) {
+            return;
+        }
+        let (Some(channel), Some(linkedid)) = (
+            f.newname.filter(|_| event == "Rename").or(f.channel),
+            f.linkedid,
+        ) else {
+            return;
+        };
+        self.inner.live.insert(
+            uid.to_string(),
+            Live {
+                linkedid: linkedid.to_string(),
+                linkedids_ever: vec![linkedid.to_string()],
+                channel: channel.to_string(),
+                state: f.state.unwrap_or("").to_string(),
+                first_seen: now,
+                last_seen: now,
+                epoch: self.epoch(),
+                gen,
+            },
+        );
+    }
+
+    fn hangup(&self, msg: &Message, now: DateTime<Utc>) {
+        let f = Fields::read(msg);
+        let Some(uid) = f.uniqueid.filter(|u| valid_id(u)) else {
+            return;
+        };
+        let at = f
+            .timestamp
+            .and_then(|t| t.trim().parse::<f64>().ok())
+            .and_then(clock::from_unix_seconds)
+            .unwrap_or(now);
+        let end = ChannelEnd::HangupSeen {
+            at,
+            cause: f.cause.and_then(|c| c.trim().parse().ok()),
+            cause_txt: f.cause_txt.map(str::to_string),
+        };
+        let live = match self.inner.live.remove(uid) {
+            Some((_, live)) => live,
+            None => {
+                let linkedid = f.linkedid.unwrap_or(uid).to_string();
+                Live {
+                    linkedids_ever: vec![linkedid.clone()],
+                    linkedid,
+                    channel: f.channel.unwrap_or("").to_string(),
+                    state: String::new(),
+                    first_seen: us(now),
+                    last_seen: us(now),
+                    epoch: self.epoch(),
+                    gen: 0,
+                }
+            }
+        };
+        self.end(uid, live, end, us(now));
+    }
+
+    /// Asterisk announced a shutdown: every live channel is gone.
+    fn shutdown(&self, now: DateTime<Utc>) {
+        let n = us(now);
+        let mut st = lock(&self.inner.status);
+        let through = self.alive_through(&st);
+        self.make_unsynced(&mut st, n);
+        drop(st);
+        self.end_all(
+            |_| true,
+            |live| ChannelEnd::Restart {
+                at: now,
+                after: Some(dt(Self::last_known_alive(live, through))),
+            },
+            n,
+        );
+    }
+
+    /// Asterisk came up `uptime` before `now` (its `FullyBooted` event). When that is after the previous
+    /// session began, Asterisk restarted in between: every channel of an older epoch is gone. Returns the
+    /// number of channels ended.
+    pub fn fully_booted(&self, uptime: Duration, now: DateTime<Utc>) -> usize {
+        let n = us(now);
+        let st = lock(&self.inner.status);
+        let Some(prev) = st.prev_session_started else {
+            return 0;
+        };
+        let booted = n.saturating_sub(i64::try_from(uptime.as_micros()).unwrap_or(i64::MAX));
+        // One second of slack: Uptime is whole seconds.
+        if booted <= prev + 1_000_000 {
+            return 0;
+        }
+        let through = self.alive_through(&st);
+        let epoch = st.epoch;
+        drop(st);
+        let boot = dt(booted);
+        self.end_all(
+            |live| live.epoch < epoch,
+            |live| ChannelEnd::Restart {
+                at: boot,
+                after: Some(dt(Self::last_known_alive(live, through))),
+            },
+            n,
+        )
+    }
+
+    fn end_all(
+        &self,
+        which: impl Fn(&Live) -> bool,
+        end: impl Fn(&Live) -> ChannelEnd,
+        now: i64,
+    ) -> usize {
+        let victims: Vec<String> = self
+            .inner
+            .live
+            .iter()
+            .filter(|e| which(e.value()))
+            .map(|e| e.key().clone())
+            .collect();
+        let n = victims.len();
+        for uid in victims {
+            if let Some((_, live)) = self.inner.live.remove(&uid) {
+                let e = end(&live);
+                self.end(&uid, live, e, now);
+            }
+        }
+        n
+    }
+
+    fn end(&self, uid: &str, live: Live, end: ChannelEnd, now: i64) {
+        let opts = self.map.options;
+        if opts.gone_queue > 0 {
+            let mut q = lock(&self.map.gone);
+            if q.len() < opts.gone_queue {
+                q.push_back(ChannelGone {
+                    server: self.inner.name.clone(),
+                    uniqueid: uid.to_string(),
+                    linkedid: live.linkedid.clone(),
+                    linkedids_ever: live.linkedids_ever.clone(),
+                    channel: live.channel.clone(),
+                    end: end.clone(),
+                });
+                drop(q);
+                self.map.gone_notify.notify_waiters();
+            } else {
+                self.map.gone_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if opts.max_tombstones == 0 {
+            return;
+        }
+        self.inner.ended.insert(
+            uid.to_string(),
+            Ended {
+                linkedids_ever: live.linkedids_ever,
+                channel: live.channel,
+                end,
+                epoch: self.epoch(),
+                written: now,
+            },
+        );
+        let mut st = lock(&self.inner.status);
+        st.order.push_back((now, uid.to_string()));
+        let horizon = now.saturating_sub(
+            i64::try_from(opts.tombstone_retention.as_micros()).unwrap_or(i64::MAX),
+        );
+        while let Some((written, _)) = st.order.front() {
+            if *written >= horizon && st.order.len() <= opts.max_tombstones {
+                break;
+            }
+            let Some((written, uid)) = st.order.pop_front() else {
+                break;
+            };
+            self.inner
+                .ended
+                .remove_if(&uid, |_, e| e.written == written);
+        }
+    }
+
+    /// A `CoreShowChannels` listing starts; returns its generation.
+    pub fn begin_listing(&self, now: DateTime<Utc>) -> u64 {
+        let mut st = lock(&self.inner.status);
+        let gen = self.inner.gen.fetch_add(1, Ordering::Relaxed) + 1;
+        st.listing = Some((gen, us(now)));
+        gen
+    }
+
+    /// Merges one `CoreShowChannel` item of listing `gen`.
+    pub fn listed(&self, gen: u64, item: &Message, now: DateTime<Utc>) {
+        let f = Fields::read(item);
+        let Some(uid) = f.uniqueid.filter(|u| valid_id(u)) else {
+            return;
+        };
+        let epoch = self.epoch();
+        // Hung up during this connection (e.g. while the listing streamed): never revive it.
+        if self.inner.ended.get(uid).is_some_and(|e| e.epoch == epoch) {
+            return;
+        }
+        let now = us(now);
+        match self.inner.live.get_mut(uid) {
+            Some(mut live) => {
+                live.gen = gen;
+                live.epoch = epoch;
+                live.last_seen = live.last_seen.max(now);
+                if let Some(l) = f.linkedid.filter(|l| valid_id(l)) {
+                    if live.linkedid != l {
+                        live.linkedid = l.to_string();
+                        if !live.linkedids_ever.iter().any(|x| x == l) {
+                            live.linkedids_ever.push(l.to_string());
+                        }
+                    }
+                }
+                if let Some(c) = f.channel {
+                    if live.channel != c {
+                        live.channel = c.to_string();
+                    }
+                }
+                if let Some(s) = f.state {
+                    if live.state != s {
+                        live.state = s.to_string();
+                    }
+                }
+            }
+            None => {
+                let linkedid = f
+                    .linkedid
+                    .filter(|l| valid_id(l))
+                    .unwrap_or(uid)
+                    .to_string();
+                self.inner.ended.remove(uid);
+                self.inner.live.insert(
+                    uid.to_string(),
+                    Live {
+                        linkedids_ever: vec![linkedid.clone()],
+                        linkedid,
+                        channel: f.channel.unwrap_or("").to_string(),
+                        state: f.state.unwrap_or("").to_string(),
+                        first_seen: now,
+                        last_seen: now,
+                        epoch,
+                        gen,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Listing `gen` completed at `now`: channels it neither listed nor saw alive meanwhile are gone, and the
+    /// map becomes synced. A stale `gen` (the connection dropped or a newer listing began) changes nothing.
+    pub fn finish_listing(&self, gen: u64, now: DateTime<Utc>) -> Option<ListingOutcome> {
+        let n = us(now);
+        let st = lock(&self.inner.status);
+        if st.listing.map(|(g, _)| g) != Some(gen) || !st.connected {
+            return None;
+        }
+        let through = self.alive_through(&st);
+        let before = now;
+        drop(st);
+        let gone = self.end_all(
+            |live| live.gen < gen,
+            |live| ChannelEnd::Gone {
+                after: Some(dt(Self::last_known_alive(live, through))),
+                before,
+            },
+            n,
+        );
+        let mut st = lock(&self.inner.status);
+        let epoch = st.epoch;
+        for mut e in self.inner.live.iter_mut() {
+            e.epoch = epoch;
+        }
+        st.listing = None;
+        st.synced = true;
+        st.unsynced_since = None;
+        st.listing_at = Some(n);
+        st.alive_through = None;
+        if self.inner.last_frame.load(Ordering::Relaxed) < n {
+            self.inner.last_frame.store(n, Ordering::Relaxed);
+        }
+        Some(ListingOutcome {
+            live: self.inner.live.len(),
+            gone,
+        })
+    }
+
+    /// A snapshot of this server's map.
+    pub fn snapshot(&self) -> MapSnapshot {
+        let st = lock(&self.inner.status);
+        let through = self.alive_through(&st);
+        let live = self
+            .inner
+            .live
+            .iter()
+            .map(|e| {
+                let l = e.value();
+                (
+                    e.key().clone(),
+                    LiveChannel {
+                        linkedid: l.linkedid.clone(),
+                        linkedids_ever: l.linkedids_ever.clone(),
+                        channel: l.channel.clone(),
+                        state: l.state.clone(),
+                        first_seen: dt(l.first_seen),
+                        last_known_alive: dt(Self::last_known_alive(l, through)),
+                        epoch: l.epoch,
+                    },
+                )
+            })
+            .collect();
+        let ended = self
+            .inner
+            .ended
+            .iter()
+            .map(|e| {
+                let x = e.value();
+                (
+                    e.key().clone(),
+                    EndedChannel {
+                        linkedids_ever: x.linkedids_ever.clone(),
+                        channel: x.channel.clone(),
+                        end: x.end.clone(),
+                    },
+                )
+            })
+            .collect();
+        MapSnapshot {
+            server: self.inner.name.clone(),
+            synced: st.synced,
+            connected: st.connected,
+            unsynced_since: st.unsynced_since.map(dt),
+            listing_at: st.listing_at.map(dt),
+            epoch: st.epoch,
+            live,
+            ended,
+        }
+    }
+}
