@@ -8,8 +8,8 @@ use crate::model::OpenRow;
 use crate::rules::Ctx;
 
 /// When one round would close more than `max_close_fraction` of the open rows, and at least
-/// `max_close_min` of them, as `channel_gone` / `timeout_cleanup` / `superseded`, those closes become
-/// holds:
+/// `max_close_min` of them, as `channel_gone` / `timeout_cleanup` / `superseded` without a confirming
+/// listing, those closes become holds:
 /// - if none of the open rows' ids matches any channel the server's map knows (live or ended) and the
 ///   runner has never seen them match (`ServerState::ids_matched_before`), it is most likely a
 ///   column-mapping or server mistake: [`HoldReason::IdsNeverMatched`], an alert, and nothing closes;
@@ -25,11 +25,19 @@ pub(crate) fn mass_close_guard(
     any_matched: bool,
     ctx: &Ctx<'_>,
 ) {
-    let guarded = decisions
+    // closes a later listing already confirmed are no longer pending, and do not count
+    let unconfirmed = decisions
         .iter()
-        .filter(|d| d.as_close().is_some_and(|c| c.reason.is_guarded()))
+        .zip(rows)
+        .filter(|(d, row)| {
+            d.as_close().is_some_and(|c| c.reason.is_guarded())
+                && !ctx
+                    .view
+                    .held_at(&row.key)
+                    .is_some_and(|h| confirmed(h, ctx))
+        })
         .count();
-    if !triggers(guarded, rows.len(), ctx) {
+    if !triggers(unconfirmed, rows.len(), ctx) {
         return;
     }
     let state = ctx.view.state();
@@ -59,7 +67,7 @@ pub(crate) fn mass_close_guard(
     }
 }
 
-/// True when `guarded` closes out of `open` rows are a mass close.
+/// True when `guarded` unconfirmed closes out of `open` rows are a mass close.
 pub(crate) fn triggers(guarded: usize, open: usize, ctx: &Ctx<'_>) -> bool {
     guarded >= ctx.policy.max_close_min
         && guarded as f64 > ctx.policy.close_fraction() * open as f64
@@ -151,14 +159,23 @@ mod tests {
         }
         let (rows, view) = fleet(60, 60, v);
         check_at(&rows, &view, &Policy::default(), 14, &expect(60, 60, HELD));
-        // listing at 15: confirmed — except a row not held before, which is held now
+        // listing at 15: confirmed; r0, first seen gone now, is no mass close on its own
         let mut v = synced(15);
         for i in 1..60 {
             v = v.held(&format!("r{i}"), 0);
         }
         let (rows, view) = fleet(60, 60, v);
-        let mut want = expect(60, 60, GONE);
-        want[0] = "hold confirm(channel_gone, held=20, at=35)";
+        check_at(&rows, &view, &Policy::default(), 20, &expect(60, 60, GONE));
+        // 55 rows held at 10 are not confirmed by the listing at 15, and are still a mass close
+        let mut v = synced(15);
+        for i in 0..60 {
+            v = v.held(&format!("r{i}"), if i < 5 { 0 } else { 10 });
+        }
+        let (rows, view) = fleet(60, 60, v);
+        let mut want = expect(60, 60, "hold confirm(channel_gone, held=10, at=25)");
+        for w in want.iter_mut().take(5) {
+            *w = GONE;
+        }
         check_at(&rows, &view, &Policy::default(), 20, &want);
         // confirmation needs a synced map
         let mut v = synced(15).state(|s| s.connected = false);
