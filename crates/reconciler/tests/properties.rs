@@ -103,17 +103,18 @@ fn policy() -> impl Strategy<Value = Policy> {
         prop_oneof![0usize..6, Just(50)],
         0i64..40,
     )
-        .prop_map(|(skew, timeout, fallback, sup, frac, min, confirm)| {
-            let mut p = Policy::default();
-            p.skew = Duration::seconds(skew);
-            p.timeout = Duration::seconds(timeout);
-            p.fallback_after = Duration::seconds(fallback);
-            p.superseded = sup;
-            p.max_close_fraction = frac;
-            p.max_close_min = min;
-            p.confirm_delay = Duration::seconds(confirm);
-            p
-        })
+        .prop_map(
+            |(skew, timeout, fallback, sup, frac, min, confirm)| Policy {
+                skew: Duration::seconds(skew),
+                timeout: Duration::seconds(timeout),
+                fallback_after: Duration::seconds(fallback),
+                superseded: sup,
+                max_close_fraction: frac,
+                max_close_min: min,
+                confirm_delay: Duration::seconds(confirm),
+                ..Policy::default()
+            },
+        )
 }
 
 fn scenario() -> impl Strategy<Value = Scenario> {
