@@ -5,6 +5,7 @@
 //! - [`flow`]: JSON event lists (`[{"Event": …}, …]`) as [`ami_proto::Message`]s;
 //! - [`pairing`]: [`ActionPairing`], sans-IO pairing of client actions with recorded ones (ActionID
 //!   remapping, held-back responses, built-in answers), shared by the server and `callwatch replay`;
+//! - [`pbx`]: [`ScriptedPbx`], a sans-IO PBX with its own channel table that answers listings truthfully;
 //! - [`server`]: [`FakeAmi`], the TCP server that serves sessions to successive connections.
 //!
 //! ```no_run
@@ -20,11 +21,13 @@
 pub mod error;
 pub mod flow;
 pub mod pairing;
+pub mod pbx;
 pub mod server;
 pub mod session;
 
 pub use error::{Error, Result};
 pub use pairing::{ActionPairing, ClientOutcome, Output, Progress, UnsentPolicy};
+pub use pbx::{CallId, Channel, PbxSession, Reply, ScriptedPbx};
 pub use server::{FakeAmi, FakeAmiConfig, Pace, ServerEvent};
 pub use session::{
     Chunk, CloseReason, FrameKind, FrameSpan, Note, NoteKind, RecordedAction, Session, Timing,

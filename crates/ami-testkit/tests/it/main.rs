@@ -1,4 +1,5 @@
 //! Integration tests of ami-testkit: real TCP on 127.0.0.1:0, a raw tokio client and ami-proto.
 
 mod client;
+mod pbx;
 mod server;
