@@ -913,3 +913,241 @@ impl ServerChannels {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_795_520_000 + secs, 0).unwrap()
+    }
+
+    fn newchannel(uid: &str, linkedid: &str) -> Message {
+        Message::from_pairs([
+            ("Event", "Newchannel"),
+            ("Channel", &*format!("Local/2001@inbound-{uid};1")),
+            ("ChannelStateDesc", "Down"),
+            ("Uniqueid", uid),
+            ("Linkedid", linkedid),
+        ])
+    }
+
+    fn hangup(uid: &str, cause: &str) -> Message {
+        Message::from_pairs([
+            ("Event", "Hangup"),
+            ("Channel", "Local/2001@inbound-x;1"),
+            ("Uniqueid", uid),
+            ("Linkedid", uid),
+            ("Cause", cause),
+            ("Cause-txt", "Normal Clearing"),
+        ])
+    }
+
+    fn item(uid: &str, linkedid: &str) -> Message {
+        Message::from_pairs([
+            ("Event", "CoreShowChannel"),
+            ("ActionID", "1"),
+            ("Channel", "Local/2001@inbound-x;1"),
+            ("ChannelStateDesc", "Up"),
+            ("Uniqueid", uid),
+            ("Linkedid", linkedid),
+        ])
+    }
+
+    fn live_ids(s: &MapSnapshot) -> Vec<String> {
+        let mut v: Vec<String> = s.live.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn listing_merge_keeps_mid_listing_news_and_never_revives_hangups() {
+        let map = ChannelMap::default();
+        let s = map.server("pbx");
+        s.begin_session(t(0));
+        // Known from the previous connection: a (still up), b (hung up during the gap, unseen), c.
+        for uid in ["a", "b", "c"] {
+            s.apply(&newchannel(uid, uid), t(1));
+        }
+        s.frame_received(t(2));
+        let gen = s.begin_listing(t(2));
+        for uid in ["a", "b", "c"] {
+            s.listed(gen, &item(uid, uid), t(2));
+        }
+        assert_eq!(s.finish_listing(gen, t(2)), Some(ListingOutcome { live: 3, gone: 0 }));
+        s.frame_received(t(5));
+        s.disconnected(t(6));
+        let _ = map.take_gone();
+
+        s.begin_session(t(40));
+        let gen = s.begin_listing(t(40));
+        s.listed(gen, &item("a", "a"), t(40));
+        // c hangs up while the listing streams, before its own item arrives: it must not come back.
+        s.apply(&hangup("c", "16"), t(40));
+        s.listed(gen, &item("c", "c"), t(40));
+        // d is created mid-listing and is not in it: it must be kept.
+        s.apply(&newchannel("d", "d"), t(40));
+        assert!(!s.is_synced());
+        let outcome = s.finish_listing(gen, t(41)).unwrap();
+        assert_eq!(outcome, ListingOutcome { live: 2, gone: 1 });
+        let snap = s.snapshot();
+        assert!(snap.synced && snap.connected);
+        assert_eq!(live_ids(&snap), ["a", "d"]);
+        assert_eq!(
+            snap.ended["b"].end,
+            ChannelEnd::Gone {
+                after: Some(t(5)),
+                before: t(41)
+            }
+        );
+        assert!(matches!(snap.ended["c"].end, ChannelEnd::HangupSeen { cause: Some(16), .. }));
+        let gone: Vec<(String, &'static str)> =
+            map.take_gone().into_iter().map(|g| (g.uniqueid, g.end.reason())).collect();
+        assert_eq!(gone, [("c".to_string(), "hangup"), ("b".to_string(), "gone at resync")]);
+    }
+
+    #[test]
+    fn a_cut_listing_never_syncs_nor_ends_channels() {
+        let map = ChannelMap::default();
+        let s = map.server("pbx");
+        s.begin_session(t(0));
+        s.apply(&newchannel("a", "a"), t(1));
+        let gen = s.begin_listing(t(2));
+        s.disconnected(t(3));
+        assert_eq!(s.finish_listing(gen, t(4)), None);
+        let snap = s.snapshot();
+        assert!(!snap.synced);
+        assert_eq!(live_ids(&snap), ["a"]);
+        assert!(map.take_gone().is_empty());
+    }
+
+    #[test]
+    fn hangup_uses_the_timestamp_header_when_present() {
+        let map = ChannelMap::default();
+        let s = map.server("pbx");
+        s.apply(&newchannel("a", "a"), t(1));
+        let mut h: Vec<(String, String)> = hangup("a", "16")
+            .headers()
+            .map(|h| (h.key_str().unwrap().into(), h.value_str().unwrap().into()))
+            .collect();
+        h.push(("Timestamp".into(), "1795520003.250000".into()));
+        s.apply(&Message::from_pairs(h), t(9));
+        let ChannelEnd::HangupSeen { at, .. } = &s.snapshot().ended["a"].end else { panic!() };
+        assert_eq!(*at, t(3) + chrono::Duration::milliseconds(250));
+    }
+
+    #[test]
+    fn linkedid_changes_are_applied_and_remembered() {
+        let map = ChannelMap::default();
+        let s = map.server("pbx");
+        s.apply(&newchannel("srv1-1795520001.7", "srv1-1795520001.7"), t(1));
+        let transfer = Message::from_pairs([
+            ("Event", "BridgeEnter"),
+            ("Channel", "PJSIP/2001-00000001"),
+            ("Uniqueid", "srv1-1795520001.7"),
+            ("Linkedid", "srv1-1795520000.2"),
+        ]);
+        s.apply(&transfer, t(2));
+        let snap = s.snapshot();
+        let ch = &snap.live["srv1-1795520001.7"];
+        assert_eq!(ch.linkedid, "srv1-1795520000.2");
+        assert_eq!(ch.linkedids_ever, ["srv1-1795520001.7", "srv1-1795520000.2"]);
+        s.apply(&hangup("srv1-1795520001.7", "16"), t(3));
+        let ended = &s.snapshot().ended["srv1-1795520001.7"];
+        assert_eq!(ended.linkedids_ever, ["srv1-1795520001.7", "srv1-1795520000.2"]);
+        let gone = map.take_gone();
+        assert_eq!(gone[0].linkedid, "srv1-1795520000.2");
+    }
+
+    #[test]
+    fn shutdown_ends_every_channel_as_a_restart() {
+        let map = ChannelMap::default();
+        let s = map.server("pbx");
+        s.begin_session(t(0));
+        s.apply(&newchannel("a", "a"), t(1));
+        let gen = s.begin_listing(t(1));
+        s.listed(gen, &item("a", "a"), t(1));
+        s.finish_listing(gen, t(1));
+        s.frame_received(t(4));
+        s.apply(&Message::from_pairs([("Event", "Shutdown"), ("Shutdown", "Cleanly"), ("Restart", "True")]), t(5));
+        let snap = s.snapshot();
+        assert!(snap.live.is_empty());
+        assert!(!snap.synced);
+        assert_eq!(
+            snap.ended["a"].end,
+            ChannelEnd::Restart {
+                at: t(5),
+                after: Some(t(4))
+            }
+        );
+        assert_eq!(map.take_gone()[0].end.reason(), "asterisk restarted");
+    }
+
+    #[test]
+    fn fully_booted_uptime_detects_a_restart_during_the_gap() {
+        let map = ChannelMap::default();
+        let s = map.server("pbx");
+        s.begin_session(t(0));
+        s.apply(&newchannel("1795520001.1", "1795520001.1"), t(1));
+        s.disconnected(t(10));
+        // Back 100 s later; Asterisk has been up 1000 s: no restart.
+        s.begin_session(t(100));
+        assert_eq!(s.fully_booted(Duration::from_secs(1000), t(100)), 0);
+        assert_eq!(s.live_count(), 1);
+        s.disconnected(t(110));
+        // Back at 200 s, up for only 30 s: it restarted after the previous session began.
+        s.begin_session(t(200));
+        assert_eq!(s.fully_booted(Duration::from_secs(30), t(200)), 1);
+        let snap = s.snapshot();
+        assert!(snap.live.is_empty());
+        assert!(matches!(snap.ended["1795520001.1"].end, ChannelEnd::Restart { at, .. } if at == t(170)));
+        // Uniqueids restart with Asterisk: the same id is a new channel now.
+        s.apply(&newchannel("1795520001.1", "1795520001.1"), t(201));
+        assert_eq!(s.snapshot().live["1795520001.1"].first_seen, t(201));
+    }
+
+    #[test]
+    fn tombstones_expire_and_are_capped() {
+        let map = ChannelMap::new(MapOptions {
+            tombstone_retention: Duration::from_secs(60),
+            max_tombstones: 3,
+            gone_queue: 2,
+        });
+        let s = map.server("pbx");
+        for i in 0..5 {
+            let uid = format!("u{i}");
+            s.apply(&newchannel(&uid, &uid), t(i));
+            s.apply(&hangup(&uid, "16"), t(i));
+        }
+        assert_eq!(s.snapshot().ended.len(), 3);
+        assert_eq!(map.take_gone().len(), 2);
+        assert_eq!(map.gone_dropped(), 3);
+        s.apply(&newchannel("late", "late"), t(200));
+        s.apply(&hangup("late", "16"), t(200));
+        let ended: Vec<String> = s.snapshot().ended.keys().cloned().collect();
+        assert_eq!(ended, ["late"]);
+    }
+
+    #[test]
+    fn events_for_unknown_channels_add_them_but_never_after_a_hangup() {
+        let map = ChannelMap::default();
+        let s = map.server("pbx");
+        let newstate = |uid: &str| {
+            Message::from_pairs([
+                ("Event", "Newstate"),
+                ("Channel", "PJSIP/1-1"),
+                ("ChannelStateDesc", "Up"),
+                ("Uniqueid", uid),
+                ("Linkedid", uid),
+            ])
+        };
+        s.apply(&newstate("x"), t(1));
+        assert_eq!(s.snapshot().live["x"].state, "Up");
+        s.apply(&hangup("y", "16"), t(2));
+        s.apply(&newstate("y"), t(3));
+        let cdr = Message::from_pairs([("Event", "Cdr"), ("UniqueID", "z"), ("Channel", "PJSIP/1-1")]);
+        s.apply(&cdr, t(3));
+        assert_eq!(live_ids(&s.snapshot()), ["x"]);
+    }
+}
