@@ -11,7 +11,7 @@ use crate::rules::channel_gone::{answered_before_listing, channel_gone};
 use crate::rules::future::answered_in_future;
 use crate::rules::guard::mass_close_guard;
 use crate::rules::hangup_seen::hangup_seen;
-use crate::rules::superseded::{superseded, LiveByExtension};
+use crate::rules::superseded::{extension, superseded, LiveByExtension};
 use crate::rules::timeout_cleanup::{timeout_at, timeout_cleanup, unsynced_too_long};
 use crate::rules::Ctx;
 use crate::view::ServerView;
@@ -84,7 +84,8 @@ pub fn decide(
                 )
                 .then_some(i)
             });
-            LiveByExtension::new(rows, alive)
+            let wanted = pending.iter().filter_map(|(i, _)| extension(&rows[*i]));
+            LiveByExtension::new(rows, alive, wanted)
         } else {
             LiveByExtension::default()
         };

@@ -16,13 +16,22 @@ pub(crate) struct LiveByExtension<'r> {
 }
 
 impl<'r> LiveByExtension<'r> {
-    /// Indexes the rows at `alive` (indices into `rows` of rows matched to a live channel).
-    pub(crate) fn new(rows: &'r [OpenRow], alive: impl Iterator<Item = usize>) -> Self {
-        let mut by_ext: HashMap<&'r str, Vec<DateTime<Utc>>> = HashMap::new();
+    /// Indexes the rows at `alive` (indices into `rows` of rows matched to a live channel) whose
+    /// extension is one of `wanted`'s (the extensions of the rows that will be asked about).
+    pub(crate) fn new(
+        rows: &'r [OpenRow],
+        alive: impl Iterator<Item = usize>,
+        wanted: impl Iterator<Item = &'r str>,
+    ) -> Self {
+        let mut by_ext: HashMap<&'r str, Vec<DateTime<Utc>>> =
+            wanted.map(|ext| (ext, Vec::new())).collect();
+        if by_ext.is_empty() {
+            return LiveByExtension { by_ext };
+        }
         for i in alive {
             let Some(row) = rows.get(i) else { continue };
-            if let Some(ext) = row.extension.as_deref().filter(|e| !e.is_empty()) {
-                by_ext.entry(ext).or_default().push(row.answered_at);
+            if let Some(times) = extension(row).and_then(|ext| by_ext.get_mut(ext)) {
+                times.push(row.answered_at);
             }
         }
         for times in by_ext.values_mut() {
@@ -37,6 +46,11 @@ impl<'r> LiveByExtension<'r> {
         let i = times.partition_point(|t| *t <= after);
         times.get(i).copied()
     }
+}
+
+/// The row's extension, if it has a non-empty one.
+pub(crate) fn extension(row: &OpenRow) -> Option<&str> {
+    row.extension.as_deref().filter(|e| !e.is_empty())
 }
 
 /// Closes an older row that cannot be matched to any live channel while a newer call on the same
@@ -54,7 +68,7 @@ pub(crate) fn superseded(
     if !ctx.policy.superseded || matches!(m, RowMatch::Alive(_)) {
         return None;
     }
-    let ext = row.extension.as_deref().filter(|e| !e.is_empty())?;
+    let ext = extension(row)?;
     let newer = live.next_live_after(ext, row.answered_at)?;
     let (ended_at, after, before) = match m.evidence() {
         Some(e) => (e.point, e.lo, e.hi.min(newer)),
