@@ -2,4 +2,5 @@
 
 mod client;
 mod pbx;
+mod pbx_server;
 mod server;

@@ -14,16 +14,16 @@ use crate::client::fixture;
 
 /// What a listing says about one channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Row {
-    linkedid: String,
-    state: String,
-    bridge: String,
-    created: usize,
+pub struct Row {
+    pub linkedid: String,
+    pub state: String,
+    pub bridge: String,
+    pub created: usize,
 }
 
 /// The expected listing after `events`, computed by scanning backwards from the end for each channel's
 /// latest snapshot (the PBX itself keeps a table forwards).
-fn oracle(events: &[Message]) -> BTreeMap<String, Row> {
+pub fn oracle(events: &[Message]) -> BTreeMap<String, Row> {
     let mut out = BTreeMap::new();
     for (i, e) in events.iter().enumerate() {
         if e.event() != Some("Newchannel") {
