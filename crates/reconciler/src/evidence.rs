@@ -1,5 +1,7 @@
 //! What the tombstones say about how a channel, or a Linkedid group of channels, ended.
 
+use std::cmp::Ordering;
+
 use chrono::{DateTime, Utc};
 
 use crate::model::End;
@@ -80,11 +82,7 @@ impl<'a> Evidence<'a> {
     /// member (never earlier than the last Hangup), and its first Hangup says who ended the call.
     pub(crate) fn merge(self, other: Evidence<'a>) -> Self {
         let first_hangup = match (self.first_hangup, other.first_hangup) {
-            (Some(a), Some(b)) => Some(if (b.at, b.uniqueid) < (a.at, a.uniqueid) {
-                b
-            } else {
-                a
-            }),
+            (Some(a), Some(b)) => Some(if first_of(&b, &a) { b } else { a }),
             (a, b) => a.or(b),
         };
         Evidence {
@@ -93,6 +91,51 @@ impl<'a> Evidence<'a> {
             lo: self.lo.max(other.lo),
             hi: self.hi.max(other.hi),
             first_hangup,
+        }
+    }
+}
+
+/// True when Hangup `a` came before `b`. The view carries no stream order, so Hangups at the same
+/// instant (several events read in one chunk) are ordered by Uniqueid — by its numbers, so that
+/// `1795520552.9` (created first) comes before `1795520552.10` — which puts the channel created first
+/// first.
+fn first_of(a: &Hangup<'_>, b: &Hangup<'_>) -> bool {
+    match a.at.cmp(&b.at) {
+        Ordering::Less => true,
+        Ordering::Greater => false,
+        Ordering::Equal => natural_cmp(a.uniqueid, b.uniqueid) == Ordering::Less,
+    }
+}
+
+/// Compares strings with runs of ASCII digits compared as numbers (`a.9` < `a.10`).
+pub(crate) fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (a.first(), b.first()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let da = a.iter().take_while(|c| c.is_ascii_digit()).count();
+                let db = b.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (na, ra) = a.split_at(da);
+                let (nb, rb) = b.split_at(db);
+                let trim = |n: &'_ [u8]| -> usize { n.iter().take_while(|c| **c == b'0').count() };
+                let (na, nb) = (&na[trim(na)..], &nb[trim(nb)..]);
+                let ord = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+                a = ra;
+                b = rb;
+            }
+            (Some(x), Some(y)) => {
+                if x != y {
+                    return x.cmp(y);
+                }
+                a = &a[1..];
+                b = &b[1..];
+            }
         }
     }
 }
@@ -116,6 +159,27 @@ impl StoredEvidence {
             lo: e.lo,
             hi: e.hi,
             first_hangup: e.first_hangup.map(|h| h.uniqueid.to_owned()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::natural_cmp;
+    use std::cmp::Ordering::*;
+
+    #[test]
+    fn natural_order() {
+        for (a, b, want) in [
+            ("1795520552.9", "1795520552.10", Less),
+            ("1795520552.10", "1795520552.10", Equal),
+            ("1795520553.1", "1795520552.10", Greater),
+            ("pbx-1.2", "pbx-1.02", Equal),
+            ("pbx-a.2", "pbx-b.1", Less),
+            ("1.2", "1.2.3", Less),
+            ("", "0", Less),
+        ] {
+            assert_eq!(natural_cmp(a, b), want, "{a} vs {b}");
         }
     }
 }
