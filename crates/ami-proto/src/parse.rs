@@ -16,9 +16,10 @@
 //!   reported as a [`ParseError`] and skipped up to its blank line; the messages after it are not affected.
 
 use bytes::{Buf, Bytes, BytesMut};
-use nom::bytes::streaming::{tag, take_until};
+use nom::bytes::complete::{tag, take_till};
 use nom::sequence::terminated;
 use nom::IResult;
+use nom::Needed;
 
 use crate::error::ParseError;
 use crate::message::{Message, Span};
@@ -66,6 +67,8 @@ pub struct Parser {
     spans: Vec<Span>,
     /// The pending frame is legacy `Response: Follows` output still waiting for `--END COMMAND--`.
     follows_open: bool,
+    /// The pending `Follows` frame has reached its raw output lines.
+    follows_raw: bool,
     /// The pending frame is already known to be bad; it is read to its end, then reported.
     bad: Option<ParseError>,
     /// Skipping the rest of an oversized frame.
@@ -78,16 +81,48 @@ struct Discard {
     at_line_start: bool,
 }
 
-/// `nom` streaming parser for one line: everything up to a `\n`, which is consumed.
+/// `nom` streaming parser for one line: everything up to a `\n`, which is consumed; `Incomplete` when
+/// the input holds no `\n` yet.
+///
+/// Equivalent to `terminated(take_until("\n"), tag("\n"))`, written as one memchr call over the whole
+/// unread input: per line, the generic combinators cost more than the search itself.
+#[inline]
 fn line(input: &[u8]) -> IResult<&[u8], &[u8]> {
-    terminated(take_until("\n"), tag("\n"))(input)
+    match memchr::memchr(b'\n', input) {
+        Some(n) => Ok((&input[n + 1..], &input[..n])),
+        None => Err(nom::Err::Incomplete(Needed::Unknown)),
+    }
 }
 
+#[inline]
 fn strip_cr(line: &[u8]) -> &[u8] {
     match line.split_last() {
         Some((b'\r', rest)) => rest,
         _ => line,
     }
+}
+
+/// `nom` parser for the key of a header line: the bytes before the first `:`, then the `:`. Keys are
+/// short, so the byte-by-byte `take_till` beats a vectorised search here.
+#[inline]
+fn key(text: &[u8]) -> IResult<&[u8], &[u8]> {
+    terminated(take_till(|b| b == b':'), tag(&b":"[..]))(text)
+}
+
+/// Position of the `:` ending a header key.
+#[inline]
+fn find_colon(text: &[u8]) -> Option<usize> {
+    key(text).ok().map(|(_, k)| k.len())
+}
+
+/// What the line loop found.
+enum Step {
+    /// The frame ends with the line that ends at this offset.
+    End(usize),
+    /// The pending frame is over the size limit and its end is not buffered yet.
+    TooLarge,
+    /// Need more bytes.
+    More,
 }
 
 impl Default for Parser {
@@ -98,13 +133,20 @@ impl Default for Parser {
 
 impl Parser {
     /// A parser for a new connection, expecting the banner line first.
+    ///
+    /// `max_frame_bytes` is capped at `u32::MAX` (header offsets are 32-bit).
     pub fn new(limits: Limits) -> Self {
+        let limits = Limits {
+            max_frame_bytes: limits.max_frame_bytes.min(u32::MAX as usize - 1),
+            ..limits
+        };
         Self {
             limits,
             expect_banner: true,
             scanned: 0,
-            spans: Vec::with_capacity(32),
+            spans: Vec::with_capacity(64),
             follows_open: false,
+            follows_raw: false,
             bad: None,
             discard: None,
         }
@@ -143,39 +185,67 @@ impl Parser {
                     None => return None,
                 }
             }
-            let (_, lf) = match line(&buf[self.scanned..]) {
-                Ok((rest, l)) => (rest, l),
-                Err(_) => {
-                    if buf.len() > self.limits.max_frame_bytes {
-                        return Some(Err(self.start_discard(buf, false)));
-                    }
-                    return None;
+            if self.scanned == 0 {
+                // Skip blank lines between frames.
+                let skip = leading_blank_lines(buf);
+                if skip > 0 {
+                    buf.advance(skip);
                 }
-            };
-            let line_len = lf.len() + 1;
-            let line_start = self.scanned;
-            let line_end = line_start + line_len;
-            if line_end > self.limits.max_frame_bytes {
-                return Some(Err(self.start_discard(buf, true)));
             }
-            let text = strip_cr(lf);
-            if text.is_empty() && !self.follows_open {
-                if self.spans.is_empty() && self.bad.is_none() {
-                    // A stray blank line between frames.
-                    buf.advance(line_end);
+            match self.scan(buf) {
+                Step::More => return None,
+                Step::TooLarge => return Some(Err(self.start_discard(buf))),
+                Step::End(end) => {
                     self.scanned = 0;
-                    continue;
+                    self.follows_open = false;
+                    self.follows_raw = false;
+                    if end > self.limits.max_frame_bytes {
+                        // The whole frame is buffered, its end included: drop it, nothing to resynchronise.
+                        buf.advance(end);
+                        self.spans.clear();
+                        self.bad = None;
+                        return Some(Err(ParseError::FrameTooLarge {
+                            limit: self.limits.max_frame_bytes,
+                        }));
+                    }
+                    let raw = buf.split_to(end).freeze();
+                    if let Some(err) = self.bad.take() {
+                        self.spans.clear();
+                        return Some(Err(err));
+                    }
+                    // An exact-size copy: the parser keeps its own (large) vector for the next frame.
+                    let spans = self.spans.as_slice().to_vec();
+                    self.spans.clear();
+                    return Some(Ok(Frame::Message(Message::from_parts(raw, spans))));
                 }
-                let raw = buf.split_to(line_end).freeze();
-                self.scanned = 0;
-                let spans = std::mem::replace(&mut self.spans, Vec::with_capacity(32));
-                if let Some(err) = self.bad.take() {
-                    return Some(Err(err));
-                }
-                return Some(Ok(Frame::Message(Message::from_parts(raw, spans))));
             }
-            self.read_line(line_start, text);
-            self.scanned = line_end;
+        }
+    }
+
+    /// Reads complete lines of the pending frame from `self.scanned` on, until its blank line or the end
+    /// of the buffer.
+    fn scan(&mut self, buf: &[u8]) -> Step {
+        let mut pos = self.scanned;
+        loop {
+            let Ok((_, l)) = line(&buf[pos..]) else {
+                self.scanned = pos;
+                return if buf.len() > self.limits.max_frame_bytes {
+                    Step::TooLarge
+                } else {
+                    Step::More
+                };
+            };
+            let end = pos + l.len() + 1;
+            let text = strip_cr(l);
+            if text.is_empty() && !self.follows_open {
+                return Step::End(end);
+            }
+            if end > self.limits.max_frame_bytes {
+                self.scanned = pos;
+                return Step::TooLarge;
+            }
+            self.read_line(pos, text);
+            pos = end;
         }
     }
 
@@ -204,6 +274,7 @@ impl Parser {
     }
 
     /// Records one non-blank line of the pending frame, starting at `start` in the buffer.
+    #[inline]
     fn read_line(&mut self, start: usize, text: &[u8]) {
         if self.bad.is_some() {
             return;
@@ -214,37 +285,15 @@ impl Parser {
             });
             return;
         }
-        let start32 = start as u32;
-        let end32 = (start + text.len()) as u32;
         if self.follows_open {
-            if text.ends_with(b"--END COMMAND--") {
-                self.follows_open = false;
-            }
-            // Header-shaped lines before the first raw line are still headers (Privilege, ActionID).
-            if !self.spans.iter().any(|s| s.key_start == s.key_end) {
-                if let Some(colon) = memchr::memchr(b':', text) {
-                    self.push_header(start, text, colon);
-                    return;
-                }
-            }
-            self.spans.push(Span {
-                key_start: start32,
-                key_end: start32,
-                value_start: start32,
-                value_end: end32,
-            });
+            self.read_follows_line(start, text);
             return;
         }
-        match memchr::memchr(b':', text) {
+        match find_colon(text) {
             Some(colon) => {
                 self.push_header(start, text, colon);
-                if self.spans.len() == 1 {
-                    let h = &text[..colon];
-                    let v = &text[colon + 1..];
-                    let v = v.strip_prefix(b" ").unwrap_or(v);
-                    if h.eq_ignore_ascii_case(b"Response") && v.eq_ignore_ascii_case(b"Follows") {
-                        self.follows_open = true;
-                    }
+                if self.spans.len() == 1 && is_response_follows(text, colon) {
+                    self.follows_open = true;
                 }
             }
             None => {
@@ -255,6 +304,32 @@ impl Parser {
         }
     }
 
+    /// A line of legacy `Response: Follows` output: `Privilege:` and `ActionID:` before the output are
+    /// headers; every other line up to `--END COMMAND--` is kept raw (colons and blank lines included).
+    fn read_follows_line(&mut self, start: usize, text: &[u8]) {
+        if text.ends_with(b"--END COMMAND--") {
+            self.follows_open = false;
+        }
+        if !self.follows_raw {
+            if let Some(colon) = find_colon(text) {
+                let key = &text[..colon];
+                if key.eq_ignore_ascii_case(b"ActionID") || key.eq_ignore_ascii_case(b"Privilege") {
+                    self.push_header(start, text, colon);
+                    return;
+                }
+            }
+            self.follows_raw = true;
+        }
+        let (start, end) = (start as u32, (start + text.len()) as u32);
+        self.spans.push(Span {
+            key_start: start,
+            key_end: start,
+            value_start: start,
+            value_end: end,
+        });
+    }
+
+    #[inline]
     fn push_header(&mut self, start: usize, text: &[u8], colon: usize) {
         let value_start = if text.get(colon + 1) == Some(&b' ') {
             colon + 2
@@ -269,18 +344,17 @@ impl Parser {
         });
     }
 
-    /// Drops the pending frame and enters discard mode. `line_complete`: the buffer's line at `scanned` ends
-    /// within the buffer.
-    fn start_discard(&mut self, buf: &mut BytesMut, line_complete: bool) -> ParseError {
-        let _ = line_complete;
+    /// Drops the pending frame and enters discard mode, somewhere inside the frame's current line.
+    fn start_discard(&mut self, buf: &mut BytesMut) -> ParseError {
         buf.advance(self.scanned);
         self.scanned = 0;
         self.spans.clear();
         self.bad = None;
         self.follows_open = false;
-        // We are somewhere inside the frame's current line: not at a line start.
+        self.follows_raw = false;
+        // `scanned` is the start of the line that is incomplete or too long.
         self.discard = Some(Discard {
-            at_line_start: false,
+            at_line_start: true,
         });
         ParseError::FrameTooLarge {
             limit: self.limits.max_frame_bytes,
@@ -318,14 +392,39 @@ impl Parser {
     }
 
     /// Bytes of an unfinished frame at the front of `buf` (call at end of stream): what
-    /// `trailing_partial_bytes` counts. Zero while skipping an oversized frame.
+    /// `trailing_partial_bytes` counts. Zero while skipping an oversized frame. Blank lines between
+    /// frames do not count.
     pub fn pending_bytes(&self, buf: &BytesMut) -> usize {
         if self.discard.is_some() {
             0
+        } else if self.scanned == 0 {
+            buf.len() - leading_blank_lines(buf)
         } else {
             buf.len()
         }
     }
+}
+
+/// Length of the complete blank lines (`\n` or `\r\n`) at the front of `buf`.
+#[inline]
+fn leading_blank_lines(buf: &[u8]) -> usize {
+    let mut i = 0;
+    loop {
+        match buf.get(i..i + 2) {
+            Some(b"\r\n") => i += 2,
+            _ if buf.get(i) == Some(&b'\n') => i += 1,
+            _ => return i,
+        }
+    }
+}
+
+/// True for a first header `Response: Follows` (key and value case-insensitive).
+#[inline]
+fn is_response_follows(text: &[u8], colon: usize) -> bool {
+    let key = &text[..colon];
+    let value = &text[colon + 1..];
+    let value = value.strip_prefix(b" ").unwrap_or(value);
+    key.eq_ignore_ascii_case(b"Response") && value.eq_ignore_ascii_case(b"Follows")
 }
 
 #[cfg(test)]
@@ -416,5 +515,95 @@ mod tests {
             vec![&b"line one"[..], b"", b"line three", b"--END COMMAND--"]
         );
         assert!(matches!(&frames[1], Ok(Frame::Message(m)) if m.event() == Some("X")));
+    }
+
+    /// Frames of `input` fed in chunks of `chunk` bytes.
+    fn chunked(limits: Limits, input: &[u8], chunk: usize) -> Vec<Result<Frame, ParseError>> {
+        let mut p = Parser::without_banner(limits);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for c in input.chunks(chunk) {
+            buf.extend_from_slice(c);
+            out.extend(all(&mut p, &mut buf));
+        }
+        out
+    }
+
+    #[test]
+    fn frame_whose_blank_line_crosses_the_limit_does_not_swallow_the_next() {
+        // "Event: Big\r\n" + "X: y\r\n" = 18 bytes; the blank line makes 20 > 19.
+        let limits = Limits {
+            max_frame_bytes: 19,
+            max_headers: 100,
+        };
+        let input = b"Event: Big\r\nX: yy\r\n\r\nEvent: Next\r\n\r\n";
+        for chunk in 1..=input.len() {
+            let out = chunked(limits, input, chunk);
+            assert_eq!(out.len(), 2, "chunk {chunk}: {out:?}");
+            assert_eq!(
+                out[0],
+                Err(ParseError::FrameTooLarge { limit: 19 }),
+                "chunk {chunk}"
+            );
+            assert!(
+                matches!(&out[1], Ok(Frame::Message(m)) if m.event() == Some("Next")),
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn too_many_headers_skips_only_that_frame() {
+        let limits = Limits {
+            max_frame_bytes: 1024,
+            max_headers: 3,
+        };
+        let input = b"Event: A\r\nB: 1\r\nC: 2\r\nD: 3\r\n\r\nEvent: Ok\r\nB: 1\r\nC: 2\r\n\r\n";
+        let out = chunked(limits, input, 5);
+        assert_eq!(out[0], Err(ParseError::TooManyHeaders { limit: 3 }));
+        assert!(
+            matches!(&out[1], Ok(Frame::Message(m)) if m.event() == Some("Ok") && m.len() == 3)
+        );
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn blank_lines_between_frames_are_not_pending_bytes() {
+        let mut p = Parser::without_banner(Limits::default());
+        let mut buf = BytesMut::from(&b"\r\n\nEvent: A\r\n\r\n\r\n"[..]);
+        let out = all(&mut p, &mut buf);
+        assert_eq!(out.len(), 1);
+        assert_eq!(p.pending_bytes(&buf), 0);
+    }
+
+    #[test]
+    fn follows_output_lines_with_colons_stay_raw() {
+        let mut p = Parser::without_banner(Limits::default());
+        let mut buf = BytesMut::from(
+            &b"Response: Follows\r\nPrivilege: Command\r\nUptime: 5 seconds\nActionID: not-a-header\n--END COMMAND--\r\n\r\n"[..],
+        );
+        let Some(Ok(Frame::Message(m))) = p.next_frame(&mut buf) else {
+            panic!()
+        };
+        assert_eq!(m.get_str("Privilege"), Some("Command"));
+        assert_eq!(m.action_id(), None);
+        let lines: Vec<_> = m.raw_lines().collect();
+        assert_eq!(
+            lines,
+            [
+                &b"Uptime: 5 seconds"[..],
+                b"ActionID: not-a-header",
+                b"--END COMMAND--"
+            ]
+        );
+    }
+
+    #[test]
+    fn huge_limits_are_capped_to_32_bit_offsets() {
+        let p = Parser::new(Limits {
+            max_frame_bytes: usize::MAX,
+            max_headers: 10,
+        });
+        assert!(p.limits().max_frame_bytes < u32::MAX as usize);
     }
 }
