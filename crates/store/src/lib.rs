@@ -1,2 +1,294 @@
-//! The `calls` table on SQLite, PostgreSQL and MySQL/MariaDB: audited, conditional closes.
+//! The `calls` table on SQLite, PostgreSQL and MySQL/MariaDB: audited, conditional, set-based closes.
+//!
+//! callwatch never owns the calls table: it belongs to a call-center application. The store therefore
+//! - reads only answered, unended rows ([`Store::in_progress`]);
+//! - closes a row only `WHERE id = ? AND ended_at IS NULL`, so a row the application closed meanwhile is
+//!   left alone and reported as skipped ([`Store::close`]);
+//! - writes an audit row (`call_closures`) with the previous and new values in the same transaction, so
+//!   every close can be explained and reverted ([`Store::undo`]);
+//! - maps onto an existing table with other names ([`Mapping`]), checked against the live table
+//!   ([`Store::check_mapping`]).
+//!
+//! # Layout
+//! - [`config`]: the `[database]` configuration, redacted URLs.
+//! - `dialect/`: what differs per engine (one module each); `ident`: identifier validation and quoting.
+//! - `time`: timestamps as Laravel stores them (naive `YYYY-MM-DD HH:MM:SS` in a configured timezone).
+//! - `ops/`: one module per operation (in_progress, close, undo, stats, check, migrate).
+//! - `lock`: the single-active-instance lock.
+//! - `testing` (feature `testing`): a throw-away database per test on each engine.
+//!
+//! # Example
+//! ```no_run
+//! # async fn demo() -> Result<(), store::Error> {
+//! use std::sync::Arc;
+//! use store::{CloseReason, CloseRequest, DatabaseConfig, ServerFilter, Store};
+//!
+//! let clock: clock::SharedClock = Arc::new(clock::SystemClock);
+//! let store = Store::connect(&DatabaseConfig::new("sqlite://calls.db"), clock.clone()).await?;
+//! store.migrate().await?;
+//! let open = store.in_progress(ServerFilter::Default, None).await?;
+//! let now = chrono::Utc::now();
+//! let batch: Vec<CloseRequest> = open
+//!     .iter()
+//!     .map(|c| CloseRequest {
+//!         call_id: c.id.clone(),
+//!         ended_at: now,
+//!         hangup_cause: "Normal Clearing".into(),
+//!         reason: CloseReason::ChannelGone,
+//!         ended_after: Some(c.answered_at),
+//!         ended_before: Some(now),
+//!         decided_at: now,
+//!     })
+//!     .collect();
+//! let outcome = store.close(&batch, "run-1").await?;
+//! println!("closed {}, skipped {}", outcome.closed.len(), outcome.skipped.len());
+//! # Ok(()) }
+//! ```
+//!
+//! # Behavior
+//! - All times in the API are `DateTime<Utc>`; "now" (`updated_at`, `undone_at`) comes from the
+//!   [`clock::SharedClock`] so that replays write virtual times.
+//! - A database that is down, or a connection that drops mid-batch, gives [`Error::Unavailable`]
+//!   (`is_retryable()`); the transaction rolls back, nothing is half-written. Retrying is the caller's job.
+//! - Passwords never appear in errors, logs or `Debug` output.
 #![warn(missing_docs)]
+
+pub mod config;
+mod dialect;
+mod error;
+mod ident;
+mod lock;
+mod model;
+mod ops;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod time;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+pub use config::{Columns, DatabaseConfig, DatabaseUrl, IdType, Mapping, StatusValues};
+pub use dialect::Dialect;
+pub use error::{DbError, Error, Result};
+pub use lock::InstanceLock;
+pub use model::{
+    BusyExtension, CallId, CloseOutcome, CloseReason, CloseRequest, ClosedCall, LastRun,
+    MappingCheck, MappingReport, MigrateReport, OpenCall, ServerFilter, Stats, UndoOutcome,
+    UndoSelector,
+};
+pub use time::TimeCodec;
+
+use config::ResolvedMapping;
+
+/// A handle on the calls database. Cheap to clone; clones share one connection pool.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: AnyPool,
+    dialect: Dialect,
+    map: ResolvedMapping,
+    time: TimeCodec,
+    clock: clock::SharedClock,
+    overwrite_talk_seconds: bool,
+    batch_chunk: usize,
+    url: String,
+    /// Locks taken through this store; every write checks, inside its transaction, that they are still held.
+    locks: Mutex<Vec<Arc<lock::LockInner>>>,
+    #[cfg(feature = "testing")]
+    fault: Mutex<Option<testing::Fault>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("url", &self.inner.url)
+            .field("dialect", &self.inner.dialect)
+            .field("table", &self.inner.map.table.to_string())
+            .field("timezone", &self.inner.time.tz())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects (eagerly: an unreachable database is an [`Error::Unavailable`] now, not later).
+    ///
+    /// `sqlite://PATH` creates the file if missing; `sqlite::memory:` gives a private in-memory database
+    /// (one connection). Session settings: PostgreSQL `TimeZone` = the configured timezone and
+    /// `statement_timeout`; MySQL `time_zone = '+00:00'`, lock wait and statement timeouts; SQLite WAL and
+    /// `busy_timeout`.
+    pub async fn connect(cfg: &DatabaseConfig, clock: clock::SharedClock) -> Result<Store> {
+        cfg.validate()?;
+        sqlx::any::install_default_drivers();
+        let map = cfg.mapping.resolve()?;
+        let time = TimeCodec::new(&cfg.timezone)?;
+        let dialect = Dialect::from_url(cfg.url.expose())?;
+        let redacted = cfg.url.redacted();
+        let (url, memory) = driver_url(dialect, cfg.url.expose());
+        let opts: AnyConnectOptions = url
+            .parse()
+            .map_err(|_| Error::Config(format!("cannot parse database URL {redacted}")))?;
+        let setup = session_setup(dialect, &cfg.timezone, cfg.statement_timeout);
+        let max = if memory { 1 } else { cfg.max_connections };
+        let mut pool_opts = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(cfg.acquire_timeout);
+        if memory {
+            pool_opts = pool_opts
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .min_connections(1);
+        }
+        let pool = pool_opts
+            .after_connect(move |conn, _meta| {
+                let setup = setup.clone();
+                Box::pin(async move {
+                    for stmt in setup.iter() {
+                        if let Err(err) = conn.execute(stmt.sql.as_str()).await {
+                            if stmt.required {
+                                return Err(err);
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await
+            .map_err(|e| Error::sqlx("connecting", e))?;
+        tracing::debug!(url = %redacted, dialect = dialect.name(), "database connected");
+        Ok(Store {
+            inner: Arc::new(Inner {
+                pool,
+                dialect,
+                map,
+                time,
+                clock,
+                overwrite_talk_seconds: cfg.overwrite_talk_seconds,
+                batch_chunk: cfg.batch_chunk.min(MAX_CHUNK),
+                url: redacted,
+                locks: Mutex::new(Vec::new()),
+                #[cfg(feature = "testing")]
+                fault: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The engine.
+    pub fn dialect(&self) -> Dialect {
+        self.inner.dialect
+    }
+
+    /// The database URL with its password redacted.
+    pub fn redacted_url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// The timestamp codec (configured timezone).
+    pub fn time_codec(&self) -> TimeCodec {
+        self.inner.time
+    }
+
+    /// The underlying pool (the `Any` driver), for tests and tools that need raw SQL.
+    pub fn pool(&self) -> &AnyPool {
+        &self.inner.pool
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn shutdown(&self) {
+        self.inner.pool.close().await;
+    }
+
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.clock.now()
+    }
+}
+
+/// Upper bound on rows per statement (bind-parameter limits: SQLite 32766, PostgreSQL/MySQL 65535).
+const MAX_CHUNK: usize = 1400;
+
+#[derive(Clone)]
+struct SetupStmt {
+    sql: String,
+    required: bool,
+}
+
+fn session_setup(dialect: Dialect, tz: &str, statement_timeout: Duration) -> Arc<Vec<SetupStmt>> {
+    // `tz` was validated against the IANA database, so it only holds [A-Za-z0-9_/+-].
+    let tz: String = tz
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "_/+-".contains(*c))
+        .collect();
+    let ms = statement_timeout.as_millis().max(1);
+    let secs = statement_timeout.as_secs().max(1);
+    let req = |sql: String| SetupStmt {
+        sql,
+        required: true,
+    };
+    let opt = |sql: String| SetupStmt {
+        sql,
+        required: false,
+    };
+    Arc::new(match dialect {
+        Dialect::Postgres => vec![
+            req(format!("SET TIME ZONE '{tz}'")),
+            req(format!("SET statement_timeout = {ms}")),
+        ],
+        Dialect::MySql => vec![
+            req("SET time_zone = '+00:00'".to_string()),
+            opt(format!("SET SESSION innodb_lock_wait_timeout = {secs}")),
+            // MariaDB (seconds) or MySQL (milliseconds, SELECT only): whichever the server knows.
+            opt(format!("SET SESSION max_statement_time = {secs}")),
+            opt(format!("SET SESSION max_execution_time = {ms}")),
+        ],
+        Dialect::Sqlite => vec![
+            req(format!("PRAGMA busy_timeout = {ms}")),
+            opt("PRAGMA journal_mode = WAL".to_string()),
+            opt("PRAGMA synchronous = NORMAL".to_string()),
+        ],
+    })
+}
+
+/// The URL handed to the driver: SQLite files are created when missing. Returns (url, is_memory).
+fn driver_url(dialect: Dialect, url: &str) -> (String, bool) {
+    if dialect != Dialect::Sqlite {
+        return (url.to_string(), false);
+    }
+    let memory = url.contains(":memory:") || url.contains("mode=memory");
+    if memory || url.contains("mode=") {
+        return (url.to_string(), memory);
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    (format!("{url}{sep}mode=rwc"), false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_create_their_file() {
+        assert_eq!(
+            driver_url(Dialect::Sqlite, "sqlite://a.db").0,
+            "sqlite://a.db?mode=rwc"
+        );
+        assert_eq!(
+            driver_url(Dialect::Sqlite, "sqlite://a.db?cache=shared").0,
+            "sqlite://a.db?cache=shared&mode=rwc"
+        );
+        assert_eq!(
+            driver_url(Dialect::Sqlite, "sqlite://a.db?mode=ro").0,
+            "sqlite://a.db?mode=ro"
+        );
+        assert!(driver_url(Dialect::Sqlite, "sqlite::memory:").1);
+        assert_eq!(
+            driver_url(Dialect::Postgres, "postgres://x/y").0,
+            "postgres://x/y"
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! `check_mapping`: the configured table and columns against the live database.
+
+use std::collections::HashMap;
+
+use super::get;
+use crate::config::IdType;
+use crate::dialect::{Dialect, SqlBuilder};
+use crate::error::{Error, Result};
+use crate::ident::Ident;
+use crate::model::MappingReport;
+use crate::Store;
+
+/// Columns of the audit table that callwatch reads and writes.
+const AUDIT_REQUIRED: &[&str] = &[
+    "id",
+    "batch_id",
+    "call_id",
+    "outcome",
+    "reason",
+    "cause",
+    "prev_status",
+    "prev_hangup_cause",
+    "prev_talk_seconds",
+    "prev_updated_at",
+    "new_ended_at",
+    "new_status",
+    "new_hangup_cause",
+    "new_talk_seconds",
+    "new_updated_at",
+    "ended_after",
+    "ended_before",
+    "run_id",
+    "decided_at",
+    "undone_at",
+    "undo_run_id",
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Int,
+    Text,
+    Time,
+}
+
+impl Store {
+    /// Checks the mapping against the live tables: the calls table exists, every mapped column exists with a
+    /// plausible type, the audit table has callwatch's columns. Never fails on a mismatch (that is a failed
+    /// check in the report); fails only when the database cannot be asked.
+    pub async fn check_mapping(&self) -> Result<MappingReport> {
+        let d = self.inner.dialect;
+        let m = &self.inner.map;
+        let mut report = MappingReport::default();
+        let cols = self.live_columns(&m.table).await?;
+        if cols.is_empty() {
+            report.push(
+                format!("table {}", m.table),
+                false,
+                "not found (run `callwatch migrate` for the default schema, or fix [database.mapping] table)",
+            );
+        } else {
+            report.push(
+                format!("table {}", m.table),
+                true,
+                format!("{} columns", cols.len()),
+            );
+            for (role, c) in m.all_columns() {
+                let want = match role {
+                    "id" => match m.id_type {
+                        IdType::Integer => Kind::Int,
+                        IdType::String => Kind::Text,
+                    },
+                    "talk_seconds" => Kind::Int,
+                    r if r.ends_with("_at") => Kind::Time,
+                    _ => Kind::Text,
+                };
+                let what = format!("column {role} = {}.{}", m.table.name(), c.name());
+                match cols.get(&c.name().to_ascii_lowercase()) {
+                    None => report.push(what, false, "missing from the table"),
+                    Some(ty) => {
+                        let ok = plausible(d, want, ty);
+                        let detail = if ok {
+                            format!("type {ty}")
+                        } else {
+                            format!("type {ty} does not look like {}", kind_name(want))
+                        };
+                        report.push(what, ok, detail);
+                    }
+                }
+            }
+        }
+        let audit = self.live_columns(&m.audit_table).await?;
+        if audit.is_empty() {
+            report.push(
+                format!("audit table {}", m.audit_table),
+                false,
+                "not found (run `callwatch migrate`)",
+            );
+        } else {
+            let missing: Vec<&str> = AUDIT_REQUIRED
+                .iter()
+                .copied()
+                .filter(|c| !audit.contains_key(*c))
+                .collect();
+            report.push(
+                format!("audit table {}", m.audit_table),
+                missing.is_empty(),
+                if missing.is_empty() {
+                    "all callwatch columns present".to_string()
+                } else {
+                    format!("missing columns: {}", missing.join(", "))
+                },
+            );
+        }
+        if d == Dialect::Sqlite {
+            let locks = self.live_columns(&Ident::table("callwatch_locks")?).await?;
+            report.push(
+                "lock table callwatch_locks",
+                !locks.is_empty(),
+                if locks.is_empty() {
+                    "not found (run `callwatch migrate`)"
+                } else {
+                    "present"
+                },
+            );
+        }
+        if report.ok() {
+            // Finally read real rows through the mapping, which also checks the stored timestamps parse.
+            match self.in_progress(crate::ServerFilter::Any, None).await {
+                Ok(open) => report.push(
+                    "reading calls in progress",
+                    true,
+                    format!("{} open rows", open.len()),
+                ),
+                Err(e) => report.push("reading calls in progress", false, e.to_string()),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Lower-cased column name → lower-cased type of a live table (empty when the table does not exist).
+    async fn live_columns(&self, table: &Ident) -> Result<HashMap<String, String>> {
+        let d = self.inner.dialect;
+        // Bound in SQL text order (MySQL placeholders are positional).
+        let mut b = SqlBuilder::new(d);
+        match d {
+            Dialect::Sqlite => {
+                let name = b.text(Some(table.name().to_string()));
+                let schema = b.text(Some(table.schema().unwrap_or("main").to_string()));
+                b.push(&format!(
+                    "SELECT name, type FROM pragma_table_info({name}, {schema})"
+                ));
+            }
+            Dialect::Postgres => {
+                let schema = match table.schema() {
+                    Some(s) => b.text(Some(s.to_string())),
+                    None => "current_schema()".to_string(),
+                };
+                let name = b.text(Some(table.name().to_string()));
+                b.push(&format!(
+                    "SELECT CAST(column_name AS TEXT), CAST(data_type AS TEXT) FROM information_schema.columns \
+                     WHERE table_schema = {schema} AND table_name = {name}"
+                ));
+            }
+            Dialect::MySql => {
+                let schema = match table.schema() {
+                    Some(s) => b.text(Some(s.to_string())),
+                    None => "DATABASE()".to_string(),
+                };
+                let name = b.text(Some(table.name().to_string()));
+                b.push(&format!(
+                    "SELECT CAST(COLUMN_NAME AS CHAR), CAST(COLUMN_TYPE AS CHAR) FROM information_schema.columns \
+                     WHERE table_schema = {schema} AND table_name = {name}"
+                ));
+            }
+        }
+        let (sql, args) = b.build();
+        let rows = sqlx::query_with(&sql, args)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| Error::sqlx("reading the table's columns", e))?;
+        let mut out = HashMap::new();
+        for row in &rows {
+            let n: String = get(row, 0, "column_name")?;
+            let t: Option<String> = get(row, 1, "data_type")?;
+            out.insert(
+                n.to_ascii_lowercase(),
+                t.unwrap_or_default().to_ascii_lowercase(),
+            );
+        }
+        Ok(out)
+    }
+}
+
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Int => "an integer",
+        Kind::Text => "a string",
+        Kind::Time => "a timestamp",
+    }
+}
+
+fn plausible(d: Dialect, want: Kind, ty: &str) -> bool {
+    let int = ty.contains("int") || ty.contains("serial");
+    let text = ty.contains("char") || ty.contains("text") || ty.contains("clob");
+    let time = ty.contains("timestamp") || ty.contains("datetime") || ty == "date";
+    match (d, want) {
+        (_, Kind::Int) => int || (d == Dialect::Sqlite && ty.is_empty()),
+        (_, Kind::Text) => text || (d == Dialect::Sqlite && ty.is_empty()),
+        // SQLite has no timestamp type: Laravel declares `datetime`, others use text.
+        (Dialect::Sqlite, Kind::Time) => time || text || ty.is_empty(),
+        (_, Kind::Time) => time,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_plausibility() {
+        assert!(plausible(
+            Dialect::Postgres,
+            Kind::Time,
+            "timestamp without time zone"
+        ));
+        assert!(!plausible(
+            Dialect::Postgres,
+            Kind::Time,
+            "character varying"
+        ));
+        assert!(plausible(Dialect::MySql, Kind::Int, "bigint(20) unsigned"));
+        assert!(plausible(Dialect::Sqlite, Kind::Time, "varchar"));
+        assert!(!plausible(Dialect::MySql, Kind::Text, "datetime"));
+    }
+}

@@ -1,0 +1,519 @@
+//! `close`: set-based, conditional, audited closes.
+//!
+//! Per chunk of rows, inside one transaction:
+//! 1. `SELECT … WHERE id IN (…) AND ended_at IS NULL FOR UPDATE` reads (and locks) the rows still open;
+//! 2. the new values are computed here (talk time never negative, an existing `talk_seconds` kept unless configured);
+//! 3. one `UPDATE … FROM (VALUES …)` (MySQL: `JOIN (SELECT … UNION ALL …)`) writes them, still guarded by
+//!    `ended_at IS NULL`;
+//! 4. one multi-row `INSERT` writes the audit rows (closed and skipped).
+//!
+//! The whole batch commits or nothing does.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sqlx::AnyConnection;
+use sqlx::Connection;
+
+use super::{bind_id, col, get, get_id, parse_id, sel_id, sel_int, sel_text, sel_ts, token};
+use crate::dialect::SqlBuilder;
+use crate::error::{Error, Result};
+use crate::model::{CallId, CloseOutcome, CloseRequest, ClosedCall};
+use crate::Store;
+
+/// A row as read before closing.
+struct Current {
+    answered_at: Option<DateTime<Utc>>,
+    talk_seconds: Option<i64>,
+    status: Option<String>,
+    hangup_cause: Option<String>,
+    updated_at: Option<String>,
+    server: Option<String>,
+    uniqueid: Option<String>,
+    linkedid: Option<String>,
+    extension: Option<String>,
+}
+
+/// A row about to be closed.
+struct Planned<'a> {
+    req: &'a CloseRequest,
+    cur: Current,
+    ended_at: DateTime<Utc>,
+    talk_seconds: i64,
+}
+
+/// A row closed in this transaction (reported once it commits).
+struct Done {
+    call_id: CallId,
+    ended_at: DateTime<Utc>,
+    talk_seconds: i64,
+    extension: Option<String>,
+    server: Option<String>,
+    uniqueid: Option<String>,
+}
+
+/// One audit row to write.
+enum Entry<'p, 'r> {
+    Closed(&'p Planned<'r>),
+    Skipped(&'p CloseRequest),
+}
+
+const AUDIT_COLUMNS: &[&str] = &[
+    "batch_id",
+    "call_id",
+    "server",
+    "uniqueid",
+    "linkedid",
+    "outcome",
+    "reason",
+    "cause",
+    "prev_status",
+    "prev_hangup_cause",
+    "prev_talk_seconds",
+    "prev_updated_at",
+    "new_ended_at",
+    "new_status",
+    "new_hangup_cause",
+    "new_talk_seconds",
+    "new_updated_at",
+    "ended_after",
+    "ended_before",
+    "run_id",
+    "decided_at",
+];
+
+impl Store {
+    /// Closes the rows of `batch` that are still open, with their audit rows, in one transaction.
+    ///
+    /// For each row still `ended_at IS NULL`: sets `ended_at` (raised to `answered_at` if earlier),
+    /// `hangup_cause`, `talk_seconds` (= ended_at − answered_at, never negative; an existing non-NULL value is
+    /// kept unless `overwrite_talk_seconds`), the completed status (if mapped) and `updated_at` = clock now.
+    /// Rows already ended (e.g. by the application meanwhile), missing rows and repeated ids are returned in
+    /// `skipped` and audited with outcome `skipped`. Set-based: a handful of statements per 1000 rows.
+    ///
+    /// Fails with [`Error::LockLost`] if an [`crate::InstanceLock`] taken through this store is no longer held.
+    pub async fn close(&self, batch: &[CloseRequest], run_id: &str) -> Result<CloseOutcome> {
+        if batch.is_empty() {
+            return Ok(CloseOutcome::default());
+        }
+        let mut conn = self
+            .inner
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| Error::sqlx("connecting", e))?;
+        let result = self.close_on(&mut conn, batch, run_id).await;
+        if result.is_err() {
+            // A connection that failed mid-transaction is not trusted again.
+            conn.close_on_drop();
+        }
+        result
+    }
+
+    async fn close_on(
+        &self,
+        conn: &mut AnyConnection,
+        batch: &[CloseRequest],
+        run_id: &str,
+    ) -> Result<CloseOutcome> {
+        let d = self.inner.dialect;
+        let now = self.now();
+        let now_s = self.inner.time.encode(now);
+        let batch_id = token("b");
+        let ctx = "closing calls";
+        let mut tx = match d.begin_write() {
+            Some(stmt) => conn.begin_with(stmt).await,
+            None => conn.begin().await,
+        }
+        .map_err(|e| Error::sqlx(ctx, e))?;
+        self.check_locks(&mut tx).await?;
+
+        // Repeated ids: the first request wins, the others are skipped.
+        let mut seen = HashSet::new();
+        let mut unique = Vec::with_capacity(batch.len());
+        let mut skipped: Vec<&CloseRequest> = Vec::new();
+        for req in batch {
+            if seen.insert(&req.call_id) {
+                unique.push(req);
+            } else {
+                skipped.push(req);
+            }
+        }
+
+        let mut closed_plans: Vec<Done> = Vec::new();
+        let mut skipped_ids: Vec<CallId> = Vec::new();
+        let chunk = self.inner.batch_chunk;
+        for (i, part) in unique.chunks(chunk).enumerate() {
+            let mut current = self.read_open(&mut tx, part).await?;
+            let mut plans = Vec::with_capacity(part.len());
+            let mut part_skipped = Vec::new();
+            for req in part {
+                match current.remove(&req.call_id) {
+                    Some(cur) => plans.push(self.plan(req, cur)),
+                    None => part_skipped.push(*req),
+                }
+            }
+            self.write_updates(&mut tx, &plans, &now_s).await?;
+            self.write_audit(&mut tx, &batch_id, run_id, &plans, &part_skipped, &now_s)
+                .await?;
+            #[cfg(feature = "testing")]
+            self.fault_after_chunk(&mut tx, i).await?;
+            let _ = i;
+            for p in plans {
+                closed_plans.push(Done {
+                    call_id: p.req.call_id.clone(),
+                    ended_at: p.ended_at,
+                    talk_seconds: p.talk_seconds,
+                    extension: p.cur.extension,
+                    server: p.cur.server,
+                    uniqueid: p.cur.uniqueid,
+                });
+            }
+            skipped_ids.extend(part_skipped.iter().map(|r| r.call_id.clone()));
+        }
+        if !skipped.is_empty() {
+            self.write_audit(&mut tx, &batch_id, run_id, &[], &skipped, &now_s)
+                .await?;
+            skipped_ids.extend(skipped.iter().map(|r| r.call_id.clone()));
+        }
+        let ids = self.closure_ids(&mut tx, &batch_id).await?;
+        tx.commit().await.map_err(|e| Error::sqlx(ctx, e))?;
+
+        let reasons: HashMap<&CallId, _> = unique.iter().map(|r| (&r.call_id, r.reason)).collect();
+        let mut closed = Vec::with_capacity(closed_plans.len());
+        for Done {
+            call_id,
+            ended_at,
+            talk_seconds,
+            extension,
+            server,
+            uniqueid,
+        } in closed_plans
+        {
+            let closure_id = *ids.get(&call_id).ok_or_else(|| Error::Decode {
+                column: "call_closures.call_id".into(),
+                detail: format!("no audit row found for closed call {call_id}"),
+            })?;
+            let reason = reasons[&call_id];
+            closed.push(ClosedCall {
+                call_id,
+                closure_id,
+                ended_at,
+                talk_seconds,
+                extension,
+                server,
+                uniqueid,
+                reason,
+            });
+        }
+        tracing::debug!(
+            closed = closed.len(),
+            skipped = skipped_ids.len(),
+            run_id,
+            "close batch committed"
+        );
+        Ok(CloseOutcome {
+            closed,
+            skipped: skipped_ids,
+        })
+    }
+
+    fn plan<'a>(&self, req: &'a CloseRequest, cur: Current) -> Planned<'a> {
+        let time = &self.inner.time;
+        let mut ended_at = time.truncate(req.ended_at);
+        if let Some(answered) = cur.answered_at {
+            if ended_at < answered {
+                ended_at = answered;
+            }
+        }
+        let computed = cur
+            .answered_at
+            .map(|a| (ended_at - a).num_seconds().max(0))
+            .unwrap_or(0);
+        let talk_seconds = match cur.talk_seconds {
+            Some(existing)
+                if !self.inner.overwrite_talk_seconds || self.inner.map.talk_seconds.is_none() =>
+            {
+                existing
+            }
+            _ => computed,
+        };
+        Planned {
+            req,
+            cur,
+            ended_at,
+            talk_seconds,
+        }
+    }
+
+    async fn read_open(
+        &self,
+        conn: &mut AnyConnection,
+        part: &[&CloseRequest],
+    ) -> Result<HashMap<CallId, Current>> {
+        let d = self.inner.dialect;
+        let m = &self.inner.map;
+        let mut b = SqlBuilder::new(d);
+        let ids: Vec<String> = part.iter().map(|r| bind_id(&mut b, &r.call_id)).collect();
+        let sql = format!(
+            "SELECT {id}, {ans}, {talk}, {status}, {cause}, {upd}, {srv}, {uniq}, {linked}, {ext} FROM {table} AS t \
+             WHERE {idc} IN ({ids}) AND {end} IS NULL{lock}",
+            id = sel_id(d, m.id_type, &m.id),
+            ans = sel_ts(d, Some(&m.answered_at)),
+            talk = sel_int(d, m.talk_seconds.as_ref()),
+            status = sel_text(d, m.status.as_ref()),
+            cause = sel_text(d, m.hangup_cause.as_ref()),
+            upd = sel_ts(d, m.updated_at.as_ref()),
+            srv = sel_text(d, m.server.as_ref()),
+            uniq = sel_text(d, m.uniqueid.as_ref()),
+            linked = sel_text(d, m.linkedid.as_ref()),
+            ext = sel_text(d, m.extension.as_ref()),
+            table = m.table.quoted(d),
+            idc = col(d, &m.id),
+            ids = ids.join(", "),
+            end = col(d, &m.ended_at),
+            lock = d.for_update(),
+        );
+        b.push(&sql);
+        let (sql, args) = b.build();
+        let rows = sqlx::query_with(&sql, args)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| Error::sqlx("reading calls to close", e))?;
+        let time = &self.inner.time;
+        let mut out = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let answered: Option<String> = get(row, 1, m.answered_at.name())?;
+            out.insert(
+                get_id(row, 0, m.id_type)?,
+                Current {
+                    answered_at: time.decode_opt(m.answered_at.name(), answered.as_deref())?,
+                    talk_seconds: get(row, 2, "talk_seconds")?,
+                    status: get(row, 3, "status")?,
+                    hangup_cause: get(row, 4, "hangup_cause")?,
+                    updated_at: get(row, 5, "updated_at")?,
+                    server: get(row, 6, "server")?,
+                    uniqueid: get(row, 7, "uniqueid")?,
+                    linkedid: get(row, 8, "linkedid")?,
+                    extension: get(row, 9, "extension")?,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    async fn write_updates(
+        &self,
+        conn: &mut AnyConnection,
+        plans: &[Planned<'_>],
+        now_s: &str,
+    ) -> Result<()> {
+        if plans.is_empty() {
+            return Ok(());
+        }
+        let d = self.inner.dialect;
+        let m = &self.inner.map;
+        let time = &self.inner.time;
+        let mut b = SqlBuilder::new(d);
+        let rows: Vec<Vec<String>> = plans
+            .iter()
+            .map(|p| {
+                vec![
+                    bind_id(&mut b, &p.req.call_id),
+                    b.text(Some(time.encode(p.ended_at))),
+                    b.text(Some(p.req.hangup_cause.clone())),
+                    b.int(Some(p.talk_seconds)),
+                ]
+            })
+            .collect();
+        let mut set = vec![(m.ended_at.quoted(d), d.ts_param("v.cw_e"))];
+        if let Some(c) = &m.hangup_cause {
+            set.push((c.quoted(d), "v.cw_h".to_string()));
+        }
+        if let Some(c) = &m.talk_seconds {
+            set.push((c.quoted(d), "v.cw_s".to_string()));
+        }
+        if let Some(c) = &m.status {
+            let p = b.text(Some(m.status_values.completed.clone()));
+            set.push((c.quoted(d), p));
+        }
+        if let Some(c) = &m.updated_at {
+            let p = b.ts(Some(now_s.to_string()));
+            set.push((c.quoted(d), p));
+        }
+        let sql = d.update_from_values(
+            &m.table.quoted(d),
+            &m.id.quoted(d),
+            &["cw_id", "cw_e", "cw_h", "cw_s"],
+            &rows,
+            &set,
+            &format!("{} IS NULL", col(d, &m.ended_at)),
+        );
+        b.push(&sql);
+        let (sql, args) = b.build();
+        let done = sqlx::query_with(&sql, args)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| Error::sqlx("closing calls", e))?;
+        if done.rows_affected() != plans.len() as u64 {
+            // The rows were locked (or the file was) since they were read; a mismatch means the table is not
+            // what we think (e.g. duplicate ids). Roll back rather than write an audit that lies.
+            return Err(Error::Mapping(format!(
+                "expected to close {} rows, the database closed {}; is the id column unique?",
+                plans.len(),
+                done.rows_affected()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn write_audit(
+        &self,
+        conn: &mut AnyConnection,
+        batch_id: &str,
+        run_id: &str,
+        plans: &[Planned<'_>],
+        skipped: &[&CloseRequest],
+        now_s: &str,
+    ) -> Result<()> {
+        let d = self.inner.dialect;
+        let m = &self.inner.map;
+        let time = &self.inner.time;
+        // 21 parameters per row; stay well below every engine's limit.
+        let per_stmt = (30_000 / AUDIT_COLUMNS.len()).max(1);
+        let status_new = m.status.as_ref().map(|_| m.status_values.completed.clone());
+        let has_updated = m.updated_at.is_some();
+        let entries: Vec<Entry<'_, '_>> = plans
+            .iter()
+            .map(Entry::Closed)
+            .chain(skipped.iter().map(|r| Entry::Skipped(r)))
+            .collect();
+        let render = |b: &mut SqlBuilder<'_>, e: &Entry<'_, '_>| -> Vec<String> {
+            match e {
+                Entry::Closed(p) => vec![
+                    b.text(Some(batch_id.to_string())),
+                    b.text(Some(p.req.call_id.to_text())),
+                    b.text(p.cur.server.clone()),
+                    b.text(p.cur.uniqueid.clone()),
+                    b.text(p.cur.linkedid.clone()),
+                    b.text(Some("closed".into())),
+                    b.text(Some(p.req.reason.as_str().into())),
+                    b.text(Some(p.req.hangup_cause.clone())),
+                    b.text(p.cur.status.clone()),
+                    b.text(p.cur.hangup_cause.clone()),
+                    b.int(p.cur.talk_seconds),
+                    b.ts(p.cur.updated_at.clone()),
+                    b.ts(Some(time.encode(p.ended_at))),
+                    b.text(status_new.clone()),
+                    b.text(Some(p.req.hangup_cause.clone())),
+                    b.int(Some(p.talk_seconds)),
+                    b.ts(has_updated.then(|| now_s.to_string())),
+                    b.ts(p.req.ended_after.map(|t| time.encode(t))),
+                    b.ts(p.req.ended_before.map(|t| time.encode(t))),
+                    b.text(Some(run_id.to_string())),
+                    b.ts(Some(time.encode(p.req.decided_at))),
+                ],
+                Entry::Skipped(req) => vec![
+                    b.text(Some(batch_id.to_string())),
+                    b.text(Some(req.call_id.to_text())),
+                    b.text(None),
+                    b.text(None),
+                    b.text(None),
+                    b.text(Some("skipped".into())),
+                    b.text(Some(req.reason.as_str().into())),
+                    b.text(Some(req.hangup_cause.clone())),
+                    b.text(None),
+                    b.text(None),
+                    b.int(None),
+                    b.ts(None),
+                    b.ts(None),
+                    b.text(None),
+                    b.text(None),
+                    b.int(None),
+                    b.ts(None),
+                    b.ts(req.ended_after.map(|t| time.encode(t))),
+                    b.ts(req.ended_before.map(|t| time.encode(t))),
+                    b.text(Some(run_id.to_string())),
+                    b.ts(Some(time.encode(req.decided_at))),
+                ],
+            }
+        };
+        for group in entries.chunks(per_stmt) {
+            let mut b = SqlBuilder::new(d);
+            let rows: Vec<String> = group
+                .iter()
+                .map(|e| format!("({})", render(&mut b, e).join(", ")))
+                .collect();
+            let sql = format!(
+                "INSERT INTO {} ({}) VALUES {}",
+                m.audit_table.quoted(d),
+                AUDIT_COLUMNS.join(", "),
+                rows.join(", ")
+            );
+            b.push(&sql);
+            let (sql, args) = b.build();
+            sqlx::query_with(&sql, args)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| Error::sqlx("writing the audit", e))?;
+        }
+        Ok(())
+    }
+
+    async fn closure_ids(
+        &self,
+        conn: &mut AnyConnection,
+        batch_id: &str,
+    ) -> Result<HashMap<CallId, i64>> {
+        let d = self.inner.dialect;
+        let m = &self.inner.map;
+        let mut b = SqlBuilder::new(d);
+        let p = b.text(Some(batch_id.to_string()));
+        let sql = format!(
+            "SELECT {}, call_id FROM {} WHERE batch_id = {p} AND outcome = 'closed'",
+            d.as_int("id"),
+            m.audit_table.quoted(d)
+        );
+        b.push(&sql);
+        let (sql, args) = b.build();
+        let rows = sqlx::query_with(&sql, args)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| Error::sqlx("reading the audit", e))?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = get(row, 0, "id")?;
+            let call: String = get(row, 1, "call_id")?;
+            out.insert(parse_id(&call, m.id_type)?, id);
+        }
+        Ok(out)
+    }
+
+    #[cfg(feature = "testing")]
+    async fn fault_after_chunk(&self, conn: &mut AnyConnection, chunk: usize) -> Result<()> {
+        let fault = self.inner.fault.lock().ok().and_then(|f| f.clone());
+        if let Some(crate::testing::Fault::KillConnectionAfterChunk(n)) = fault {
+            if n == chunk {
+                let sql = match self.inner.dialect {
+                    crate::Dialect::Postgres => "SELECT pg_terminate_backend(pg_backend_pid())",
+                    crate::Dialect::MySql => "KILL CONNECTION CONNECTION_ID()",
+                    _ => {
+                        return Err(Error::Config(
+                            "fault injection is not supported on SQLite".into(),
+                        ))
+                    }
+                };
+                sqlx::query(sql)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| Error::sqlx("closing calls", e))?;
+                // The next statement on the killed connection fails like any dropped connection would.
+                sqlx::query("SELECT 1")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| Error::sqlx("closing calls", e))?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,124 @@
+//! `in_progress`: answered rows without `ended_at`, read in keyset pages.
+
+use super::{bind_id, get, get_id, sel_id, sel_int, sel_text, sel_ts};
+use crate::dialect::SqlBuilder;
+use crate::error::{Error, Result};
+use crate::model::{CallId, OpenCall, ServerFilter};
+use crate::Store;
+use chrono::{DateTime, Utc};
+
+/// Rows per page.
+const PAGE: i64 = 5000;
+
+impl Store {
+    /// Answered calls whose row has no `ended_at` (`answered_at IS NOT NULL AND ended_at IS NULL`), ordered by id.
+    ///
+    /// `server`: see [`ServerFilter`]. When the table has no server column, `Any` and `Default` return every
+    /// open row and `Named` returns none (a table without a server column cannot hold several servers' calls).
+    /// `answered_before`: only rows answered strictly before this instant. Rows are read in pages of 5000
+    /// (keyset on the id), so a huge backlog never holds one long-running statement.
+    pub async fn in_progress(
+        &self,
+        server: ServerFilter<'_>,
+        answered_before: Option<DateTime<Utc>>,
+    ) -> Result<Vec<OpenCall>> {
+        let m = &self.inner.map;
+        if m.server.is_none() && matches!(server, ServerFilter::Named(_)) {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        let mut after: Option<CallId> = None;
+        loop {
+            let page = self
+                .in_progress_page(server, answered_before, after.as_ref())
+                .await?;
+            let done = (page.len() as i64) < PAGE;
+            after = page.last().map(|c| c.id.clone());
+            out.extend(page);
+            if done || after.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn in_progress_page(
+        &self,
+        server: ServerFilter<'_>,
+        answered_before: Option<DateTime<Utc>>,
+        after: Option<&CallId>,
+    ) -> Result<Vec<OpenCall>> {
+        let d = self.inner.dialect;
+        let m = &self.inner.map;
+        let time = &self.inner.time;
+        let mut b = SqlBuilder::new(d);
+        let id = super::col(d, &m.id);
+        let sql = format!(
+            "SELECT {id_sel}, {uniq}, {linked}, {chan}, {ext}, {caller}, {srv}, {status}, {started}, {answered}, {talk} \
+             FROM {table} AS t WHERE {ans} IS NOT NULL AND {end} IS NULL",
+            id_sel = sel_id(d, m.id_type, &m.id),
+            uniq = sel_text(d, m.uniqueid.as_ref()),
+            linked = sel_text(d, m.linkedid.as_ref()),
+            chan = sel_text(d, m.channel.as_ref()),
+            ext = sel_text(d, m.extension.as_ref()),
+            caller = sel_text(d, m.caller.as_ref()),
+            srv = sel_text(d, m.server.as_ref()),
+            status = sel_text(d, m.status.as_ref()),
+            started = sel_ts(d, m.started_at.as_ref()),
+            answered = sel_ts(d, Some(&m.answered_at)),
+            talk = sel_int(d, m.talk_seconds.as_ref()),
+            table = m.table.quoted(d),
+            ans = super::col(d, &m.answered_at),
+            end = super::col(d, &m.ended_at),
+        );
+        b.push(&sql);
+        if let Some(srv) = &m.server {
+            match server {
+                ServerFilter::Any => {}
+                ServerFilter::Default => {
+                    b.push(&format!(" AND {} IS NULL", super::col(d, srv)));
+                }
+                ServerFilter::Named(name) => {
+                    let p = b.text(Some(name.to_string()));
+                    b.push(&format!(" AND {} = {p}", super::col(d, srv)));
+                }
+            }
+        }
+        if let Some(before) = answered_before {
+            let p = b.ts(Some(time.encode(before)));
+            b.push(&format!(" AND {} < {p}", super::col(d, &m.answered_at)));
+        }
+        if let Some(after) = after {
+            let p = bind_id(&mut b, after);
+            b.push(&format!(" AND {id} > {p}"));
+        }
+        b.push(&format!(" ORDER BY {id} LIMIT {PAGE}"));
+        let (sql, args) = b.build();
+        let rows = sqlx::query_with(&sql, args)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| Error::sqlx("reading calls in progress", e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let answered: Option<String> = get(row, 9, m.answered_at.name())?;
+            let answered = answered.ok_or_else(|| Error::Decode {
+                column: m.answered_at.name().to_string(),
+                detail: "NULL in a row selected as answered".into(),
+            })?;
+            let started: Option<String> = get(row, 8, "started_at")?;
+            out.push(OpenCall {
+                id: get_id(row, 0, m.id_type)?,
+                uniqueid: get(row, 1, "uniqueid")?,
+                linkedid: get(row, 2, "linkedid")?,
+                channel: get(row, 3, "channel")?,
+                extension: get(row, 4, "extension")?,
+                caller: get(row, 5, "caller")?,
+                server: get(row, 6, "server")?,
+                status: get(row, 7, "status")?,
+                started_at: time.decode_opt("started_at", started.as_deref())?,
+                answered_at: time.decode(m.answered_at.name(), &answered)?,
+                talk_seconds: get(row, 10, "talk_seconds")?,
+            });
+        }
+        Ok(out)
+    }
+}

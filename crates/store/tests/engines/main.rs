@@ -1,0 +1,6 @@
+//! The store against the real engines: SQLite always; PostgreSQL and MariaDB on 127.0.0.1 (skipped with a
+//! message when down, unless CI=true). Each test gets its own database.
+
+mod close;
+mod common;
+mod migrate;

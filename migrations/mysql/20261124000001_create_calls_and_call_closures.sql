@@ -1,0 +1,55 @@
+-- callwatch default schema (Laravel types and names). `calls` is only created when missing, so an
+-- application's existing table of that name is never touched. callwatch sets the session time_zone to
+-- +00:00, so `timestamp` columns store exactly the local time it writes.
+CREATE TABLE IF NOT EXISTS calls (
+    id bigint unsigned NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    uniqueid varchar(255) NULL,
+    linkedid varchar(255) NULL,
+    channel varchar(255) NULL,
+    extension varchar(255) NULL,
+    caller varchar(255) NULL,
+    server varchar(255) NULL,
+    status varchar(255) NOT NULL DEFAULT 'ringing',
+    started_at datetime NULL,
+    answered_at datetime NULL,
+    ended_at datetime NULL,
+    hangup_cause varchar(255) NULL,
+    talk_seconds int NULL,
+    created_at timestamp NULL,
+    updated_at timestamp NULL,
+    KEY calls_in_progress_index (ended_at, server, answered_at),
+    KEY calls_uniqueid_index (uniqueid),
+    KEY calls_linkedid_index (linkedid)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+CREATE TABLE IF NOT EXISTS call_closures (
+    id bigint unsigned NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    batch_id varchar(64) NOT NULL,
+    call_id varchar(191) NOT NULL,
+    server varchar(255) NULL,
+    uniqueid varchar(255) NULL,
+    linkedid varchar(255) NULL,
+    outcome varchar(16) NOT NULL,
+    reason varchar(32) NOT NULL,
+    cause text NULL,
+    prev_ended_at datetime NULL,
+    prev_status varchar(255) NULL,
+    prev_hangup_cause varchar(255) NULL,
+    prev_talk_seconds bigint NULL,
+    prev_updated_at datetime NULL,
+    new_ended_at datetime NULL,
+    new_status varchar(255) NULL,
+    new_hangup_cause varchar(255) NULL,
+    new_talk_seconds bigint NULL,
+    new_updated_at datetime NULL,
+    ended_after datetime NULL,
+    ended_before datetime NULL,
+    run_id varchar(191) NOT NULL,
+    decided_at datetime NOT NULL,
+    undone_at datetime NULL,
+    undo_run_id varchar(191) NULL,
+    KEY call_closures_batch_id_index (batch_id),
+    KEY call_closures_run_id_index (run_id),
+    KEY call_closures_decided_at_index (decided_at),
+    KEY call_closures_call_id_index (call_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
