@@ -6,7 +6,11 @@ mod cmd;
 mod health;
 mod http;
 mod metrics;
+mod pipeline;
+mod policy;
 mod redact;
+mod replay;
+mod settings;
 mod shutdown;
 mod telemetry;
 
@@ -17,7 +21,10 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     telemetry::init(&cli.global);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

@@ -1,0 +1,368 @@
+//! The pipeline shared by `run`, `replay`, `cleanup` and `demo`: open rows × channel-map snapshot →
+//! reconciler decisions → audited, conditional closes, logged and broadcast.
+//!
+//! The [`Sweeper`] owns nothing but the store handle, the policy and what must survive between rounds
+//! (the mass-close guard's holds, whether a server's ids ever matched). Every round re-reads the open rows
+//! and re-decides from the map, so a round that fails (database down) loses nothing: the evidence stays in
+//! the map's tombstones and the next round closes the same rows with the same times.
+
+pub mod view;
+
+use std::collections::{HashMap, HashSet};
+
+use ami::channels::MapSnapshot;
+use chrono::{DateTime, Utc};
+use reconciler::{Decision, HoldReason, OpenRow, Reason};
+use serde::Serialize;
+use store::{CallId, CloseReason, CloseRequest, OpenCall, ServerFilter, Store};
+
+use crate::broadcast::{Broadcaster, CallUpdate};
+use crate::metrics as m;
+pub use view::ServerMemory;
+
+/// Which rows belong to a server.
+#[derive(Debug, Clone)]
+pub struct ServerTarget {
+    /// The server's name (as in the `server` column and the channel map).
+    pub name: String,
+    /// Rows with a NULL `server` belong to this server too.
+    pub is_default: bool,
+}
+
+/// One row callwatch closed (or, on a dry run, would close).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClosedRow {
+    /// Row id.
+    pub id: CallId,
+    /// Row's Uniqueid.
+    pub uniqueid: Option<String>,
+    /// Row's Linkedid.
+    pub linkedid: Option<String>,
+    /// Row's extension.
+    pub extension: Option<String>,
+    /// End time written.
+    pub ended_at: DateTime<Utc>,
+    /// `hangup_cause` written.
+    pub hangup_cause: String,
+    /// Why.
+    pub reason: String,
+    /// Lower bound of the true end time, when not known exactly.
+    pub ended_after: Option<DateTime<Utc>>,
+    /// Upper bound of the true end time, when not known exactly.
+    pub ended_before: Option<DateTime<Utc>>,
+    /// Talk time written.
+    pub talk_seconds: i64,
+    /// Row's answer time.
+    pub answered_at: DateTime<Utc>,
+    /// Audit row id (None on a dry run).
+    pub closure_id: Option<i64>,
+}
+
+/// One row the mass-close guard holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeldRow {
+    /// Row id.
+    pub id: CallId,
+    /// The rule that would close it.
+    pub would_close: String,
+    /// `awaiting_confirmation` or `ids_never_matched` (an alert).
+    pub why: String,
+}
+
+/// What one round did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SweepReport {
+    /// Open rows looked at.
+    pub open: usize,
+    /// Rows closed (or that would be, on a dry run).
+    pub closed: Vec<ClosedRow>,
+    /// Rows the application had ended meanwhile (the conditional update skipped them).
+    pub skipped: Vec<CallId>,
+    /// Rows held by the mass-close guard.
+    pub held: Vec<HeldRow>,
+    /// Rows kept open.
+    pub kept: usize,
+}
+
+/// Runs rounds; see the module docs.
+pub struct Sweeper {
+    store: Store,
+    policy: reconciler::Policy,
+    clock: clock::SharedClock,
+    run_id: String,
+    dry_run: bool,
+    broadcaster: Broadcaster,
+    memory: HashMap<String, ServerMemory>,
+    /// Rows already reported closed on a dry run, so repeated rounds report each once.
+    dry_closed: HashSet<CallId>,
+}
+
+impl Sweeper {
+    /// A sweeper writing under `run_id` (the audit table's run id).
+    pub fn new(
+        store: Store,
+        policy: reconciler::Policy,
+        clock: clock::SharedClock,
+        run_id: String,
+        dry_run: bool,
+        broadcaster: Broadcaster,
+    ) -> Self {
+        Self {
+            store,
+            policy,
+            clock,
+            run_id,
+            dry_run,
+            broadcaster,
+            memory: HashMap::new(),
+            dry_closed: HashSet::new(),
+        }
+    }
+
+    /// The audit run id.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// True when nothing is written.
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Reads the open rows of `target`.
+    pub async fn open_rows(&self, target: &ServerTarget) -> Result<Vec<OpenCall>, store::Error> {
+        let mut rows = self
+            .store
+            .in_progress(ServerFilter::Named(&target.name), None)
+            .await?;
+        if target.is_default {
+            rows.extend(self.store.in_progress(ServerFilter::Default, None).await?);
+        }
+        Ok(rows)
+    }
+
+    /// One round for one server: decide from `snapshot` and close what is over.
+    ///
+    /// On a database error nothing is half-written (each batch is one transaction); the error is returned
+    /// and the caller retries later, when the same evidence gives the same closes.
+    pub async fn sweep(
+        &mut self,
+        target: &ServerTarget,
+        snapshot: &MapSnapshot,
+    ) -> Result<SweepReport, store::Error> {
+        let started = std::time::Instant::now();
+        let calls = match self.open_rows(target).await {
+            Ok(c) => c,
+            Err(err) => {
+                metrics::counter!(m::DB_ERRORS_TOTAL).increment(1);
+                return Err(err);
+            }
+        };
+        let calls: Vec<OpenCall> = if self.dry_run {
+            calls
+                .into_iter()
+                .filter(|c| !self.dry_closed.contains(&c.id))
+                .collect()
+        } else {
+            calls
+        };
+        let now = self.clock.now();
+        let memory = self.memory.entry(target.name.clone()).or_default();
+        let view = view::server_view(snapshot, memory);
+        let rows: Vec<OpenRow> = calls.iter().map(open_row).collect();
+        if !memory.ids_matched_before {
+            memory.ids_matched_before = rows.iter().any(|r| matches_anything(r, snapshot));
+        }
+        let decisions = reconciler::decide(&rows, &view, &self.policy, now);
+
+        let mut report = SweepReport {
+            open: calls.len(),
+            ..SweepReport::default()
+        };
+        let mut batch = Vec::new();
+        let mut planned: HashMap<CallId, ClosedRow> = HashMap::new();
+        let mut still_held = HashMap::new();
+        for (row, decision) in decisions.into_iter().enumerate() {
+            match decision {
+                Decision::Close(close) => {
+                    let Some(call) = calls.get(close.row) else {
+                        continue;
+                    };
+                    batch.push(CloseRequest {
+                        call_id: call.id.clone(),
+                        ended_at: close.ended_at,
+                        hangup_cause: close.cause.clone(),
+                        reason: store_reason(close.reason),
+                        ended_after: close.ended_after,
+                        ended_before: close.ended_before,
+                        decided_at: now,
+                    });
+                    planned.insert(
+                        call.id.clone(),
+                        ClosedRow {
+                            id: call.id.clone(),
+                            uniqueid: call.uniqueid.clone(),
+                            linkedid: call.linkedid.clone(),
+                            extension: call.extension.clone(),
+                            ended_at: close.ended_at,
+                            hangup_cause: close.cause,
+                            reason: close.reason.as_str().to_string(),
+                            ended_after: close.ended_after,
+                            ended_before: close.ended_before,
+                            talk_seconds: close.talk_seconds,
+                            answered_at: call.answered_at,
+                            closure_id: None,
+                        },
+                    );
+                }
+                Decision::Hold { reason } => {
+                    let Some(call) = calls.get(row) else { continue };
+                    let (would_close, why) = match reason {
+                        HoldReason::AwaitingConfirmation {
+                            would_close,
+                            held_at,
+                            ..
+                        } => {
+                            still_held.insert(call.id.to_text(), held_at);
+                            (would_close, "awaiting_confirmation")
+                        }
+                        HoldReason::IdsNeverMatched { would_close } => {
+                            (would_close, "ids_never_matched")
+                        }
+                        _ => (Reason::ChannelGone, "held"),
+                    };
+                    report.held.push(HeldRow {
+                        id: call.id.clone(),
+                        would_close: would_close.as_str().to_string(),
+                        why: why.to_string(),
+                    });
+                }
+                _ => report.kept += 1,
+            }
+        }
+        memory.held = still_held;
+        if report
+            .held
+            .iter()
+            .any(|h| h.why == "ids_never_matched")
+        {
+            tracing::error!(
+                server = %target.name,
+                held = report.held.len(),
+                "mass close held: none of the open rows' ids ever matched a channel of this server \
+                 (check the column mapping and the server name)"
+            );
+        }
+
+        if self.dry_run {
+            for row in planned.into_values() {
+                self.dry_closed.insert(row.id.clone());
+                report.closed.push(row);
+            }
+            report.closed.sort_by(|a, b| a.id.cmp(&b.id));
+            return Ok(report);
+        }
+        if !batch.is_empty() {
+            match self.store.close(&batch, &self.run_id).await {
+                Ok(outcome) => {
+                    for closed in outcome.closed {
+                        let Some(mut row) = planned.remove(&closed.call_id) else {
+                            continue;
+                        };
+                        row.ended_at = closed.ended_at;
+                        row.talk_seconds = closed.talk_seconds;
+                        row.closure_id = Some(closed.closure_id);
+                        self.announce(target, &row);
+                        report.closed.push(row);
+                    }
+                    for id in outcome.skipped {
+                        tracing::info!(call_id = %id, server = %target.name, "call already ended by the application; left alone");
+                        report.skipped.push(id);
+                    }
+                }
+                Err(err) => {
+                    metrics::counter!(m::DB_ERRORS_TOTAL).increment(1);
+                    for req in &batch {
+                        tracing::error!(call_id = %req.call_id, error = %err, "Failed to clean up stuck call");
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        metrics::gauge!(m::CALLS_OPEN).set((report.open - report.closed.len()) as f64);
+        metrics::histogram!(m::SWEEP_SECONDS).record(started.elapsed().as_secs_f64());
+        Ok(report)
+    }
+
+    /// Logs (with the seed's phrase), counts and broadcasts one close.
+    fn announce(&self, target: &ServerTarget, row: &ClosedRow) {
+        tracing::info!(
+            call_id = %row.id,
+            extension = row.extension.as_deref().unwrap_or(""),
+            reason = %row.reason,
+            ended_at = %row.ended_at.format("%Y-%m-%d %H:%M:%S"),
+            talk_seconds = row.talk_seconds,
+            hangup_cause = %row.hangup_cause,
+            server = %target.name,
+            "Stuck call cleaned up"
+        );
+        metrics::counter!(m::CLOSES_TOTAL, "reason" => row.reason.clone()).increment(1);
+        self.broadcaster.send(CallUpdate {
+            id: row.id.to_text(),
+            extension: row.extension.clone(),
+            status: "completed".into(),
+            ended_at: row.ended_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            hangup_cause: row.hangup_cause.clone(),
+            talk_seconds: row.talk_seconds,
+            reason: row.reason.clone(),
+        });
+    }
+}
+
+/// The reconciler's view of a row.
+pub fn open_row(call: &OpenCall) -> OpenRow {
+    let non_empty = |v: &Option<String>| v.as_ref().filter(|s| !s.trim().is_empty()).cloned();
+    OpenRow {
+        key: call.id.to_text(),
+        uniqueid: non_empty(&call.uniqueid),
+        linkedid: non_empty(&call.linkedid),
+        extension: non_empty(&call.extension),
+        answered_at: call.answered_at,
+        talk_seconds: call.talk_seconds,
+    }
+}
+
+/// True when the row's ids match any channel the snapshot knows (live or ended).
+fn matches_anything(row: &OpenRow, snapshot: &MapSnapshot) -> bool {
+    if let Some(u) = &row.uniqueid {
+        if snapshot.live.contains_key(u) || snapshot.ended.contains_key(u) {
+            return true;
+        }
+    }
+    if let Some(l) = &row.linkedid {
+        return snapshot
+            .live
+            .values()
+            .map(|c| &c.linkedids_ever)
+            .chain(snapshot.ended.values().map(|c| &c.linkedids_ever))
+            .any(|ids| ids.iter().any(|x| x == l));
+    }
+    false
+}
+
+/// The store's name for a reconciler reason.
+pub fn store_reason(reason: Reason) -> CloseReason {
+    match reason {
+        Reason::HangupSeen => CloseReason::HangupSeen,
+        Reason::ChannelGone => CloseReason::ChannelGone,
+        Reason::AsteriskRestart => CloseReason::AsteriskRestart,
+        Reason::TimeoutCleanup => CloseReason::TimeoutCleanup,
+        Reason::Superseded => CloseReason::Superseded,
+        _ => CloseReason::Manual,
+    }
+}

@@ -1,0 +1,105 @@
+//! `[policy]`: when callwatch may close a call, and how often it sweeps.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default time between sweeps (the seed's cron schedule).
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+/// The `[policy]` table. Durations are written like `"30m"`, `"2m"`, `"15s"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Fallback: close rows that cannot be judged once answered longer ago than this (default 30 min).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Fallback only after the map has been unsynced this long (default 2 min).
+    #[serde(with = "humantime_serde")]
+    pub fallback_after: Duration,
+    /// Sweep every this often, besides after every resync (default 10 min).
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Clock-skew allowance between the database's and Asterisk's clocks (default 5 s).
+    #[serde(with = "humantime_serde")]
+    pub skew: Duration,
+    /// Close an older unmatched row when a newer call on the same extension is live (default true).
+    pub superseded: bool,
+    /// Mass-close guard: hold when a round would close more than this fraction of the open rows… (0.9)
+    pub max_close_fraction: f64,
+    /// …and at least this many of them (50).
+    pub max_close_min: usize,
+    /// …until a listing this much later confirms them (15 s).
+    #[serde(with = "humantime_serde")]
+    pub confirm_delay: Duration,
+    /// Write the numeric Q.850 cause instead of the snake-case `Cause-txt` for seen hangups.
+    pub numeric_cause: bool,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        let p = reconciler::Policy::default();
+        let std = |d: chrono::Duration| d.to_std().unwrap_or_default();
+        Self {
+            timeout: std(p.timeout),
+            fallback_after: std(p.fallback_after),
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
+            skew: std(p.skew),
+            superseded: p.superseded,
+            max_close_fraction: p.max_close_fraction,
+            max_close_min: p.max_close_min,
+            confirm_delay: std(p.confirm_delay),
+            numeric_cause: false,
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// The reconciler's policy.
+    pub fn to_policy(&self) -> reconciler::Policy {
+        let chrono = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        reconciler::Policy {
+            skew: chrono(self.skew),
+            timeout: chrono(self.timeout),
+            fallback_after: chrono(self.fallback_after),
+            superseded: self.superseded,
+            max_close_fraction: self.max_close_fraction,
+            max_close_min: self.max_close_min,
+            confirm_delay: chrono(self.confirm_delay),
+            cause_format: if self.numeric_cause {
+                reconciler::CauseFormat::Numeric
+            } else {
+                reconciler::CauseFormat::Text
+            },
+        }
+    }
+
+    /// Checks the values that serde cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.max_close_fraction > 0.0 && self.max_close_fraction <= 1.0,
+            "[policy] max_close_fraction must be in (0, 1], got {}",
+            self.max_close_fraction
+        );
+        anyhow::ensure!(!self.sweep_interval.is_zero(), "[policy] sweep_interval must be positive");
+        anyhow::ensure!(!self.timeout.is_zero(), "[policy] timeout must be positive");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_human_durations_and_keeps_defaults() {
+        let p: PolicyConfig = toml::from_str("timeout = \"45m\"\nconfirm_delay = \"20s\"").unwrap();
+        assert_eq!(p.timeout, Duration::from_secs(45 * 60));
+        assert_eq!(p.confirm_delay, Duration::from_secs(20));
+        assert_eq!(p.sweep_interval, DEFAULT_SWEEP_INTERVAL);
+        let r = p.to_policy();
+        assert_eq!(r.timeout, chrono::Duration::minutes(45));
+        assert_eq!(r.fallback_after, chrono::Duration::minutes(2));
+        assert!(toml::from_str::<PolicyConfig>("timout = \"1m\"").is_err(), "unknown keys are errors");
+    }
+}

@@ -1,0 +1,260 @@
+//! The runner's configuration: one TOML file (`--config`, default `/etc/callwatch/callwatch.toml`),
+//! environment overrides (`CALLWATCH_…`, `DATABASE_URL`) and command-line flags on top.
+//!
+//! ```toml
+//! [[server]]
+//! name = "pbx1"
+//! url = "ami://watchdog@127.0.0.1:5038"
+//! secret_file = "/etc/callwatch/ami.secret"
+//!
+//! [database]
+//! url = "sqlite:///var/lib/callwatch/calls.db"
+//!
+//! [policy]
+//! timeout = "30m"
+//! ```
+//!
+//! See `deploy/callwatch.toml` for every key with its documentation.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+use crate::broadcast::BroadcastConfig;
+use crate::cli::GlobalArgs;
+use crate::http::HttpConfig;
+use crate::policy::PolicyConfig;
+
+/// Where the configuration is read from when `--config` is not given (a missing default file is fine).
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/callwatch/callwatch.toml";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// AMI servers to watch (`[[server]]`).
+    #[serde(rename = "server")]
+    pub servers: Vec<ServerConfig>,
+    /// The calls table (`[database]`).
+    pub database: store::DatabaseConfig,
+    /// Decision rules (`[policy]`).
+    pub policy: PolicyConfig,
+    /// Frontend notifications (`[broadcast]`).
+    pub broadcast: BroadcastConfig,
+    /// Health, readiness, metrics and status endpoints (`[http]`).
+    pub http: HttpConfig,
+}
+
+/// One `[[server]]`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Server name, as written in the calls table's `server` column (default: the URL's `?server=`, else
+    /// `default`).
+    pub name: Option<String>,
+    /// `ami://user[:secret]@host[:5038][?server=NAME]` or `amis://…` for TLS.
+    pub url: String,
+    /// Read the AMI secret from this environment variable instead of the URL.
+    pub secret_env: Option<String>,
+    /// Read the AMI secret from this file instead of the URL.
+    pub secret_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for `amis://`.
+    pub ca_file: Option<PathBuf>,
+    /// Rows whose `server` column is NULL belong to this server (default: the first server).
+    #[serde(default)]
+    pub default: bool,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("name", &self.name)
+            .field("url", &crate::redact::url(&self.url))
+            .field("secret_env", &self.secret_env)
+            .field("secret_file", &self.secret_file)
+            .field("default", &self.default)
+            .finish()
+    }
+}
+
+/// A server ready to connect to.
+#[derive(Debug, Clone)]
+pub struct ResolvedServer {
+    /// Its name.
+    pub name: String,
+    /// Rows with a NULL server belong to it.
+    pub is_default: bool,
+    /// Client settings (secret included, redacted in Debug).
+    pub ami: ami::Config,
+}
+
+impl Settings {
+    /// Resolves every `[[server]]` into client settings: URL parsed, secret read from the URL, env or file.
+    pub fn resolve_servers(&self) -> anyhow::Result<Vec<ResolvedServer>> {
+        let mut out: Vec<ResolvedServer> = Vec::new();
+        let any_default = self.servers.iter().any(|s| s.default);
+        for (i, s) in self.servers.iter().enumerate() {
+            let ami = resolve_ami(&s.url, s.secret_env.as_deref(), s.secret_file.as_deref(), s.ca_file.as_deref())
+                .with_context(|| format!("[[server]] #{}", i + 1))?;
+            let name = s.name.clone().unwrap_or_else(|| ami.server.clone());
+            anyhow::ensure!(
+                !out.iter().any(|o| o.name == name),
+                "[[server]] #{}: the name {name:?} is used twice",
+                i + 1
+            );
+            let mut ami = ami;
+            ami.server = name.clone();
+            out.push(ResolvedServer {
+                name,
+                is_default: if any_default { s.default } else { i == 0 },
+                ami,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Checks what can be checked without connecting anywhere.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.policy.validate()?;
+        self.resolve_servers()?;
+        anyhow::ensure!(
+            self.servers.iter().filter(|s| s.default).count() <= 1,
+            "only one [[server]] may have default = true"
+        );
+        Ok(())
+    }
+}
+
+/// Parses an AMI URL and fills in the secret from an env var or file when given.
+pub fn resolve_ami(
+    url: &str,
+    secret_env: Option<&str>,
+    secret_file: Option<&Path>,
+    ca_file: Option<&Path>,
+) -> anyhow::Result<ami::Config> {
+    let mut cfg = ami::Config::from_url(url).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(var) = secret_env {
+        let secret = std::env::var(var)
+            .with_context(|| format!("the AMI secret variable {var} is not set"))?;
+        cfg.secret = ami::Secret::new(secret);
+    } else if let Some(path) = secret_file {
+        let secret = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the AMI secret file {}", path.display()))?;
+        cfg.secret = ami::Secret::new(secret.trim_end_matches(['\r', '\n']));
+    }
+    if let (Some(ca), Some(tls)) = (ca_file, cfg.tls.as_mut()) {
+        tls.ca_file = Some(ca.to_path_buf());
+    }
+    Ok(cfg)
+}
+
+/// Loads the configuration for a command: the file (`--config`, or the default path when it exists), then
+/// `CALLWATCH_…` environment overrides, then `--database` / `DATABASE_URL`.
+pub fn load(global: &GlobalArgs) -> anyhow::Result<Settings> {
+    let mut settings = match &global.config {
+        Some(path) => read_file(path)?,
+        None if Path::new(DEFAULT_CONFIG_PATH).exists() => read_file(Path::new(DEFAULT_CONFIG_PATH))?,
+        None => Settings::default(),
+    };
+    apply_env(&mut settings, |k| std::env::var(k).ok())?;
+    if let Some(url) = &global.database {
+        settings.database.url = store::DatabaseUrl::new(url.clone());
+    }
+    if settings.database.url.expose().is_empty() {
+        settings.database.url = store::DatabaseUrl::new(DEFAULT_DATABASE_URL);
+    }
+    settings.validate()?;
+    Ok(settings)
+}
+
+/// The embedded default database when none is configured.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://callwatch.db";
+
+fn read_file(path: &Path) -> anyhow::Result<Settings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {}",
+            path.display(),
+            crate::redact::text(&e.to_string())
+        )
+    })
+}
+
+/// Environment overrides: `CALLWATCH_AMI_URL` (replaces the servers with one), `CALLWATCH_AMI_SECRET`,
+/// `CALLWATCH_TIMEOUT`, `CALLWATCH_FALLBACK_AFTER`, `CALLWATCH_SWEEP_INTERVAL`, `CALLWATCH_HTTP_LISTEN`,
+/// `CALLWATCH_TIMEZONE`.
+fn apply_env(settings: &mut Settings, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+    if let Some(url) = get("CALLWATCH_AMI_URL") {
+        settings.servers = vec![ServerConfig {
+            name: None,
+            url,
+            secret_env: get("CALLWATCH_AMI_SECRET").map(|_| "CALLWATCH_AMI_SECRET".to_string()),
+            secret_file: None,
+            ca_file: None,
+            default: true,
+        }];
+    }
+    let duration = |key: &str| -> anyhow::Result<Option<std::time::Duration>> {
+        get(key)
+            .map(|v| humantime::parse_duration(&v).with_context(|| format!("{key}={v:?} is not a duration")))
+            .transpose()
+    };
+    if let Some(d) = duration("CALLWATCH_TIMEOUT")? {
+        settings.policy.timeout = d;
+    }
+    if let Some(d) = duration("CALLWATCH_FALLBACK_AFTER")? {
+        settings.policy.fallback_after = d;
+    }
+    if let Some(d) = duration("CALLWATCH_SWEEP_INTERVAL")? {
+        settings.policy.sweep_interval = d;
+    }
+    if let Some(listen) = get("CALLWATCH_HTTP_LISTEN") {
+        settings.http.listen = listen;
+    }
+    if let Some(tz) = get("CALLWATCH_TIMEZONE") {
+        settings.database.timezone = tz;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_validates() {
+        let text = include_str!("../deploy/callwatch.toml");
+        let s: Settings = toml::from_str(text).unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.servers.len(), 1);
+        let servers = s.resolve_servers().unwrap();
+        assert!(servers[0].is_default);
+        assert!(!format!("{s:?}").contains("lab-secret"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_clear_errors() {
+        let err = toml::from_str::<Settings>("[policy]\ntimeout = \"soon\"").unwrap_err();
+        assert!(err.to_string().contains("timeout"), "{err}");
+        let err = toml::from_str::<Settings>("[polcy]\n").unwrap_err();
+        assert!(err.to_string().contains("polcy"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_apply() {
+        let mut s = Settings::default();
+        apply_env(&mut s, |k| match k {
+            "CALLWATCH_AMI_URL" => Some("ami://watchdog@127.0.0.1:5038?server=pbx9".into()),
+            "CALLWATCH_TIMEOUT" => Some("45m".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(s.servers.len(), 1);
+        assert_eq!(s.policy.timeout, std::time::Duration::from_secs(45 * 60));
+        let err = apply_env(&mut s, |k| (k == "CALLWATCH_SWEEP_INTERVAL").then(|| "often".into())).unwrap_err();
+        assert!(err.to_string().contains("CALLWATCH_SWEEP_INTERVAL"));
+    }
+}
