@@ -103,7 +103,10 @@ fn first_of(a: &Hangup<'_>, b: &Hangup<'_>) -> bool {
     match a.at.cmp(&b.at) {
         Ordering::Less => true,
         Ordering::Greater => false,
-        Ordering::Equal => natural_cmp(a.uniqueid, b.uniqueid) == Ordering::Less,
+        Ordering::Equal => {
+            natural_cmp(a.uniqueid, b.uniqueid).then_with(|| a.uniqueid.cmp(b.uniqueid))
+                == Ordering::Less
+        }
     }
 }
 
@@ -140,25 +143,25 @@ pub(crate) fn natural_cmp(a: &str, b: &str) -> Ordering {
     }
 }
 
-/// A group's evidence stored in the view without borrowing it: the first Hangup is kept by Uniqueid and
-/// resolved against the view's tombstones when needed.
+/// A group's evidence stored in the view without borrowing it: the first Hangup is kept as an index
+/// into the view's tombstones and resolved when needed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StoredEvidence {
     pub(crate) kind: Kind,
     pub(crate) point: DateTime<Utc>,
     pub(crate) lo: DateTime<Utc>,
     pub(crate) hi: DateTime<Utc>,
-    pub(crate) first_hangup: Option<String>,
+    pub(crate) first_hangup: Option<u32>,
 }
 
 impl StoredEvidence {
-    pub(crate) fn store(e: &Evidence<'_>) -> Self {
+    pub(crate) fn store(e: &Evidence<'_>, first_hangup: Option<u32>) -> Self {
         StoredEvidence {
             kind: e.kind,
             point: e.point,
             lo: e.lo,
             hi: e.hi,
-            first_hangup: e.first_hangup.map(|h| h.uniqueid.to_owned()),
+            first_hangup,
         }
     }
 }

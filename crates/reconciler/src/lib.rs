@@ -55,6 +55,7 @@ mod cause;
 mod decide;
 mod decision;
 mod evidence;
+mod hash;
 mod matching;
 mod model;
 mod policy;

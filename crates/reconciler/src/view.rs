@@ -5,30 +5,47 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use crate::evidence::{Evidence, Hangup, StoredEvidence};
+use crate::hash::FxHashMap;
 use crate::model::{End, EndedChannel, LiveChannel, ServerState};
 
 /// What callwatch knows about one server's channels at the time of a round.
 ///
-/// Built with [`ServerView::builder`]; building indexes every Linkedid a channel has ever carried, so
-/// `decide` answers "is any channel of this Linkedid group up?" with one lookup.
+/// Built with [`ServerView::builder`]; building indexes every Uniqueid and every Linkedid a channel has
+/// ever carried, so `decide` answers "is this channel up?" and "is any channel of this Linkedid group up?"
+/// with one lookup each.
 #[derive(Debug, Clone)]
 pub struct ServerView {
     state: ServerState,
     live: HashMap<String, LiveChannel>,
-    ended: HashMap<String, EndedChannel>,
+    /// The tombstones; [`Slot::Ended`] and [`Group::ended`] index into it.
+    ended: Vec<(String, EndedChannel)>,
     held: HashMap<String, DateTime<Utc>>,
+    /// Uniqueid → live or ended (compact, for the hot path).
+    uniqueids: FxHashMap<String, Slot>,
     /// Linkedid → the group of channels that ever carried it.
-    groups: HashMap<String, Group>,
+    groups: FxHashMap<String, Group>,
+    /// The merged evidence of groups with ended members; [`Group::ended`] indexes into it.
+    group_ends: Vec<StoredEvidence>,
+}
+
+/// Where a Uniqueid stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Live,
+    /// Index into `ended`.
+    Ended(u32),
 }
 
 /// The channels that ever carried one Linkedid.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Group {
     /// How many of them are up.
     live: u32,
-    /// How the ended ones ended (merged); `None` when none has ended.
-    ended: Option<StoredEvidence>,
+    /// Index into `group_ends` of how the ended ones ended (merged); `NONE` when none has ended.
+    ended: u32,
 }
+
+const NONE: u32 = u32::MAX;
 
 /// Collects a server's channels and the rows held by the previous round, then builds a [`ServerView`].
 #[derive(Debug, Clone, Default)]
@@ -65,27 +82,42 @@ impl ServerViewBuilder {
         self
     }
 
-    /// Indexes the channels and returns the view.
+    /// Indexes the channels and returns the view. Beyond `u32::MAX - 1` tombstones, the extra ones are
+    /// left out (a map never holds that many).
     pub fn build(self) -> ServerView {
         let ServerViewBuilder {
             state,
             live,
-            mut ended,
+            ended,
             held,
         } = self;
-        ended.retain(|uid, _| !live.contains_key(uid));
+        let ended: Vec<(String, EndedChannel)> = ended
+            .into_iter()
+            .filter(|(uid, _)| !live.contains_key(uid))
+            .take(NONE as usize - 1)
+            .collect();
 
-        let mut groups: HashMap<String, Group> = HashMap::new();
-        for ch in live.values() {
+        let mut uniqueids: FxHashMap<String, Slot> = FxHashMap::default();
+        uniqueids.reserve(live.len() + ended.len());
+        let mut groups: FxHashMap<String, Group> = FxHashMap::default();
+        for (uid, ch) in &live {
+            uniqueids.insert(uid.clone(), Slot::Live);
             for (i, lid) in ch.linkedids_ever.iter().enumerate() {
                 if ch.linkedids_ever[..i].contains(lid) {
                     continue;
                 }
-                groups.entry(lid.clone()).or_default().live += 1;
+                groups
+                    .entry(lid.clone())
+                    .or_insert(Group {
+                        live: 0,
+                        ended: NONE,
+                    })
+                    .live += 1;
             }
         }
-        let mut merged: HashMap<&str, Evidence<'_>> = HashMap::new();
-        for (uid, ch) in &ended {
+        let mut merged: FxHashMap<&str, Evidence<'_>> = FxHashMap::default();
+        for (i, (uid, ch)) in ended.iter().enumerate() {
+            uniqueids.insert(uid.clone(), Slot::Ended(i as u32));
             let ev = Evidence::of(uid, &ch.end);
             for lid in &ch.linkedids_ever {
                 merged
@@ -94,20 +126,23 @@ impl ServerViewBuilder {
                     .or_insert(ev);
             }
         }
+        let mut group_ends = Vec::with_capacity(merged.len());
         for (lid, ev) in &merged {
-            let stored = StoredEvidence::store(ev);
-            match groups.get_mut(*lid) {
-                Some(g) => g.ended = Some(stored),
-                None => {
-                    groups.insert(
-                        (*lid).to_owned(),
-                        Group {
-                            live: 0,
-                            ended: Some(stored),
-                        },
-                    );
-                }
-            }
+            let first_hangup = ev
+                .first_hangup
+                .and_then(|h| match uniqueids.get(h.uniqueid) {
+                    Some(Slot::Ended(i)) => Some(*i),
+                    _ => None,
+                });
+            let index = group_ends.len() as u32;
+            group_ends.push(StoredEvidence::store(ev, first_hangup));
+            groups
+                .entry((*lid).to_owned())
+                .or_insert(Group {
+                    live: 0,
+                    ended: NONE,
+                })
+                .ended = index;
         }
         drop(merged);
 
@@ -116,7 +151,9 @@ impl ServerViewBuilder {
             live,
             ended,
             held,
+            uniqueids,
             groups,
+            group_ends,
         }
     }
 }
@@ -153,7 +190,10 @@ impl ServerView {
 
     /// The tombstone of the ended channel with this Uniqueid.
     pub fn ended_channel(&self, uniqueid: &str) -> Option<&EndedChannel> {
-        self.ended.get(uniqueid)
+        match self.uniqueids.get(uniqueid)? {
+            Slot::Ended(i) => self.ended.get(*i as usize).map(|(_, ch)| ch),
+            Slot::Live => None,
+        }
     }
 
     /// When the previous round held the row `key` under the mass-close guard.
@@ -178,11 +218,12 @@ impl ServerView {
 
     /// The channel with this Uniqueid.
     pub(crate) fn by_uniqueid(&self, uniqueid: &str) -> Lookup<'_> {
-        if self.live.contains_key(uniqueid) {
-            return Lookup::Alive;
-        }
-        match self.ended.get_key_value(uniqueid) {
-            Some((uid, ch)) => Lookup::Ended(Evidence::of(uid, &ch.end)),
+        match self.uniqueids.get(uniqueid) {
+            Some(Slot::Live) => Lookup::Alive,
+            Some(Slot::Ended(i)) => match self.ended.get(*i as usize) {
+                Some((uid, ch)) => Lookup::Ended(Evidence::of(uid, &ch.end)),
+                None => Lookup::Unknown,
+            },
             None => Lookup::Unknown,
         }
     }
@@ -195,12 +236,13 @@ impl ServerView {
         if group.live > 0 {
             return Lookup::Alive;
         }
-        let Some(stored) = &group.ended else {
+        let Some(stored) = self.group_ends.get(group.ended as usize) else {
             return Lookup::Unknown;
         };
-        let first_hangup = stored.first_hangup.as_deref().and_then(|uid| {
-            let (uid, ch) = self.ended.get_key_value(uid)?;
-            match &ch.end {
+        let first_hangup = stored
+            .first_hangup
+            .and_then(|i| self.ended.get(i as usize))
+            .and_then(|(uid, ch)| match &ch.end {
                 End::HangupSeen {
                     at,
                     cause,
@@ -212,8 +254,7 @@ impl ServerView {
                     cause_txt: cause_txt.as_deref(),
                 }),
                 _ => None,
-            }
-        });
+            });
         Lookup::Ended(Evidence {
             kind: stored.kind,
             point: stored.point,
