@@ -66,17 +66,18 @@ fn pg_key(name: &str) -> i64 {
     h as i64
 }
 
-/// The MySQL lock name: `callwatch:<name>`, or a hash when the name is long or has characters other than
-/// `[A-Za-z0-9_.:-]` (so it can be written into SQL without escaping).
-fn my_name(name: &str) -> String {
-    let full = format!("callwatch:{name}");
-    let plain = name
+/// The MySQL lock name: `callwatch:<database>:<name>` (MySQL locks are server-wide, PostgreSQL advisory
+/// locks are per database), or a hash when that is long or has characters other than `[A-Za-z0-9_.:-]`
+/// (so it can be written into SQL without escaping).
+fn my_name(database: &str, name: &str) -> String {
+    let full = format!("callwatch:{database}:{name}");
+    let plain = full
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c));
     if full.len() <= 64 && plain {
         full
     } else {
-        format!("callwatch:{:016x}", pg_key(name) as u64)
+        format!("callwatch:{:016x}", pg_key(&full) as u64)
     }
 }
 
@@ -88,7 +89,13 @@ impl Store {
     pub async fn acquire_lock(&self, name: &str) -> Result<Option<InstanceLock>> {
         let key = match self.inner.dialect {
             Dialect::Postgres => LockKey::Pg(pg_key(name)),
-            Dialect::MySql => LockKey::My(my_name(name)),
+            Dialect::MySql => {
+                let db: Option<String> = sqlx::query_scalar("SELECT CAST(DATABASE() AS CHAR(255))")
+                    .fetch_one(&self.inner.pool)
+                    .await
+                    .map_err(|e| Error::sqlx("taking the instance lock", e))?;
+                LockKey::My(my_name(db.as_deref().unwrap_or(""), name))
+            }
             Dialect::Sqlite => LockKey::Lite(name.to_string()),
         };
         let inner = Arc::new(LockInner {
@@ -362,11 +369,10 @@ mod tests {
     fn lock_names_are_stable_and_bounded() {
         assert_eq!(pg_key("pbx1"), pg_key("pbx1"));
         assert_ne!(pg_key("pbx1"), pg_key("pbx2"));
-        assert_eq!(my_name("pbx1"), "callwatch:pbx1");
-        assert!(my_name(&"x".repeat(200)).len() <= 64);
-        assert_eq!(
-            my_name("a'b"),
-            format!("callwatch:{:016x}", pg_key("a'b") as u64)
-        );
+        assert_eq!(my_name("app", "pbx1"), "callwatch:app:pbx1");
+        assert!(my_name("app", &"x".repeat(200)).len() <= 64);
+        let quoted = my_name("app", "a'b");
+        assert!(!quoted.contains('\''), "{quoted}");
+        assert_ne!(my_name("app", "pbx1"), my_name("other", "pbx1"));
     }
 }

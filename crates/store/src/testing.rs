@@ -117,7 +117,7 @@ impl TestDb {
             let path = dir.path().join("calls.db");
             return Some(TestDb {
                 engine,
-                url: format!("sqlite://{}", path.display()),
+                url: format!("sqlite://{}?mode=rwc", path.display()),
                 name,
                 admin_url: None,
                 _dir: Some(dir),
