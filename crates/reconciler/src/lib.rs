@@ -56,6 +56,7 @@ mod decide;
 mod decision;
 mod evidence;
 mod hash;
+mod key;
 mod matching;
 mod model;
 mod policy;

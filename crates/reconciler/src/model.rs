@@ -30,7 +30,9 @@ pub struct LiveChannel {
     pub first_seen: DateTime<Utc>,
     /// The last time callwatch knew the channel to be up.
     pub last_known_alive: DateTime<Utc>,
-    /// The epoch (connection / Asterisk boot) in which the channel was last confirmed.
+    /// The epoch (connection / Asterisk boot) in which the channel was last confirmed. Informational:
+    /// `decide` counts every live channel as up; the map turns the channels of a boot that ended into
+    /// [`End::Restart`] tombstones.
     pub epoch: u64,
 }
 
@@ -85,7 +87,7 @@ pub struct ServerState {
     pub unsynced_since: Option<DateTime<Utc>>,
     /// The time of the last complete listing.
     pub listing_at: Option<DateTime<Utc>>,
-    /// The current epoch (connection / Asterisk boot).
+    /// The current epoch (connection / Asterisk boot). Informational (see [`LiveChannel::epoch`]).
     pub epoch: u64,
     /// Rows of this server have matched channels in an earlier round (remembered by the runner). When
     /// false and no open row matches any channel in the view, a mass close raises an alert instead.

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use crate::evidence::{Evidence, Hangup, StoredEvidence};
 use crate::hash::FxHashMap;
+use crate::key::IdKey;
 use crate::model::{End, EndedChannel, LiveChannel, ServerState};
 
 /// What callwatch knows about one server's channels at the time of a round.
@@ -21,9 +22,9 @@ pub struct ServerView {
     ended: Vec<(String, EndedChannel)>,
     held: HashMap<String, DateTime<Utc>>,
     /// Uniqueid → live or ended (compact, for the hot path).
-    uniqueids: FxHashMap<String, Slot>,
+    uniqueids: FxHashMap<IdKey, Slot>,
     /// Linkedid → the group of channels that ever carried it.
-    groups: FxHashMap<String, Group>,
+    groups: FxHashMap<IdKey, Group>,
     /// The merged evidence of groups with ended members; [`Group::ended`] indexes into it.
     group_ends: Vec<StoredEvidence>,
 }
@@ -97,17 +98,17 @@ impl ServerViewBuilder {
             .take(NONE as usize - 1)
             .collect();
 
-        let mut uniqueids: FxHashMap<String, Slot> = FxHashMap::default();
+        let mut uniqueids: FxHashMap<IdKey, Slot> = FxHashMap::default();
         uniqueids.reserve(live.len() + ended.len());
-        let mut groups: FxHashMap<String, Group> = FxHashMap::default();
+        let mut groups: FxHashMap<IdKey, Group> = FxHashMap::default();
         for (uid, ch) in &live {
-            uniqueids.insert(uid.clone(), Slot::Live);
+            uniqueids.insert(IdKey::new(uid), Slot::Live);
             for (i, lid) in ch.linkedids_ever.iter().enumerate() {
                 if ch.linkedids_ever[..i].contains(lid) {
                     continue;
                 }
                 groups
-                    .entry(lid.clone())
+                    .entry(IdKey::new(lid))
                     .or_insert(Group {
                         live: 0,
                         ended: NONE,
@@ -117,7 +118,7 @@ impl ServerViewBuilder {
         }
         let mut merged: FxHashMap<&str, Evidence<'_>> = FxHashMap::default();
         for (i, (uid, ch)) in ended.iter().enumerate() {
-            uniqueids.insert(uid.clone(), Slot::Ended(i as u32));
+            uniqueids.insert(IdKey::new(uid), Slot::Ended(i as u32));
             let ev = Evidence::of(uid, &ch.end);
             for lid in &ch.linkedids_ever {
                 merged
@@ -137,7 +138,7 @@ impl ServerViewBuilder {
             let index = group_ends.len() as u32;
             group_ends.push(StoredEvidence::store(ev, first_hangup));
             groups
-                .entry((*lid).to_owned())
+                .entry(IdKey::new(lid))
                 .or_insert(Group {
                     live: 0,
                     ended: NONE,

@@ -1,10 +1,9 @@
 //! Rule `superseded`: one in-progress call per extension.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 
 use crate::decision::{Close, Reason};
+use crate::hash::FxHashMap;
 use crate::matching::RowMatch;
 use crate::model::OpenRow;
 use crate::rules::{close, Ctx};
@@ -12,7 +11,7 @@ use crate::rules::{close, Ctx};
 /// The answer times of the rows whose channel is live, per extension, sorted.
 #[derive(Debug, Default)]
 pub(crate) struct LiveByExtension<'r> {
-    by_ext: HashMap<&'r str, Vec<DateTime<Utc>>>,
+    by_ext: FxHashMap<&'r str, Vec<DateTime<Utc>>>,
 }
 
 impl<'r> LiveByExtension<'r> {
@@ -23,7 +22,7 @@ impl<'r> LiveByExtension<'r> {
         alive: impl Iterator<Item = usize>,
         wanted: impl Iterator<Item = &'r str>,
     ) -> Self {
-        let mut by_ext: HashMap<&'r str, Vec<DateTime<Utc>>> =
+        let mut by_ext: FxHashMap<&'r str, Vec<DateTime<Utc>>> =
             wanted.map(|ext| (ext, Vec::new())).collect();
         if by_ext.is_empty() {
             return LiveByExtension { by_ext };
