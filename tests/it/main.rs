@@ -1,1 +1,5 @@
 //! The runner's one integration-test binary.
+mod common;
+mod replay;
+mod events;
+mod simulate;
