@@ -1,20 +1,8 @@
 //! `callwatch`: the command-line entry point. Parsing lives in `cli`, each command in `cmd::*`.
 
-mod broadcast;
-mod cli;
-mod cmd;
-mod health;
-mod http;
-mod metrics;
-mod pipeline;
-mod policy;
-mod redact;
-mod replay;
-mod settings;
-mod shutdown;
-mod telemetry;
-
 use std::process::ExitCode;
+
+use callwatch::{cli, cmd, telemetry};
 
 use clap::Parser;
 

@@ -1,15 +1,16 @@
 //! One module per command; each owns its clap flags (`…Args`) and its `run`.
 
-pub mod events;
-pub mod migrate;
 pub mod check_config;
-pub mod simulate;
+pub mod cleanup;
+pub mod demo;
+pub mod events;
+pub(crate) mod events_live;
+pub mod migrate;
 pub mod replay;
 pub mod run;
-pub mod cleanup;
+pub mod simulate;
 pub mod status;
 pub mod undo;
-pub mod demo;
 
 use std::process::ExitCode;
 
