@@ -975,7 +975,10 @@ mod tests {
         for uid in ["a", "b", "c"] {
             s.listed(gen, &item(uid, uid), t(2));
         }
-        assert_eq!(s.finish_listing(gen, t(2)), Some(ListingOutcome { live: 3, gone: 0 }));
+        assert_eq!(
+            s.finish_listing(gen, t(2)),
+            Some(ListingOutcome { live: 3, gone: 0 })
+        );
         s.frame_received(t(5));
         s.disconnected(t(6));
         let _ = map.take_gone();
@@ -1001,10 +1004,25 @@ mod tests {
                 before: t(41)
             }
         );
-        assert!(matches!(snap.ended["c"].end, ChannelEnd::HangupSeen { cause: Some(16), .. }));
-        let gone: Vec<(String, &'static str)> =
-            map.take_gone().into_iter().map(|g| (g.uniqueid, g.end.reason())).collect();
-        assert_eq!(gone, [("c".to_string(), "hangup"), ("b".to_string(), "gone at resync")]);
+        assert!(matches!(
+            snap.ended["c"].end,
+            ChannelEnd::HangupSeen {
+                cause: Some(16),
+                ..
+            }
+        ));
+        let gone: Vec<(String, &'static str)> = map
+            .take_gone()
+            .into_iter()
+            .map(|g| (g.uniqueid, g.end.reason()))
+            .collect();
+        assert_eq!(
+            gone,
+            [
+                ("c".to_string(), "hangup"),
+                ("b".to_string(), "gone at resync")
+            ]
+        );
     }
 
     #[test]
@@ -1033,7 +1051,9 @@ mod tests {
             .collect();
         h.push(("Timestamp".into(), "1795520003.250000".into()));
         s.apply(&Message::from_pairs(h), t(9));
-        let ChannelEnd::HangupSeen { at, .. } = &s.snapshot().ended["a"].end else { panic!() };
+        let ChannelEnd::HangupSeen { at, .. } = &s.snapshot().ended["a"].end else {
+            panic!()
+        };
         assert_eq!(*at, t(3) + chrono::Duration::milliseconds(250));
     }
 
@@ -1052,10 +1072,16 @@ mod tests {
         let snap = s.snapshot();
         let ch = &snap.live["srv1-1795520001.7"];
         assert_eq!(ch.linkedid, "srv1-1795520000.2");
-        assert_eq!(ch.linkedids_ever, ["srv1-1795520001.7", "srv1-1795520000.2"]);
+        assert_eq!(
+            ch.linkedids_ever,
+            ["srv1-1795520001.7", "srv1-1795520000.2"]
+        );
         s.apply(&hangup("srv1-1795520001.7", "16"), t(3));
         let ended = &s.snapshot().ended["srv1-1795520001.7"];
-        assert_eq!(ended.linkedids_ever, ["srv1-1795520001.7", "srv1-1795520000.2"]);
+        assert_eq!(
+            ended.linkedids_ever,
+            ["srv1-1795520001.7", "srv1-1795520000.2"]
+        );
         let gone = map.take_gone();
         assert_eq!(gone[0].linkedid, "srv1-1795520000.2");
     }
@@ -1070,7 +1096,14 @@ mod tests {
         s.listed(gen, &item("a", "a"), t(1));
         s.finish_listing(gen, t(1));
         s.frame_received(t(4));
-        s.apply(&Message::from_pairs([("Event", "Shutdown"), ("Shutdown", "Cleanly"), ("Restart", "True")]), t(5));
+        s.apply(
+            &Message::from_pairs([
+                ("Event", "Shutdown"),
+                ("Shutdown", "Cleanly"),
+                ("Restart", "True"),
+            ]),
+            t(5),
+        );
         let snap = s.snapshot();
         assert!(snap.live.is_empty());
         assert!(!snap.synced);
@@ -1101,7 +1134,9 @@ mod tests {
         assert_eq!(s.fully_booted(Duration::from_secs(30), t(200)), 1);
         let snap = s.snapshot();
         assert!(snap.live.is_empty());
-        assert!(matches!(snap.ended["1795520001.1"].end, ChannelEnd::Restart { at, .. } if at == t(170)));
+        assert!(
+            matches!(snap.ended["1795520001.1"].end, ChannelEnd::Restart { at, .. } if at == t(170))
+        );
         // Uniqueids restart with Asterisk: the same id is a new channel now.
         s.apply(&newchannel("1795520001.1", "1795520001.1"), t(201));
         assert_eq!(s.snapshot().live["1795520001.1"].first_seen, t(201));
@@ -1146,7 +1181,11 @@ mod tests {
         assert_eq!(s.snapshot().live["x"].state, "Up");
         s.apply(&hangup("y", "16"), t(2));
         s.apply(&newstate("y"), t(3));
-        let cdr = Message::from_pairs([("Event", "Cdr"), ("UniqueID", "z"), ("Channel", "PJSIP/1-1")]);
+        let cdr = Message::from_pairs([
+            ("Event", "Cdr"),
+            ("UniqueID", "z"),
+            ("Channel", "PJSIP/1-1"),
+        ]);
         s.apply(&cdr, t(3));
         assert_eq!(live_ids(&s.snapshot()), ["x"]);
     }

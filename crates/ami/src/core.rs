@@ -345,9 +345,12 @@ impl Core {
         }
         let pending = self.pending.values().map(|p| p.deadline);
         let queued = self.queued.iter().map(|q| q.3);
+        let ping = self
+            .next_ping
+            .filter(|_| self.phase == Phase::Ready && !self.ping_in_flight);
         self.login_deadline
             .into_iter()
-            .chain(self.next_ping)
+            .chain(ping)
             .chain(pending)
             .chain(queued)
             .min()
@@ -486,10 +489,11 @@ impl Core {
             self.close(Error::disconnected("logoff"), now);
             return;
         }
-        if let Ok(action) = Action::new("Logoff") {
+        if let Some(action) = self.internal("Logoff", &[]) {
             let deadline = after(now, self.cfg.action_timeout.min(Duration::from_secs(2)));
             self.send(action, Origin::Logoff, ReplyKind::Single, deadline);
         }
+        self.next_ping = None;
         self.phase = Phase::LoggingOff;
     }
 
@@ -792,14 +796,10 @@ impl Core {
             Origin::Resync(_) => {
                 self.resync_in_flight = false;
                 let message = message_text(msg);
+                // Stay connected: seen Hangups are still exact evidence. The map stays unsynced, so
+                // nothing is closed as "gone" until a later listing succeeds (next reconnect).
+                let _ = now;
                 tracing::error!(server = %self.channels.name(), %message, "CoreShowChannels refused; the map stays unsynced");
-                self.close(
-                    Error::ActionFailed {
-                        action: "CoreShowChannels".into(),
-                        message,
-                    },
-                    now,
-                );
             }
             _ => {}
         }
