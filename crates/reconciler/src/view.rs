@@ -265,3 +265,53 @@ impl ServerView {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::testkit::*;
+
+    #[test]
+    fn a_tombstone_never_hides_a_live_channel() {
+        let view = synced(0)
+            .gone("u1", &["L"], -50, -1)
+            .live("u1", &["L"])
+            .build();
+        assert!(view.live_channel("u1").is_some());
+        assert!(view.ended_channel("u1").is_none());
+        assert_eq!((view.live_count(), view.ended_count()), (1, 0));
+        assert!(view.linkedid_alive("L"));
+        check_one(&row("r").uid("u1"), &view, "keep alive(uniqueid)");
+        check_one(&row("r").lid("L"), &view, "keep alive(linkedid)");
+    }
+
+    #[test]
+    fn groups_count_each_channel_once() {
+        // a channel that carried L twice (L → M → L) is one member
+        let view = synced(0).live("a", &["L", "M", "L"]).build();
+        assert!(view.linkedid_alive("L") && view.linkedid_alive("M"));
+        assert!(!view.linkedid_alive("N"));
+        let view = synced(0)
+            .hangup(
+                "a",
+                &["L", "M", "L"],
+                -30,
+                Some(16),
+                Some("Normal Clearing"),
+            )
+            .build();
+        assert!(!view.linkedid_alive("L"));
+        assert!(view.ended_channel("a").is_some());
+        check_one(
+            &row("r").lid("M"),
+            &view,
+            "close hangup_seen at=-30 after=- before=- cause=normal_clearing talk=570",
+        );
+    }
+
+    #[test]
+    fn held_rows() {
+        let view = synced(0).held("r1", -20).build();
+        assert_eq!(view.held_at("r1"), Some(t(-20)));
+        assert_eq!(view.held_at("r2"), None);
+    }
+}
