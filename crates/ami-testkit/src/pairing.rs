@@ -116,7 +116,7 @@ pub struct Output {
 }
 
 /// Pairs client actions with a recording's actions and produces the stream to send; see the module docs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ActionPairing {
     bytes: Bytes,
     frames: Vec<FrameSpan>,
@@ -134,6 +134,20 @@ pub struct ActionPairing {
     edit: Edit,
     answers: VecDeque<Bytes>,
     close: bool,
+}
+
+impl std::fmt::Debug for ActionPairing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActionPairing")
+            .field("position", &self.pos)
+            .field("len", &self.bytes.len())
+            .field("recorded", &self.names)
+            .field("status", &self.status)
+            .field("policy", &self.policy)
+            .field("logged_in", &self.logged_in)
+            .field("queued_answers", &self.answers.len())
+            .finish()
+    }
 }
 
 fn answer(pairs: &[(&str, &str)], action_id: Option<&str>) -> Bytes {

@@ -286,6 +286,13 @@ impl ScriptedPbx {
         self.outbox.drain(..).collect()
     }
 
+    /// Applies `event` to the channel table and queues it for clients, as if the PBX had produced it (for
+    /// events no command makes, e.g. a `Rename` or a `Shutdown`).
+    pub fn inject(&mut self, event: Message) {
+        self.apply(&event);
+        self.outbox.push_back(event);
+    }
+
     /// Applies one event to the channel table (see the module docs). Events that do not concern channels
     /// are ignored.
     pub fn apply(&mut self, event: &Message) {

@@ -362,6 +362,14 @@ fn commands_emit_events_that_a_client_can_follow() {
         .all(|h| h.get_str("Cause") == Some("16")
             && h.get_str("Cause-txt") == Some("Normal Clearing")));
 
+    // An injected event is applied and sent like the PBX's own.
+    pbx.inject(Message::from_pairs([
+        ("Event", "Shutdown"),
+        ("Shutdown", "Cleanly"),
+        ("Restart", "False"),
+    ]));
+    assert_eq!(pbx.drain_events()[0].event(), Some("Shutdown"));
+
     // A ringing call that is rejected: DialEnd with the status, then the hangups.
     let busy = pbx.start_call("2004", "2005");
     pbx.hangup(busy, 17).unwrap();
