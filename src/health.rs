@@ -61,6 +61,8 @@ pub struct DaemonStatus {
     pub servers: Vec<ServerHealth>,
     /// Last sweep.
     pub last_sweep: SweepHealth,
+    /// Rows closed since the daemon started.
+    pub closed_total: usize,
     /// Alerts raised (e.g. the mass-close guard's "ids never matched").
     pub alerts: Vec<String>,
 }
@@ -103,10 +105,12 @@ impl Health {
 
     /// Replaces (or adds) one server's entry.
     pub fn set_server(&self, server: ServerHealth) {
-        self.update(|s| match s.servers.iter_mut().find(|x| x.name == server.name) {
-            Some(slot) => *slot = server,
-            None => s.servers.push(server),
-        });
+        self.update(
+            |s| match s.servers.iter_mut().find(|x| x.name == server.name) {
+                Some(slot) => *slot = server,
+                None => s.servers.push(server),
+            },
+        );
     }
 
     /// Ready: the lock is held and every server is synced or unsynced for less than `fallback_after`.
@@ -114,7 +118,10 @@ impl Health {
         let s = self.snapshot();
         s.lock_held
             && s.servers.iter().all(|srv| {
-                srv.synced || srv.unsynced_since.is_some_and(|since| now - since < fallback_after)
+                srv.synced
+                    || srv
+                        .unsynced_since
+                        .is_some_and(|since| now - since < fallback_after)
             })
     }
 }

@@ -13,6 +13,8 @@
 pub mod broadcast;
 pub mod cli;
 pub mod cmd;
+pub mod daemon;
+pub mod demo;
 pub mod health;
 pub mod http;
 pub mod metrics;

@@ -7,7 +7,11 @@ use callwatch::{cli, cmd, telemetry};
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let mut cli = cli::Cli::parse();
+    if matches!(cli.command, cli::Command::Demo(_)) && cli.global.log == "info" {
+        // The demo prints its own progress; only problems go to the log.
+        cli.global.log = "error,ami=off".into();
+    }
     telemetry::init(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

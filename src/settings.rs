@@ -66,6 +66,20 @@ pub struct ServerConfig {
     pub default: bool,
 }
 
+impl ServerConfig {
+    /// A server given only by its URL (e.g. `--ami` on the command line); it is the default server.
+    pub fn from_url(url: &str) -> Self {
+        Self {
+            name: None,
+            url: url.to_string(),
+            secret_env: None,
+            secret_file: None,
+            ca_file: None,
+            default: true,
+        }
+    }
+}
+
 impl std::fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerConfig")
@@ -95,8 +109,13 @@ impl Settings {
         let mut out: Vec<ResolvedServer> = Vec::new();
         let any_default = self.servers.iter().any(|s| s.default);
         for (i, s) in self.servers.iter().enumerate() {
-            let ami = resolve_ami(&s.url, s.secret_env.as_deref(), s.secret_file.as_deref(), s.ca_file.as_deref())
-                .with_context(|| format!("[[server]] #{}", i + 1))?;
+            let ami = resolve_ami(
+                &s.url,
+                s.secret_env.as_deref(),
+                s.secret_file.as_deref(),
+                s.ca_file.as_deref(),
+            )
+            .with_context(|| format!("[[server]] #{}", i + 1))?;
             let name = s.name.clone().unwrap_or_else(|| ami.server.clone());
             anyhow::ensure!(
                 !out.iter().any(|o| o.name == name),
@@ -154,7 +173,9 @@ pub fn resolve_ami(
 pub fn load(global: &GlobalArgs) -> anyhow::Result<Settings> {
     let mut settings = match &global.config {
         Some(path) => read_file(path)?,
-        None if Path::new(DEFAULT_CONFIG_PATH).exists() => read_file(Path::new(DEFAULT_CONFIG_PATH))?,
+        None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+            read_file(Path::new(DEFAULT_CONFIG_PATH))?
+        }
         None => Settings::default(),
     };
     apply_env(&mut settings, |k| std::env::var(k).ok())?;
@@ -188,18 +209,16 @@ fn read_file(path: &Path) -> anyhow::Result<Settings> {
 /// `CALLWATCH_TIMEZONE`.
 fn apply_env(settings: &mut Settings, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
     if let Some(url) = get("CALLWATCH_AMI_URL") {
-        settings.servers = vec![ServerConfig {
-            name: None,
-            url,
-            secret_env: get("CALLWATCH_AMI_SECRET").map(|_| "CALLWATCH_AMI_SECRET".to_string()),
-            secret_file: None,
-            ca_file: None,
-            default: true,
-        }];
+        let mut server = ServerConfig::from_url(&url);
+        server.secret_env = get("CALLWATCH_AMI_SECRET").map(|_| "CALLWATCH_AMI_SECRET".to_string());
+        settings.servers = vec![server];
     }
     let duration = |key: &str| -> anyhow::Result<Option<std::time::Duration>> {
         get(key)
-            .map(|v| humantime::parse_duration(&v).with_context(|| format!("{key}={v:?} is not a duration")))
+            .map(|v| {
+                humantime::parse_duration(&v)
+                    .with_context(|| format!("{key}={v:?} is not a duration"))
+            })
             .transpose()
     };
     if let Some(d) = duration("CALLWATCH_TIMEOUT")? {
@@ -254,7 +273,10 @@ mod tests {
         .unwrap();
         assert_eq!(s.servers.len(), 1);
         assert_eq!(s.policy.timeout, std::time::Duration::from_secs(45 * 60));
-        let err = apply_env(&mut s, |k| (k == "CALLWATCH_SWEEP_INTERVAL").then(|| "often".into())).unwrap_err();
+        let err = apply_env(&mut s, |k| {
+            (k == "CALLWATCH_SWEEP_INTERVAL").then(|| "often".into())
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("CALLWATCH_SWEEP_INTERVAL"));
     }
 }

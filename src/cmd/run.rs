@@ -1,16 +1,51 @@
 //! `callwatch run`: the daemon: watch every configured Asterisk and close orphaned calls.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
 
 use crate::cli::GlobalArgs;
+use crate::daemon::{self, DaemonOptions};
 
 /// Flags of `callwatch run`.
 #[derive(Debug, Args)]
-pub struct RunArgs {}
+pub struct RunArgs {
+    /// Watch this AMI server instead of the configured ones (`ami://user:secret@host:5038?server=NAME`).
+    #[arg(long, env = "CALLWATCH_AMI_URL", hide_env_values = true)]
+    pub ami: Option<String>,
+    /// Override `[http] listen` (e.g. `127.0.0.1:0` for an ephemeral port).
+    #[arg(long)]
+    pub http_listen: Option<String>,
+    /// Stop after this long (e.g. `90s`); default: run until SIGTERM/SIGINT.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub exit_after: Option<Duration>,
+    /// Print a JSON summary of what was closed when the daemon stops.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Runs `callwatch run`.
-pub async fn run(_args: RunArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("callwatch run is not implemented yet")
+pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let mut settings = crate::settings::load(global)?;
+    if let Some(url) = &args.ami {
+        settings.servers = vec![crate::settings::ServerConfig::from_url(url)];
+        settings.validate()?;
+    }
+    if let Some(listen) = &args.http_listen {
+        settings.http.listen = listen.clone();
+    }
+    let summary = daemon::run(
+        settings,
+        DaemonOptions {
+            run_for: args.exit_after,
+            signals: true,
+            ..DaemonOptions::default()
+        },
+    )
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -56,7 +56,8 @@ impl VirtualClock {
 
     /// Sets the time. Moving backwards is ignored: virtual time never runs backwards.
     pub fn set(&self, at: DateTime<Utc>) {
-        self.micros.fetch_max(at.timestamp_micros(), Ordering::SeqCst);
+        self.micros
+            .fetch_max(at.timestamp_micros(), Ordering::SeqCst);
     }
 
     /// Moves the time forward by `by` (negative durations are ignored).
@@ -73,6 +74,39 @@ impl Clock for VirtualClock {
     fn now(&self) -> DateTime<Utc> {
         DateTime::from_timestamp_micros(self.micros.load(Ordering::SeqCst))
             .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+}
+
+/// Wall time mapped onto another timeline at a speed factor: `origin + (elapsed wall time × speed)`.
+///
+/// `callwatch demo` runs the real daemon against a recording played `speed` times faster; with this clock
+/// every time the daemon writes is a time of the recording.
+#[derive(Debug, Clone)]
+pub struct ScaledClock {
+    origin: DateTime<Utc>,
+    started: std::time::Instant,
+    speed: f64,
+}
+
+impl ScaledClock {
+    /// Reads `origin` now, then runs `speed` times faster than the wall clock (`speed` <= 0 counts as 1).
+    pub fn new(origin: DateTime<Utc>, speed: f64) -> Self {
+        Self {
+            origin,
+            started: std::time::Instant::now(),
+            speed: if speed.is_finite() && speed > 0.0 {
+                speed
+            } else {
+                1.0
+            },
+        }
+    }
+}
+
+impl Clock for ScaledClock {
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = self.started.elapsed().as_secs_f64() * self.speed;
+        self.origin + Duration::microseconds((elapsed * 1_000_000.0) as i64)
     }
 }
 
@@ -109,6 +143,18 @@ mod tests {
         let shared = clock.clone();
         shared.advance(Duration::milliseconds(1500));
         assert_eq!(clock.now(), t0 + Duration::milliseconds(1500));
+    }
+
+    #[test]
+    fn scaled_clock_runs_faster_from_its_origin() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let clock = ScaledClock::new(t0, 1000.0);
+        let a = clock.now();
+        assert!(a >= t0);
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(2) {}
+        // At least 2 ms of wall time passed: at least 2 s on the scaled timeline.
+        assert!(clock.now() - t0 >= Duration::seconds(2));
     }
 
     #[test]

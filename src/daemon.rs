@@ -1,0 +1,491 @@
+//! `callwatch run`: the always-on watchdog.
+//!
+//! One AMI connection task per configured server feeds the shared channel map. A single loop owns the
+//! [`Sweeper`] and runs a round for a server whenever there is something to learn:
+//! - a channel ended (a seen Hangup, a resync that found channels gone, an Asterisk restart) — within
+//!   [`GONE_DEBOUNCE`], so all four Hangups of a call land in one round and the row closes within a second;
+//! - the server's map became synced (after every (re)connect's `CoreShowChannels`);
+//! - every `sweep_interval` (default 10 min, the seed's schedule: also the timeout fallback's clock);
+//! - after a failed round (database down), with exponential backoff: the evidence stays in the map, so a
+//!   later round closes the same rows with the same times; nothing is lost or closed twice.
+//!
+//! Only the holder of the single-instance lock writes (the seed's `withoutOverlapping`); a second daemon waits
+//! as a standby and takes over when the lock frees. SIGTERM/SIGINT let the round in progress finish (its
+//! transaction commits or rolls back whole), release the lock, log off from Asterisk and exit.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broadcast::Broadcaster;
+use crate::health::{Health, ServerHealth, SweepHealth};
+use crate::metrics as m;
+use crate::pipeline::{ServerTarget, Sweeper};
+use crate::settings::{ResolvedServer, Settings};
+
+/// Wait after the first channel-end notification before sweeping, to batch a call's Hangups.
+pub const GONE_DEBOUNCE: Duration = Duration::from_millis(150);
+/// How often the lock is checked (and a standby tries to take it).
+pub const LOCK_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// First retry delay after a failed round; doubles up to [`RETRY_MAX`].
+pub const RETRY_INITIAL: Duration = Duration::from_millis(500);
+/// Longest retry delay after failed rounds.
+pub const RETRY_MAX: Duration = Duration::from_secs(30);
+/// Name of the single-instance lock.
+pub const LOCK_NAME: &str = "callwatch-daemon";
+/// How long ended channels are remembered (a database outage shorter than this loses no exact end time).
+pub const TOMBSTONE_RETENTION: Duration = Duration::from_secs(60 * 60);
+/// At most this many ended channels are remembered.
+pub const MAX_TOMBSTONES: usize = 100_000;
+
+/// Options of one daemon run besides the configuration file.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonOptions {
+    /// Stop after this long (tests, demo); `None` = until a signal.
+    pub run_for: Option<Duration>,
+    /// Cancelled by the caller to stop (in addition to SIGTERM/SIGINT when `signals` is set).
+    pub cancel: Option<CancellationToken>,
+    /// Install SIGTERM/SIGINT handlers.
+    pub signals: bool,
+    /// Clock (default: the system clock).
+    pub clock: Option<clock::SharedClock>,
+    /// Status holder to share with the caller (default: a new one).
+    pub health: Option<Health>,
+    /// Adjusts each server's client settings after the configuration is resolved (e.g. faster reconnects).
+    pub tweak_ami: Option<fn(&mut ami::Config)>,
+    /// Metrics recorder handle for `/metrics` (default: install the global Prometheus recorder).
+    pub skip_metrics: bool,
+}
+
+/// What the daemon did, returned when it stops.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DaemonSummary {
+    /// Rows closed, in order.
+    pub closed: Vec<crate::pipeline::ClosedRow>,
+    /// Rounds run.
+    pub sweeps: usize,
+    /// Rounds that failed (database errors), later retried.
+    pub failed_sweeps: usize,
+    /// The lock was held at some point.
+    pub held_lock: bool,
+}
+
+enum Trigger {
+    Server(String),
+}
+
+/// Runs the daemon until cancelled; returns a summary.
+pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<DaemonSummary> {
+    let clock: clock::SharedClock = opts
+        .clock
+        .clone()
+        .unwrap_or_else(|| Arc::new(clock::SystemClock));
+    let cancel = opts.cancel.clone().unwrap_or_default();
+    if opts.signals {
+        crate::shutdown::cancel_on_signals(cancel.clone());
+    }
+    if let Some(limit) = opts.run_for {
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            c.cancel();
+        });
+    }
+    let mut servers = settings.resolve_servers()?;
+    if let Some(tweak) = opts.tweak_ami {
+        for s in &mut servers {
+            tweak(&mut s.ami);
+        }
+    }
+    anyhow::ensure!(
+        !servers.is_empty(),
+        "no AMI server configured: add a [[server]] block (or set CALLWATCH_AMI_URL)"
+    );
+    let tracker = TaskTracker::new();
+    let health = opts
+        .health
+        .clone()
+        .unwrap_or_else(|| Health::new(clock.now()));
+    let prometheus = if opts.skip_metrics {
+        None
+    } else {
+        crate::metrics::install()
+    };
+
+    if settings.http.enabled {
+        let router = crate::http::router(
+            health.clone(),
+            prometheus,
+            chrono::Duration::from_std(settings.policy.fallback_after).unwrap_or_default(),
+            clock.clone(),
+        );
+        let (addr, task) =
+            crate::http::serve(&settings.http.listen, router, cancel.clone()).await?;
+        tracing::info!(%addr, "HTTP endpoints listening (/healthz /readyz /metrics /status)");
+        tracker.spawn(async move {
+            let _ = task.await;
+        });
+    }
+
+    let store = connect_store(&settings, clock.clone(), &cancel, &health).await?;
+    let Some(store) = store else {
+        return Ok(DaemonSummary::default());
+    };
+    let broadcaster = Broadcaster::start(&settings.broadcast, &tracker, cancel.clone())?;
+    let run_id = format!(
+        "run-{}-{}",
+        clock.now().format("%Y%m%dT%H%M%S"),
+        std::process::id()
+    );
+    tracing::info!(%run_id, servers = servers.len(), database = %store.redacted_url(), "callwatch daemon starting");
+    let mut sweeper = Sweeper::new(
+        store.clone(),
+        settings.policy.to_policy(),
+        clock.clone(),
+        run_id,
+        false,
+        broadcaster,
+    );
+
+    let map = ami::channels::ChannelMap::new(ami::channels::MapOptions {
+        tombstone_retention: TOMBSTONE_RETENTION,
+        max_tombstones: MAX_TOMBSTONES,
+        ..ami::channels::MapOptions::default()
+    });
+    let (trigger_tx, mut trigger_rx) = mpsc::channel::<Trigger>(1024);
+    let mut clients = Vec::new();
+    for server in &servers {
+        let (client, connection) = ami::connect(server.ami.clone(), map.clone(), clock.clone());
+        let conn_cancel = connection.cancel_token();
+        let stop = cancel.clone();
+        tracker.spawn(async move {
+            stop.cancelled().await;
+            conn_cancel.cancel();
+        });
+        tracker.spawn(async move {
+            if let Err(err) = connection.run().await {
+                tracing::error!(error = %err, "AMI connection task ended");
+            }
+        });
+        tracker.spawn(supervise(
+            server.clone(),
+            client.clone(),
+            map.clone(),
+            health.clone(),
+            trigger_tx.clone(),
+            cancel.clone(),
+        ));
+        clients.push(client);
+    }
+    drop(trigger_tx);
+
+    let watchdog_health = health.clone();
+    let _watchdog = crate::shutdown::spawn_watchdog(cancel.clone(), move || {
+        watchdog_health.snapshot().database_ok || !watchdog_health.snapshot().lock_held
+    });
+
+    let mut summary = DaemonSummary::default();
+    let mut lock = acquire(&store, &health).await;
+    summary.held_lock |= lock.is_some();
+    crate::shutdown::notify_ready();
+
+    let all: BTreeSet<String> = servers.iter().map(|s| s.name.clone()).collect();
+    let mut pending: BTreeSet<String> = all.clone(); // a first round at start
+    let mut interval = tokio::time::interval(settings.policy.sweep_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await; // the first tick is immediate; the start round is already pending
+    let mut lock_tick = tokio::time::interval(LOCK_CHECK_INTERVAL);
+    lock_tick.tick().await;
+    let mut retry_delay = RETRY_INITIAL;
+    let mut retry_at: Option<tokio::time::Instant> = None;
+
+    loop {
+        // The map's notification only wakes a waiting loop: collect what ended while we were busy.
+        for gone in map.take_gone() {
+            pending.insert(gone.server.to_string());
+        }
+        if lock.is_some() && !pending.is_empty() && retry_at.is_none() {
+            let mut failed = BTreeSet::new();
+            for name in std::mem::take(&mut pending) {
+                let Some(server) = servers.iter().find(|s| s.name == name) else {
+                    continue;
+                };
+                let target = ServerTarget {
+                    name: server.name.clone(),
+                    is_default: server.is_default,
+                };
+                let snapshot = map.snapshot(&server.name);
+                match sweeper.sweep(&target, &snapshot).await {
+                    Ok(report) => {
+                        summary.sweeps += 1;
+                        health.update(|s| {
+                            s.database_ok = true;
+                            s.closed_total += report.closed.len();
+                            s.last_sweep = SweepHealth {
+                                at: Some(clock.now()),
+                                run_id: Some(sweeper.run_id().to_string()),
+                                open: report.open,
+                                closed: report.closed.len(),
+                                skipped: report.skipped.len(),
+                                held: report.held.len(),
+                                queued: 0,
+                            };
+                            s.alerts = report
+                                .held
+                                .iter()
+                                .filter(|h| h.why == "ids_never_matched")
+                                .map(|h| format!("{}: row {} would be closed but no open row's id ever matched a channel (check the mapping)", server.name, h.id))
+                                .take(20)
+                                .collect();
+                        });
+                        summary.closed.extend(report.closed);
+                    }
+                    Err(err) => {
+                        summary.failed_sweeps += 1;
+                        tracing::warn!(server = %server.name, error = %err, retry_in = ?retry_delay, "sweep failed; keeping the evidence and retrying");
+                        health.update(|s| {
+                            s.database_ok = false;
+                            s.last_sweep.queued += 1;
+                        });
+                        failed.insert(name);
+                    }
+                }
+            }
+            if failed.is_empty() {
+                retry_delay = RETRY_INITIAL;
+                let ended_meanwhile = map.take_gone();
+                if !ended_meanwhile.is_empty() {
+                    pending.extend(ended_meanwhile.into_iter().map(|g| g.server.to_string()));
+                    continue;
+                }
+            } else {
+                pending.extend(failed);
+                retry_at = Some(tokio::time::Instant::now() + retry_delay);
+                retry_delay = (retry_delay * 2).min(RETRY_MAX);
+            }
+        }
+
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            trigger = trigger_rx.recv() => match trigger {
+                Some(Trigger::Server(name)) => { pending.insert(name); }
+                None => { if !cancel.is_cancelled() { tracing::error!("every AMI supervisor stopped"); } break; }
+            },
+            _ = map.gone_ready() => {
+                tokio::time::sleep(GONE_DEBOUNCE).await;
+                for gone in map.take_gone() {
+                    pending.insert(gone.server.to_string());
+                }
+            },
+            _ = interval.tick() => pending.extend(all.iter().cloned()),
+            _ = sleep_until(retry_at) => retry_at = None,
+            _ = lock_tick.tick() => {
+                lock = check_lock(&store, lock, &health).await;
+                summary.held_lock |= lock.is_some();
+            }
+        }
+    }
+
+    crate::shutdown::notify_stopping();
+    tracing::info!("stopping: releasing the lock and logging off");
+    if let Some(lock) = lock.take() {
+        if let Err(err) = lock.release().await {
+            tracing::warn!(error = %err, "could not release the instance lock (it is freed when the connection closes)");
+        }
+    }
+    drop(clients);
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some tasks did not stop within 10 s");
+    }
+    store.shutdown().await;
+    tracing::info!(
+        closed = summary.closed.len(),
+        sweeps = summary.sweeps,
+        "callwatch daemon stopped"
+    );
+    Ok(summary)
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Connects to the database, retrying with backoff until it answers or the daemon is cancelled.
+async fn connect_store(
+    settings: &Settings,
+    clock: clock::SharedClock,
+    cancel: &CancellationToken,
+    health: &Health,
+) -> anyhow::Result<Option<store::Store>> {
+    let mut delay = RETRY_INITIAL;
+    loop {
+        match store::Store::connect(&settings.database, clock.clone()).await {
+            Ok(store) => {
+                health.update(|s| s.database_ok = true);
+                return Ok(Some(store));
+            }
+            Err(err) if err.is_retryable() => {
+                tracing::warn!(error = %err, retry_in = ?delay, "database unavailable; retrying");
+                metrics::counter!(m::DB_ERRORS_TOTAL).increment(1);
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(RETRY_MAX);
+            }
+            Err(err) => return Err(err).context("cannot use the database"),
+        }
+    }
+}
+
+async fn acquire(store: &store::Store, health: &Health) -> Option<store::InstanceLock> {
+    match store.acquire_lock(LOCK_NAME).await {
+        Ok(Some(lock)) => {
+            tracing::info!("instance lock acquired; this daemon writes");
+            health.update(|s| s.lock_held = true);
+            Some(lock)
+        }
+        Ok(None) => {
+            tracing::warn!("another callwatch holds the instance lock; standing by");
+            health.update(|s| s.lock_held = false);
+            None
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot take the instance lock; retrying");
+            health.update(|s| {
+                s.lock_held = false;
+                s.database_ok = false;
+            });
+            None
+        }
+    }
+}
+
+/// Checks a held lock (a dropped connection loses it: writes stop until it is re-acquired), or tries to
+/// take a free one.
+async fn check_lock(
+    store: &store::Store,
+    lock: Option<store::InstanceLock>,
+    health: &Health,
+) -> Option<store::InstanceLock> {
+    match lock {
+        Some(lock) => match lock.is_held().await {
+            Ok(true) => Some(lock),
+            Ok(false) | Err(_) => match lock.reacquire().await {
+                Ok(true) => Some(lock),
+                _ => {
+                    tracing::error!("instance lock lost; writes stopped until it is re-acquired");
+                    health.update(|s| s.lock_held = false);
+                    None
+                }
+            },
+        },
+        None => acquire(store, health).await,
+    }
+}
+
+/// Follows one server's connection state: health, metrics, and a round after every completed resync.
+async fn supervise(
+    server: ResolvedServer,
+    client: ami::Client,
+    map: ami::channels::ChannelMap,
+    health: Health,
+    triggers: mpsc::Sender<Trigger>,
+    cancel: CancellationToken,
+) {
+    let mut state = client.state();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last = ami::ClientStats::default();
+    let mut was_synced = false;
+    let mut syncing_since: Option<std::time::Instant> = None;
+    loop {
+        let current = state.borrow_and_update().clone();
+        let synced = matches!(current, ami::State::Synced);
+        let snapshot_live = map.server(&server.name).live_count();
+        let (connected, unsynced_since, last_error) = match &current {
+            ami::State::Disconnected { since, reason } => {
+                (false, Some(*since), Some(crate::redact::text(reason)))
+            }
+            ami::State::Synced => (true, None, None),
+            _ => (true, map.snapshot(&server.name).unsynced_since, None),
+        };
+        health.set_server(ServerHealth {
+            name: server.name.clone(),
+            state: state_name(&current).to_string(),
+            connected,
+            synced,
+            unsynced_since: if synced { None } else { unsynced_since },
+            last_error,
+            channels_live: snapshot_live,
+            last_listing_at: map.snapshot(&server.name).listing_at,
+        });
+        metrics::gauge!(m::CHANNELS_LIVE, "server" => server.name.clone())
+            .set(snapshot_live as f64);
+        match current {
+            ami::State::Syncing => {
+                syncing_since.get_or_insert_with(std::time::Instant::now);
+            }
+            ami::State::Synced => {
+                if let Some(start) = syncing_since.take() {
+                    metrics::histogram!(m::RESYNC_SECONDS, "server" => server.name.clone())
+                        .record(start.elapsed().as_secs_f64());
+                }
+            }
+            _ => {}
+        }
+        if synced
+            && !was_synced
+            && triggers
+                .send(Trigger::Server(server.name.clone()))
+                .await
+                .is_err()
+        {
+            return;
+        }
+        was_synced = synced;
+
+        let stats = client.stats();
+        metrics::counter!(m::EVENTS_TOTAL, "server" => server.name.clone())
+            .increment(stats.events.saturating_sub(last.events));
+        metrics::counter!(m::LAG_TOTAL, "server" => server.name.clone())
+            .increment(stats.lagged.saturating_sub(last.lagged));
+        // Every login after the first is a reconnect.
+        metrics::counter!(m::RECONNECTS_TOTAL, "server" => server.name.clone()).increment(
+            stats
+                .logins
+                .saturating_sub(1)
+                .saturating_sub(last.logins.saturating_sub(1)),
+        );
+        last = stats;
+
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            changed = state.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {}
+        }
+    }
+}
+
+fn state_name(state: &ami::State) -> &'static str {
+    match state {
+        ami::State::Connecting => "connecting",
+        ami::State::LoggedIn => "logged_in",
+        ami::State::Syncing => "syncing",
+        ami::State::Synced => "synced",
+        ami::State::Disconnected { .. } => "disconnected",
+        _ => "unknown",
+    }
+}
