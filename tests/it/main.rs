@@ -1,5 +1,8 @@
 //! The runner's one integration-test binary.
+mod cleanup;
 mod common;
-mod replay;
+mod daemon;
 mod events;
+mod replay;
 mod simulate;
+mod status;

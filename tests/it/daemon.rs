@@ -1,0 +1,469 @@
+//! The daemon end to end: the real `daemon::run` (and the `callwatch run` binary) against the testkit's
+//! scripted PBX on TCP and a real database on each engine.
+//!
+//! Waiting is always on a condition (a row closed, the map synced) with a generous deadline, never a fixed
+//! sleep standing in for synchronisation.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ami_testkit::{PbxServer, ScriptedPbx};
+use callwatch::daemon::{self, DaemonOptions, DaemonSummary};
+use callwatch::health::Health;
+use callwatch::settings::{ServerConfig, Settings};
+use chrono::{DateTime, Utc};
+use store::testing::{Engine, TestDb};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Polls `f` every 20 ms until it returns `Some`, or panics after [`DEADLINE`].
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn sql_time(t: DateTime<Utc>) -> String {
+    t.format("'%Y-%m-%d %H:%M:%S'").to_string()
+}
+
+/// Inserts an open row.
+async fn insert_row(db: &TestDb, id: i64, uniqueid: &str, extension: &str, answered_at: DateTime<Utc>) {
+    db.exec(&format!(
+        "INSERT INTO calls (id, uniqueid, extension, status, answered_at, created_at, updated_at) \
+         VALUES ({id}, '{uniqueid}', '{extension}', 'in_progress', {t}, {t}, {t})",
+        t = sql_time(answered_at)
+    ))
+    .await;
+}
+
+/// `(ended_at, hangup_cause)` of a row, as text.
+async fn row(db: &TestDb, id: i64) -> (Option<String>, Option<String>) {
+    let (cast, _) = casts(db.engine());
+    let store = db.store().await;
+    let r: (Option<String>, Option<String>) = sqlx::query_as(&format!(
+        "SELECT SUBSTR(CAST(ended_at AS {cast}), 1, 19), hangup_cause FROM calls WHERE id = {id}"
+    ))
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    store.shutdown().await;
+    r
+}
+
+/// Audit rows per call id.
+async fn audit_counts(db: &TestDb) -> BTreeMap<String, i64> {
+    let (text, int) = casts(db.engine());
+    let store = db.store().await;
+    let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+        "SELECT CAST(call_id AS {text}), CAST(COUNT(*) AS {int}) FROM call_closures GROUP BY call_id"
+    ))
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    store.shutdown().await;
+    rows.into_iter().collect()
+}
+
+/// SQL types to cast to for text and integers, per engine (sqlx's Any driver decodes only a few types).
+fn casts(engine: Engine) -> (&'static str, &'static str) {
+    match engine {
+        Engine::Postgres => ("VARCHAR(32)", "BIGINT"),
+        Engine::MySql => ("CHAR(32)", "SIGNED"),
+        _ => ("TEXT", "INTEGER"),
+    }
+}
+
+/// A scripted PBX with one answered call from 5550100 to `ext`; returns the server and the agent's Uniqueid.
+async fn pbx_with_call(ext: &str) -> (PbxServer, ami_testkit::CallId, String) {
+    let server = PbxServer::start(
+        ScriptedPbx::new(Utc::now()).with_credentials("watchdog", "lab-secret"),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let (call, agent) = start_answered(&server, ext);
+    (server, call, agent)
+}
+
+fn start_answered(server: &PbxServer, ext: &str) -> (ami_testkit::CallId, String) {
+    server.with(|p| {
+        let call = p.start_call("5550100", ext);
+        p.answer(call).unwrap();
+        let agent = p
+            .channels()
+            .iter()
+            .rev()
+            .find(|c| c.name.contains(ext))
+            .map(|c| c.uniqueid.clone())
+            .unwrap();
+        (call, agent)
+    })
+}
+
+fn settings_for(db_url: &str, ami: SocketAddr) -> Settings {
+    let mut s = Settings::default();
+    s.servers = vec![ServerConfig::from_url(&format!(
+        "ami://watchdog:lab-secret@{ami}?server=pbx1&ping=1&ping_timeout=1"
+    ))];
+    s.database = store::DatabaseConfig::new(db_url);
+    s.http.enabled = false;
+    s
+}
+
+struct Running {
+    cancel: CancellationToken,
+    health: Health,
+    task: JoinHandle<anyhow::Result<DaemonSummary>>,
+}
+
+fn start_daemon(settings: Settings) -> Running {
+    let cancel = CancellationToken::new();
+    let health = Health::new(Utc::now());
+    let task = tokio::spawn(daemon::run(
+        settings,
+        DaemonOptions {
+            cancel: Some(cancel.clone()),
+            health: Some(health.clone()),
+            skip_metrics: true,
+            tweak_ami: Some(|cfg: &mut ami::Config| {
+                cfg.backoff.initial = Duration::from_millis(50);
+                cfg.backoff.max = Duration::from_millis(200);
+            }),
+            ..DaemonOptions::default()
+        },
+    ));
+    Running { cancel, health, task }
+}
+
+impl Running {
+    async fn synced(&self) {
+        eventually("the map to be synced", || async {
+            let s = self.health.snapshot();
+            (s.servers.first().is_some_and(|s| s.synced) && s.lock_held).then_some(())
+        })
+        .await;
+    }
+
+    async fn stop(self) -> DaemonSummary {
+        self.cancel.cancel();
+        self.task.await.unwrap().unwrap()
+    }
+}
+
+async fn closes_hangups_and_gone_channels(engine: Engine) {
+    let Some(db) = TestDb::create(engine).await else { return };
+    db.store().await.shutdown().await; // migrated
+    let (pbx, call_a, agent_a) = pbx_with_call("2001").await;
+    let (_call_b, agent_b) = start_answered(&pbx, "2002");
+    let now = Utc::now();
+    insert_row(&db, 1, &agent_a, "2001", now - chrono::Duration::seconds(30)).await;
+    insert_row(&db, 2, &agent_b, "2002", now - chrono::Duration::minutes(45)).await;
+    insert_row(&db, 3, "1700000000.42", "2003", now - chrono::Duration::hours(2)).await;
+
+    let d = start_daemon(settings_for(db.url(), pbx.local_addr()));
+    d.synced().await;
+    // The stuck row's channel is not in the listing: closed as channel_gone after the resync.
+    let (_, cause) = eventually("row 3 closed", || async {
+        let r = row(&db, 3).await;
+        r.0.is_some().then_some(r)
+    })
+    .await;
+    assert_eq!(cause.as_deref(), Some("channel_gone"));
+
+    let hung_up_at = Utc::now();
+    pbx.with(|p| p.hangup(call_a, 16)).unwrap();
+    let (ended, cause) = eventually("row 1 closed after its Hangup", || async {
+        let r = row(&db, 1).await;
+        r.0.is_some().then_some(r)
+    })
+    .await;
+    assert_eq!(cause.as_deref(), Some("normal_clearing"));
+    let ended = chrono::NaiveDateTime::parse_from_str(&ended.unwrap(), "%Y-%m-%d %H:%M:%S")
+        .unwrap()
+        .and_utc();
+    assert!(
+        (ended - hung_up_at).num_seconds().abs() <= 1,
+        "ended_at {ended} is the Hangup's time {hung_up_at}"
+    );
+    // The 45-minute-old call is live: never closed.
+    assert_eq!(row(&db, 2).await.0, None);
+    let summary = d.stop().await;
+    assert_eq!(summary.closed.len(), 2, "{engine:?}: {:?}", summary.closed);
+    assert!(summary.held_lock);
+    assert_eq!(row(&db, 2).await.0, None);
+    let counts = audit_counts(&db).await;
+    assert_eq!(counts.get("1"), Some(&1));
+    assert_eq!(counts.get("3"), Some(&1));
+    assert_eq!(counts.get("2"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_closes_hangups_and_gone_channels_sqlite() {
+    closes_hangups_and_gone_channels(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_closes_hangups_and_gone_channels_postgres() {
+    closes_hangups_and_gone_channels(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_closes_hangups_and_gone_channels_mysql() {
+    closes_hangups_and_gone_channels(Engine::MySql).await;
+}
+
+async fn one_of_two_daemons_writes(engine: Engine) {
+    let Some(db) = TestDb::create(engine).await else { return };
+    db.store().await.shutdown().await;
+    let (pbx, call_a, agent_a) = pbx_with_call("2001").await;
+    let (call_b, agent_b) = start_answered(&pbx, "2002");
+    insert_row(&db, 1, &agent_a, "2001", Utc::now()).await;
+    insert_row(&db, 2, &agent_b, "2002", Utc::now()).await;
+    let first = start_daemon(settings_for(db.url(), pbx.local_addr()));
+    first.synced().await;
+    let second = start_daemon(settings_for(db.url(), pbx.local_addr()));
+    eventually("the second daemon to connect", || async {
+        second.health.snapshot().servers.first().is_some_and(|s| s.synced).then_some(())
+    })
+    .await;
+    assert!(first.health.snapshot().lock_held);
+    assert!(!second.health.snapshot().lock_held, "{engine:?}: both daemons hold the lock");
+
+    pbx.with(|p| p.hangup(call_a, 16)).unwrap();
+    eventually("row 1 closed", || async { row(&db, 1).await.0.map(|_| ()) }).await;
+    let first_summary = first.stop().await;
+    assert_eq!(first_summary.closed.len(), 1);
+
+    // The standby takes over once the lock is free, and writes.
+    eventually("the standby to take the lock", || async {
+        second.health.snapshot().lock_held.then_some(())
+    })
+    .await;
+    pbx.with(|p| p.hangup(call_b, 16)).unwrap();
+    eventually("row 2 closed by the standby", || async { row(&db, 2).await.0.map(|_| ()) }).await;
+    let second_summary = second.stop().await;
+    assert_eq!(second_summary.closed.len(), 1);
+    let counts = audit_counts(&db).await;
+    assert_eq!(counts.values().sum::<i64>(), 2, "{engine:?}: each row closed once: {counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_two_daemons_writes_sqlite() {
+    one_of_two_daemons_writes(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_two_daemons_writes_postgres() {
+    one_of_two_daemons_writes(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_two_daemons_writes_mysql() {
+    one_of_two_daemons_writes(Engine::MySql).await;
+}
+
+/// The database goes away for this test's database only (PostgreSQL: connections refused and the open ones
+/// terminated), a call ends meanwhile, the database comes back: the row is closed exactly once, at the
+/// Hangup's time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_loses_and_duplicates_nothing() {
+    let Some(db) = TestDb::create(Engine::Postgres).await else { return };
+    db.store().await.shutdown().await;
+    let name = db.url().rsplit('/').next().unwrap().to_string();
+    let admin = "postgres://postgres@127.0.0.1:5432/test";
+    let (pbx, call_a, agent_a) = pbx_with_call("2001").await;
+    insert_row(&db, 1, &agent_a, "2001", Utc::now()).await;
+    let d = start_daemon(settings_for(db.url(), pbx.local_addr()));
+    d.synced().await;
+    eventually("a first round", || async {
+        d.health.snapshot().last_sweep.at.map(|_| ())
+    })
+    .await;
+
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin).await.unwrap();
+    sqlx::query(&format!("ALTER DATABASE {name} CONNECTION LIMIT 0"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let hung_up_at = Utc::now();
+    pbx.with(|p| p.hangup(call_a, 16)).unwrap();
+    eventually("a failed round while the database is away", || async {
+        (!d.health.snapshot().database_ok).then_some(())
+    })
+    .await;
+
+    sqlx::query(&format!("ALTER DATABASE {name} CONNECTION LIMIT -1"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (ended, cause) = eventually("row 1 closed after the database came back", || async {
+        let r = row(&db, 1).await;
+        r.0.is_some().then_some(r)
+    })
+    .await;
+    assert_eq!(cause.as_deref(), Some("normal_clearing"));
+    let ended = chrono::NaiveDateTime::parse_from_str(&ended.unwrap(), "%Y-%m-%d %H:%M:%S")
+        .unwrap()
+        .and_utc();
+    assert!((ended - hung_up_at).num_seconds().abs() <= 1, "the Hangup's time was kept: {ended}");
+    let summary = d.stop().await;
+    assert!(summary.failed_sweeps >= 1);
+    assert_eq!(audit_counts(&db).await.get("1"), Some(&1));
+}
+
+/// Laravel's Redis broadcaster format, received by a real subscriber on the local Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closes_are_broadcast_on_redis_like_laravel() {
+    let Some(db) = TestDb::create(Engine::Sqlite).await else { return };
+    db.store().await.shutdown().await;
+    let client = match redis::Client::open("redis://127.0.0.1:6379/") {
+        Ok(c) => c,
+        Err(e) => panic!("redis: {e}"),
+    };
+    let mut pubsub = match client.get_async_pubsub().await {
+        Ok(p) => p,
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipping: Redis is down ({e})");
+            return;
+        }
+        Err(e) => panic!("Redis is down under CI: {e}"),
+    };
+    let prefix = format!("cwtest_{}_", std::process::id());
+    pubsub.subscribe(format!("{prefix}calls")).await.unwrap();
+    let (pbx, call_a, agent_a) = pbx_with_call("2001").await;
+    insert_row(&db, 1, &agent_a, "2001", Utc::now()).await;
+    let mut settings = settings_for(db.url(), pbx.local_addr());
+    settings.broadcast = toml::from_str(&format!(
+        "[redis]\nurl = \"redis://127.0.0.1:6379/\"\nprefix = \"{prefix}\""
+    ))
+    .unwrap();
+    let d = start_daemon(settings);
+    d.synced().await;
+    pbx.with(|p| p.hangup(call_a, 16)).unwrap();
+    let msg = tokio::time::timeout(DEADLINE, futures_next(&mut pubsub))
+        .await
+        .expect("no broadcast received");
+    let payload: serde_json::Value = serde_json::from_str(&msg).unwrap();
+    assert_eq!(payload["event"], "CallStatusUpdated");
+    assert_eq!(payload["data"]["id"], "1");
+    assert_eq!(payload["data"]["extension"], "2001");
+    assert_eq!(payload["data"]["reason"], "hangup_seen");
+    assert_eq!(payload["data"]["hangup_cause"], "normal_clearing");
+    assert!(payload["socket"].is_null());
+    d.stop().await;
+}
+
+async fn futures_next(pubsub: &mut redis::aio::PubSub) -> String {
+    use futures_util::StreamExt as _;
+    let msg = pubsub.on_message().next().await.unwrap();
+    msg.get_payload::<String>().unwrap()
+}
+
+/// Pusher's HTTP API and the webhook, received by a local HTTP server that checks the signatures from the
+/// specification (independently of callwatch's signing code).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pusher_and_webhook_requests_are_signed() {
+    use hmac::{Hmac, Mac};
+    use md5::{Digest as _, Md5};
+    use sha2::Sha256;
+
+    let Some(db) = TestDb::create(Engine::Sqlite).await else { return };
+    db.store().await.shutdown().await;
+    type Seen = Arc<Mutex<Vec<(String, String, Vec<(String, String)>, Vec<u8>)>>>;
+    let seen: Seen = Arc::default();
+    let app = {
+        let seen = seen.clone();
+        axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let seen = seen.clone();
+                async move {
+                    let hs = headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                        .collect();
+                    seen.lock().unwrap().push((
+                        uri.path().to_string(),
+                        uri.query().unwrap_or("").to_string(),
+                        hs,
+                        body.to_vec(),
+                    ));
+                    "{}"
+                }
+            },
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let (pbx, call_a, agent_a) = pbx_with_call("2001").await;
+    insert_row(&db, 1, &agent_a, "2001", Utc::now()).await;
+    let mut settings = settings_for(db.url(), pbx.local_addr());
+    settings.broadcast = toml::from_str(&format!(
+        "[pusher]\nurl = \"http://{http_addr}\"\napp_id = \"42\"\nkey = \"pk\"\nsecret = \"pusher-secret\"\n\
+         [webhook]\nurl = \"http://{http_addr}/hook\"\nsecret = \"hook-secret\""
+    ))
+    .unwrap();
+    let d = start_daemon(settings);
+    d.synced().await;
+    pbx.with(|p| p.hangup(call_a, 16)).unwrap();
+    eventually("both requests", || async { (seen.lock().unwrap().len() >= 2).then_some(()) }).await;
+    d.stop().await;
+
+    let seen = seen.lock().unwrap().clone();
+    let pusher = seen.iter().find(|r| r.0 == "/apps/42/events").expect("pusher request");
+    let params: BTreeMap<String, String> = pusher
+        .1
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(params["auth_key"], "pk");
+    assert_eq!(params["auth_version"], "1.0");
+    assert_eq!(params["body_md5"], hex::encode(Md5::digest(&pusher.3)));
+    let unsigned: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| *k != "auth_signature")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"pusher-secret").unwrap();
+    mac.update(format!("POST\n/apps/42/events\n{}", unsigned.join("&")).as_bytes());
+    assert_eq!(params["auth_signature"], hex::encode(mac.finalize().into_bytes()));
+    let body: serde_json::Value = serde_json::from_slice(&pusher.3).unwrap();
+    assert_eq!(body["name"], "CallStatusUpdated");
+    assert_eq!(body["channels"][0], "calls");
+    let data: serde_json::Value = serde_json::from_str(body["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["id"], "1");
+
+    let hook = seen.iter().find(|r| r.0 == "/hook").expect("webhook request");
+    let sig = hook
+        .2
+        .iter()
+        .find(|(k, _)| k == "x-callwatch-signature")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"hook-secret").unwrap();
+    mac.update(&hook.3);
+    assert_eq!(sig, format!("sha256={}", hex::encode(mac.finalize().into_bytes())));
+}
