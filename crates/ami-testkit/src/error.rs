@@ -1,4 +1,4 @@
-//! [`Error`]: everything that can go wrong loading a session or starting a server.
+//! [`Error`](enum@Error): everything that can go wrong loading a session or starting a server.
 
 use std::path::PathBuf;
 

@@ -1,6 +1,6 @@
 //! [`Session`]: one recorded (or synthetic) AMI connection as pure data.
 //!
-//! A recorded session is a prefix `DIR/NAME.LABEL` with these files (see `fixtures/ami/README`):
+//! A recorded session is a prefix `DIR/NAME.LABEL` with these files:
 //! - `NAME.LABEL.ami` or `NAME.LABEL.ami.gz`: the bytes the server sent (required);
 //! - `NAME.LABEL.sent`: the bytes the client sent (its actions), optional;
 //! - `NAME.LABEL.chunks.jsonl`: when each read and write happened, plus connect/close notes, optional.
