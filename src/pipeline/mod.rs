@@ -172,6 +172,7 @@ impl Sweeper {
             calls
         };
         let now = self.clock.now();
+        tracing::debug!(server = %target.name, open = calls.len(), "round started");
         let memory = self.memory.entry(target.name.clone()).or_default();
         let view = view::server_view(snapshot, memory);
         let rows: Vec<OpenRow> = calls.iter().map(open_row).collect();
@@ -246,11 +247,7 @@ impl Sweeper {
             }
         }
         memory.held = still_held;
-        if report
-            .held
-            .iter()
-            .any(|h| h.why == "ids_never_matched")
-        {
+        if report.held.iter().any(|h| h.why == "ids_never_matched") {
             tracing::error!(
                 server = %target.name,
                 held = report.held.len(),

@@ -41,7 +41,13 @@ fn sql_time(t: DateTime<Utc>) -> String {
 }
 
 /// Inserts an open row.
-async fn insert_row(db: &TestDb, id: i64, uniqueid: &str, extension: &str, answered_at: DateTime<Utc>) {
+async fn insert_row(
+    db: &TestDb,
+    id: i64,
+    uniqueid: &str,
+    extension: &str,
+    answered_at: DateTime<Utc>,
+) {
     db.exec(&format!(
         "INSERT INTO calls (id, uniqueid, extension, status, answered_at, created_at, updated_at) \
          VALUES ({id}, '{uniqueid}', '{extension}', 'in_progress', {t}, {t}, {t})",
@@ -146,7 +152,11 @@ fn start_daemon(settings: Settings) -> Running {
             ..DaemonOptions::default()
         },
     ));
-    Running { cancel, health, task }
+    Running {
+        cancel,
+        health,
+        task,
+    }
 }
 
 impl Running {
@@ -165,14 +175,37 @@ impl Running {
 }
 
 async fn closes_hangups_and_gone_channels(engine: Engine) {
-    let Some(db) = TestDb::create(engine).await else { return };
+    let Some(db) = TestDb::create(engine).await else {
+        return;
+    };
     db.store().await.shutdown().await; // migrated
     let (pbx, call_a, agent_a) = pbx_with_call("2001").await;
     let (_call_b, agent_b) = start_answered(&pbx, "2002");
     let now = Utc::now();
-    insert_row(&db, 1, &agent_a, "2001", now - chrono::Duration::seconds(30)).await;
-    insert_row(&db, 2, &agent_b, "2002", now - chrono::Duration::minutes(45)).await;
-    insert_row(&db, 3, "1700000000.42", "2003", now - chrono::Duration::hours(2)).await;
+    insert_row(
+        &db,
+        1,
+        &agent_a,
+        "2001",
+        now - chrono::Duration::seconds(30),
+    )
+    .await;
+    insert_row(
+        &db,
+        2,
+        &agent_b,
+        "2002",
+        now - chrono::Duration::minutes(45),
+    )
+    .await;
+    insert_row(
+        &db,
+        3,
+        "1700000000.42",
+        "2003",
+        now - chrono::Duration::hours(2),
+    )
+    .await;
 
     let d = start_daemon(settings_for(db.url(), pbx.local_addr()));
     d.synced().await;
@@ -227,7 +260,9 @@ async fn daemon_closes_hangups_and_gone_channels_mysql() {
 }
 
 async fn one_of_two_daemons_writes(engine: Engine) {
-    let Some(db) = TestDb::create(engine).await else { return };
+    let Some(db) = TestDb::create(engine).await else {
+        return;
+    };
     db.store().await.shutdown().await;
     let (pbx, call_a, agent_a) = pbx_with_call("2001").await;
     let (call_b, agent_b) = start_answered(&pbx, "2002");
@@ -237,11 +272,20 @@ async fn one_of_two_daemons_writes(engine: Engine) {
     first.synced().await;
     let second = start_daemon(settings_for(db.url(), pbx.local_addr()));
     eventually("the second daemon to connect", || async {
-        second.health.snapshot().servers.first().is_some_and(|s| s.synced).then_some(())
+        second
+            .health
+            .snapshot()
+            .servers
+            .first()
+            .is_some_and(|s| s.synced)
+            .then_some(())
     })
     .await;
     assert!(first.health.snapshot().lock_held);
-    assert!(!second.health.snapshot().lock_held, "{engine:?}: both daemons hold the lock");
+    assert!(
+        !second.health.snapshot().lock_held,
+        "{engine:?}: both daemons hold the lock"
+    );
 
     pbx.with(|p| p.hangup(call_a, 16)).unwrap();
     eventually("row 1 closed", || async { row(&db, 1).await.0.map(|_| ()) }).await;
@@ -254,11 +298,18 @@ async fn one_of_two_daemons_writes(engine: Engine) {
     })
     .await;
     pbx.with(|p| p.hangup(call_b, 16)).unwrap();
-    eventually("row 2 closed by the standby", || async { row(&db, 2).await.0.map(|_| ()) }).await;
+    eventually("row 2 closed by the standby", || async {
+        row(&db, 2).await.0.map(|_| ())
+    })
+    .await;
     let second_summary = second.stop().await;
     assert_eq!(second_summary.closed.len(), 1);
     let counts = audit_counts(&db).await;
-    assert_eq!(counts.values().sum::<i64>(), 2, "{engine:?}: each row closed once: {counts:?}");
+    assert_eq!(
+        counts.values().sum::<i64>(),
+        2,
+        "{engine:?}: each row closed once: {counts:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,7 +332,9 @@ async fn one_of_two_daemons_writes_mysql() {
 /// Hangup's time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_loses_and_duplicates_nothing() {
-    let Some(db) = TestDb::create(Engine::Postgres).await else { return };
+    let Some(db) = TestDb::create(Engine::Postgres).await else {
+        return;
+    };
     db.store().await.shutdown().await;
     let name = db.url().rsplit('/').next().unwrap().to_string();
     let admin = "postgres://postgres@127.0.0.1:5432/test";
@@ -294,7 +347,9 @@ async fn database_outage_loses_and_duplicates_nothing() {
     })
     .await;
 
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin).await.unwrap();
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin)
+        .await
+        .unwrap();
     sqlx::query(&format!("ALTER DATABASE {name} CONNECTION LIMIT 0"))
         .execute(&mut conn)
         .await
@@ -326,7 +381,10 @@ async fn database_outage_loses_and_duplicates_nothing() {
     let ended = chrono::NaiveDateTime::parse_from_str(&ended.unwrap(), "%Y-%m-%d %H:%M:%S")
         .unwrap()
         .and_utc();
-    assert!((ended - hung_up_at).num_seconds().abs() <= 1, "the Hangup's time was kept: {ended}");
+    assert!(
+        (ended - hung_up_at).num_seconds().abs() <= 1,
+        "the Hangup's time was kept: {ended}"
+    );
     let summary = d.stop().await;
     assert!(summary.failed_sweeps >= 1);
     assert_eq!(audit_counts(&db).await.get("1"), Some(&1));
@@ -335,7 +393,9 @@ async fn database_outage_loses_and_duplicates_nothing() {
 /// Laravel's Redis broadcaster format, received by a real subscriber on the local Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closes_are_broadcast_on_redis_like_laravel() {
-    let Some(db) = TestDb::create(Engine::Sqlite).await else { return };
+    let Some(db) = TestDb::create(Engine::Sqlite).await else {
+        return;
+    };
     db.store().await.shutdown().await;
     let client = match redis::Client::open("redis://127.0.0.1:6379/") {
         Ok(c) => c,
@@ -388,7 +448,9 @@ async fn pusher_and_webhook_requests_are_signed() {
     use md5::{Digest as _, Md5};
     use sha2::Sha256;
 
-    let Some(db) = TestDb::create(Engine::Sqlite).await else { return };
+    let Some(db) = TestDb::create(Engine::Sqlite).await else {
+        return;
+    };
     db.store().await.shutdown().await;
     type Seen = Arc<Mutex<Vec<(String, String, Vec<(String, String)>, Vec<u8>)>>>;
     let seen: Seen = Arc::default();
@@ -428,11 +490,17 @@ async fn pusher_and_webhook_requests_are_signed() {
     let d = start_daemon(settings);
     d.synced().await;
     pbx.with(|p| p.hangup(call_a, 16)).unwrap();
-    eventually("both requests", || async { (seen.lock().unwrap().len() >= 2).then_some(()) }).await;
+    eventually("both requests", || async {
+        (seen.lock().unwrap().len() >= 2).then_some(())
+    })
+    .await;
     d.stop().await;
 
     let seen = seen.lock().unwrap().clone();
-    let pusher = seen.iter().find(|r| r.0 == "/apps/42/events").expect("pusher request");
+    let pusher = seen
+        .iter()
+        .find(|r| r.0 == "/apps/42/events")
+        .expect("pusher request");
     let params: BTreeMap<String, String> = pusher
         .1
         .split('&')
@@ -449,14 +517,20 @@ async fn pusher_and_webhook_requests_are_signed() {
         .collect();
     let mut mac = Hmac::<Sha256>::new_from_slice(b"pusher-secret").unwrap();
     mac.update(format!("POST\n/apps/42/events\n{}", unsigned.join("&")).as_bytes());
-    assert_eq!(params["auth_signature"], hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(
+        params["auth_signature"],
+        hex::encode(mac.finalize().into_bytes())
+    );
     let body: serde_json::Value = serde_json::from_slice(&pusher.3).unwrap();
     assert_eq!(body["name"], "CallStatusUpdated");
     assert_eq!(body["channels"][0], "calls");
     let data: serde_json::Value = serde_json::from_str(body["data"].as_str().unwrap()).unwrap();
     assert_eq!(data["id"], "1");
 
-    let hook = seen.iter().find(|r| r.0 == "/hook").expect("webhook request");
+    let hook = seen
+        .iter()
+        .find(|r| r.0 == "/hook")
+        .expect("webhook request");
     let sig = hook
         .2
         .iter()
@@ -465,5 +539,140 @@ async fn pusher_and_webhook_requests_are_signed() {
         .unwrap();
     let mut mac = Hmac::<Sha256>::new_from_slice(b"hook-secret").unwrap();
     mac.update(&hook.3);
-    assert_eq!(sig, format!("sha256={}", hex::encode(mac.finalize().into_bytes())));
+    assert_eq!(
+        sig,
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    );
+}
+
+/// `callwatch run` as a process: SIGTERM while a large round is being written lets that round finish or roll
+/// back whole (every closed row has exactly one audit row, no audit row without its close), the daemon exits
+/// cleanly, a second run closes the rest without duplicates, and neither the AMI secret nor the database
+/// password appears anywhere in the logs (JSON lines).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_round_loses_nothing_and_logs_no_secrets() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let Some(db) = TestDb::create(Engine::Postgres).await else {
+        return;
+    };
+    db.store().await.shutdown().await;
+    let (pbx, _call, _agent) = pbx_with_call("2001").await;
+    const ROWS: i64 = 20_000;
+    let t = sql_time(Utc::now() - chrono::Duration::hours(2));
+    db.exec(&format!(
+        "INSERT INTO calls (id, uniqueid, extension, status, answered_at, created_at, updated_at) \
+         SELECT g, '1700000000.' || g, '2001', 'in_progress', {t}, {t}, {t} FROM generate_series(1, {ROWS}) g"
+    ))
+    .await;
+    // The password is ignored by the local server's trust authentication; it is here to be kept secret.
+    let db_url = db.url().replacen(
+        "postgres://postgres@",
+        "postgres://postgres:db-secret-pw@",
+        1,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("callwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[server]]\nurl = \"ami://watchdog:lab-secret@{}?server=pbx1\"\n\n[database]\nurl = \"{db_url}\"\n\n\
+             [policy]\nmax_close_fraction = 1.0\n\n[http]\nenabled = false\n",
+            pbx.local_addr()
+        ),
+    )
+    .unwrap();
+    let spawn = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_callwatch"))
+            .args([
+                "run",
+                "--config",
+                config.to_str().unwrap(),
+                "--log-format",
+                "json",
+                "--log",
+                "callwatch=debug,info",
+            ])
+            .args(extra)
+            .env_remove("DATABASE_URL")
+            .env_remove("CALLWATCH_AMI_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = spawn(&[]);
+    let stderr = child.stderr.take().unwrap();
+    let pid = child.id();
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        let mut signalled = false;
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            // The first round after the listing has all the rows to close: stop the daemon right then.
+            if !signalled
+                && line.contains("round started")
+                && line.contains(&format!("\"open\":{ROWS}"))
+                && log.contains("channel map resynced")
+            {
+                Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .unwrap();
+                signalled = true;
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        (log, signalled)
+    });
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    let (log1, signalled) = reader.join().unwrap();
+    assert!(signalled, "never saw the big round start:\n{log1}");
+    assert!(status.success(), "exit status {status:?}:\n{log1}");
+
+    let counts = audit_counts(&db).await;
+    let store = db.store().await;
+    let (closed,): (i64,) =
+        sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT) FROM calls WHERE ended_at IS NOT NULL")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    store.shutdown().await;
+    assert_eq!(
+        closed,
+        counts.len() as i64,
+        "every closed row has its audit row and no audit row lacks its close"
+    );
+    assert!(counts.values().all(|n| *n == 1));
+    eprintln!("closed before SIGTERM took effect: {closed} of {ROWS}");
+
+    // A second run closes the rest, and nothing twice.
+    let out = spawn(&["--exit-after", "3s"]).wait_with_output().unwrap();
+    let log2 = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{log2}");
+    let counts = audit_counts(&db).await;
+    assert_eq!(
+        counts.len() as i64,
+        ROWS,
+        "all rows closed after the second run"
+    );
+    assert!(counts.values().all(|n| *n == 1), "a row was closed twice");
+
+    for log in [&log1, &log2] {
+        assert!(!log.contains("lab-secret"), "AMI secret in the logs");
+        assert!(
+            !log.contains("db-secret-pw"),
+            "database password in the logs"
+        );
+        for line in log.lines() {
+            serde_json::from_str::<serde_json::Value>(line)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        }
+    }
+    assert!(log1.contains("Stuck call cleaned up") || log2.contains("Stuck call cleaned up"));
 }

@@ -2,7 +2,9 @@
 mod cleanup;
 mod common;
 mod daemon;
+mod demo;
 mod events;
 mod replay;
 mod simulate;
 mod status;
+mod transfers;
