@@ -182,7 +182,8 @@ fn resolve_secret(
         return Ok(s.clone());
     }
     if let Some(var) = env {
-        return std::env::var(var).with_context(|| format!("{what}: environment variable {var} is not set"));
+        return std::env::var(var)
+            .with_context(|| format!("{what}: environment variable {var} is not set"));
     }
     if let Some(path) = file {
         let text = std::fs::read_to_string(path)
@@ -227,14 +228,18 @@ impl Transport {
                 let mut conn = client
                     .get_multiplexed_async_connection()
                     .await
-                    .map_err(|e| anyhow::anyhow!("redis connect: {}", crate::redact::text(&e.to_string())))?;
+                    .map_err(|e| {
+                        anyhow::anyhow!("redis connect: {}", crate::redact::text(&e.to_string()))
+                    })?;
                 let payload = laravel_envelope(event, update).to_string();
                 redis::cmd("PUBLISH")
                     .arg(channel)
                     .arg(payload)
                     .query_async::<i64>(&mut conn)
                     .await
-                    .map_err(|e| anyhow::anyhow!("redis publish: {}", crate::redact::text(&e.to_string())))?;
+                    .map_err(|e| {
+                        anyhow::anyhow!("redis publish: {}", crate::redact::text(&e.to_string()))
+                    })?;
                 Ok(())
             }
             Transport::Pusher {
@@ -259,11 +264,16 @@ impl Transport {
                     .send()
                     .await
                     .map_err(|e| anyhow::anyhow!("pusher request failed: {}", e.without_url()))?;
-                anyhow::ensure!(resp.status().is_success(), "pusher answered {}", resp.status());
+                anyhow::ensure!(
+                    resp.status().is_success(),
+                    "pusher answered {}",
+                    resp.status()
+                );
                 Ok(())
             }
             Transport::Webhook { http, url, secret } => {
-                let body = serde_json::to_vec(&serde_json::json!({ "event": event, "data": update }))?;
+                let body =
+                    serde_json::to_vec(&serde_json::json!({ "event": event, "data": update }))?;
                 let signature = format!("sha256={}", hmac_hex(secret.as_bytes(), &body));
                 let resp = http
                     .post(url)
@@ -273,7 +283,11 @@ impl Transport {
                     .send()
                     .await
                     .map_err(|e| anyhow::anyhow!("webhook request failed: {}", e.without_url()))?;
-                anyhow::ensure!(resp.status().is_success(), "webhook answered {}", resp.status());
+                anyhow::ensure!(
+                    resp.status().is_success(),
+                    "webhook answered {}",
+                    resp.status()
+                );
                 Ok(())
             }
         }
@@ -307,7 +321,10 @@ impl Broadcaster {
         };
         if let Some(r) = &cfg.redis {
             let client = redis::Client::open(r.url.as_str()).map_err(|e| {
-                anyhow::anyhow!("[broadcast.redis] url: {}", crate::redact::text(&e.to_string()))
+                anyhow::anyhow!(
+                    "[broadcast.redis] url: {}",
+                    crate::redact::text(&e.to_string())
+                )
             })?;
             transports.push(Transport::Redis {
                 client,
@@ -315,7 +332,12 @@ impl Broadcaster {
             });
         }
         if let Some(p) = &cfg.pusher {
-            let secret = resolve_secret(&p.secret, &p.secret_env, &p.secret_file, "[broadcast.pusher]")?;
+            let secret = resolve_secret(
+                &p.secret,
+                &p.secret_env,
+                &p.secret_file,
+                "[broadcast.pusher]",
+            )?;
             transports.push(Transport::Pusher {
                 http: http()?,
                 url: p.url.trim_end_matches('/').to_string(),
@@ -326,7 +348,12 @@ impl Broadcaster {
             });
         }
         if let Some(w) = &cfg.webhook {
-            let secret = resolve_secret(&w.secret, &w.secret_env, &w.secret_file, "[broadcast.webhook]")?;
+            let secret = resolve_secret(
+                &w.secret,
+                &w.secret_env,
+                &w.secret_file,
+                "[broadcast.webhook]",
+            )?;
             transports.push(Transport::Webhook {
                 http: http()?,
                 url: w.url.clone(),
@@ -346,7 +373,8 @@ impl Broadcaster {
     pub fn send(&self, update: CallUpdate) {
         if let Some(tx) = &self.tx {
             if tx.try_send(update).is_err() {
-                metrics::counter!("callwatch_broadcast_errors_total", "transport" => "queue").increment(1);
+                metrics::counter!("callwatch_broadcast_errors_total", "transport" => "queue")
+                    .increment(1);
                 tracing::warn!("broadcast queue full; update dropped");
             }
         }
@@ -419,9 +447,14 @@ mod tests {
             1353088179,
             body,
         );
-        assert!(q.contains("body_md5=ec365a775a4cd0599faeb73354201b6f"), "{q}");
         assert!(
-            q.ends_with("auth_signature=da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c"),
+            q.contains("body_md5=ec365a775a4cd0599faeb73354201b6f"),
+            "{q}"
+        );
+        assert!(
+            q.ends_with(
+                "auth_signature=da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c"
+            ),
             "{q}"
         );
     }

@@ -83,7 +83,10 @@ async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
 async fn metrics_text(State(app): State<AppState>) -> impl IntoResponse {
     match &app.metrics {
         Some(h) => (StatusCode::OK, h.render()),
-        None => (StatusCode::NOT_FOUND, "metrics recorder not installed\n".to_string()),
+        None => (
+            StatusCode::NOT_FOUND,
+            "metrics recorder not installed\n".to_string(),
+        ),
     }
 }
 
@@ -103,7 +106,10 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
         let shutdown = async move { cancel.cancelled().await };
-        if let Err(err) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+        if let Err(err) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(error = %err, "HTTP endpoint failed");
         }
     });

@@ -36,9 +36,16 @@ pub fn install() -> Option<PrometheusHandle> {
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(EVENTS_TOTAL, "AMI events read");
-    describe_counter!(LAG_TOTAL, "AMI events dropped for a slow consumer (forces a resync)");
+    describe_counter!(
+        LAG_TOTAL,
+        "AMI events dropped for a slow consumer (forces a resync)"
+    );
     describe_counter!(RECONNECTS_TOTAL, "AMI reconnects");
-    describe_histogram!(RESYNC_SECONDS, Unit::Seconds, "CoreShowChannels resync duration");
+    describe_histogram!(
+        RESYNC_SECONDS,
+        Unit::Seconds,
+        "CoreShowChannels resync duration"
+    );
     describe_gauge!(CHANNELS_LIVE, "Live channels in the map");
     describe_gauge!(CALLS_OPEN, "In-progress rows at the last sweep");
     describe_counter!(CLOSES_TOTAL, "Rows closed by callwatch, by reason");

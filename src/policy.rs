@@ -81,7 +81,10 @@ impl PolicyConfig {
             "[policy] max_close_fraction must be in (0, 1], got {}",
             self.max_close_fraction
         );
-        anyhow::ensure!(!self.sweep_interval.is_zero(), "[policy] sweep_interval must be positive");
+        anyhow::ensure!(
+            !self.sweep_interval.is_zero(),
+            "[policy] sweep_interval must be positive"
+        );
         anyhow::ensure!(!self.timeout.is_zero(), "[policy] timeout must be positive");
         Ok(())
     }
@@ -100,6 +103,9 @@ mod tests {
         let r = p.to_policy();
         assert_eq!(r.timeout, chrono::Duration::minutes(45));
         assert_eq!(r.fallback_after, chrono::Duration::minutes(2));
-        assert!(toml::from_str::<PolicyConfig>("timout = \"1m\"").is_err(), "unknown keys are errors");
+        assert!(
+            toml::from_str::<PolicyConfig>("timout = \"1m\"").is_err(),
+            "unknown keys are errors"
+        );
     }
 }

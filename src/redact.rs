@@ -59,9 +59,15 @@ mod tests {
             url("postgres://app:s3cret@db:5432/calls?sslmode=require"),
             "postgres://app:***@db:5432/calls?sslmode=require"
         );
-        assert_eq!(url("ami://watchdog:lab-secret@127.0.0.1:5038?server=pbx1"), "ami://watchdog:***@127.0.0.1:5038?server=pbx1");
+        assert_eq!(
+            url("ami://watchdog:lab-secret@127.0.0.1:5038?server=pbx1"),
+            "ami://watchdog:***@127.0.0.1:5038?server=pbx1"
+        );
         assert_eq!(url("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
-        assert_eq!(url("http://h/x?secret=abc&y=1"), "http://h/x?secret=***&y=1");
+        assert_eq!(
+            url("http://h/x?secret=abc&y=1"),
+            "http://h/x?secret=***&y=1"
+        );
         assert_eq!(
             text("error connecting to mysql://root:pw@h/db: refused"),
             "error connecting to mysql://root:***@h/db: refused"

@@ -183,7 +183,8 @@ impl<'a> Replayer<'a> {
             if wire.closed.is_some() {
                 break;
             }
-            self.advance_to(chunk.at, Some((&mut core, &mut wire))).await?;
+            self.advance_to(chunk.at, Some((&mut core, &mut wire)))
+                .await?;
             wire.upto = chunk.end();
             wire.pump(&mut core, chunk.at);
             self.after_pump(&mut wire).await?;

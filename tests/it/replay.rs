@@ -62,7 +62,12 @@ fn plan(truth: &Value) -> (Vec<Seeded>, Vec<String>) {
     let subjects = truth["subject_connections"].as_array().unwrap();
     let windows: Vec<(DateTime<Utc>, DateTime<Utc>)> = subjects
         .iter()
-        .map(|s| (ts(&s["connected_at"]).unwrap(), ts(&s["disconnected_at"]).unwrap()))
+        .map(|s| {
+            (
+                ts(&s["connected_at"]).unwrap(),
+                ts(&s["disconnected_at"]).unwrap(),
+            )
+        })
         .collect();
     let gaps: Vec<(DateTime<Utc>, DateTime<Utc>)> = truth["reconnects"]
         .as_array()
@@ -142,11 +147,9 @@ fn plan(truth: &Value) -> (Vec<Seeded>, Vec<String>) {
     // Rows stuck from before the recording: ids of channels from an earlier Asterisk boot (closed once a
     // listing shows them gone) when the recording has a listing, else rows without ids (closed by the
     // timeout fallback, which is all that can judge them).
-    let has_listing = subjects.iter().any(|s| {
-        s["event_counts"]
-            .get("CoreShowChannelsComplete")
-            .is_some()
-    });
+    let has_listing = subjects
+        .iter()
+        .any(|s| s["event_counts"].get("CoreShowChannelsComplete").is_some());
     for k in 0..3 {
         id += 1;
         let answered = first_connect - Duration::hours(3) - Duration::minutes(k);
@@ -217,7 +220,10 @@ fn run_replay(db: &TestDb, sessions: &[PathBuf], extra: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(!stdout.contains("lab-secret") && !String::from_utf8_lossy(&out.stderr).contains("lab-secret"));
+    assert!(
+        !stdout.contains("lab-secret")
+            && !String::from_utf8_lossy(&out.stderr).contains("lab-secret")
+    );
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
@@ -240,7 +246,12 @@ async fn check_scenario(engine: Engine, scenario: &str) {
     // A dry run decides the same closes and writes nothing.
     let dry = run_replay(&db, &sessions, &["--dry-run"]);
     for r in &rows {
-        assert_eq!(row_state(&db, r.id).await.0, None, "dry run wrote row {}", r.id);
+        assert_eq!(
+            row_state(&db, r.id).await.0,
+            None,
+            "dry run wrote row {}",
+            r.id
+        );
     }
 
     let report = run_replay(&db, &sessions, &[]);
@@ -268,13 +279,20 @@ async fn check_scenario(engine: Engine, scenario: &str) {
         let (ended_db, talk_db, cause_db) = row_state(&db, r.id).await;
         match &r.expect {
             Expect::Open => {
-                assert!(!closed.contains_key(&r.id), "{what}: closed but must stay open");
+                assert!(
+                    !closed.contains_key(&r.id),
+                    "{what}: closed but must stay open"
+                );
                 assert_eq!(ended_db, None, "{what}: ended_at written");
                 *counts.entry("open").or_default() += 1;
                 continue;
             }
             _ => {
-                assert!(closed.contains_key(&r.id), "{what}: not closed ({:?})", r.expect);
+                assert!(
+                    closed.contains_key(&r.id),
+                    "{what}: not closed ({:?})",
+                    r.expect
+                );
             }
         }
         let c = closed[&r.id];
@@ -284,7 +302,10 @@ async fn check_scenario(engine: Engine, scenario: &str) {
             Expect::HangupSeen(truth_end) => {
                 assert_eq!(reason, "hangup_seen", "{what}");
                 let diff = (ended_at - *truth_end).num_milliseconds().abs();
-                assert!(diff <= 1000, "{what}: ended_at {ended_at} vs truth {truth_end}");
+                assert!(
+                    diff <= 1000,
+                    "{what}: ended_at {ended_at} vs truth {truth_end}"
+                );
                 assert!(
                     ["normal_clearing", "unknown"].contains(&c["hangup_cause"].as_str().unwrap()),
                     "{what}: cause {}",
@@ -309,7 +330,11 @@ async fn check_scenario(engine: Engine, scenario: &str) {
         *counts.entry(reason_key(reason)).or_default() += 1;
         // The row holds what the report says, and talk_seconds = ended_at - answered_at (whole seconds).
         let ended_db = ended_db.unwrap_or_else(|| panic!("{what}: ended_at not written"));
-        assert_eq!(ended_db, ended_at.format("%Y-%m-%d %H:%M:%S").to_string(), "{what}");
+        assert_eq!(
+            ended_db,
+            ended_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            "{what}"
+        );
         let answered_s = r.answered_at.timestamp();
         assert_eq!(
             talk_db,
@@ -318,12 +343,19 @@ async fn check_scenario(engine: Engine, scenario: &str) {
         );
         assert_eq!(cause_db.as_deref(), c["hangup_cause"].as_str(), "{what}");
     }
-    assert_eq!(closed.len(), rows.iter().filter(|r| r.expect != Expect::Open).count());
+    assert_eq!(
+        closed.len(),
+        rows.iter().filter(|r| r.expect != Expect::Open).count()
+    );
     eprintln!("{engine:?} {scenario}: {counts:?}");
 
     // Replaying again closes nothing more.
     let again = run_replay(&db, &sessions, &[]);
-    assert_eq!(again["closed"].as_array().unwrap().len(), 0, "{engine:?} {scenario}: second replay closed rows");
+    assert_eq!(
+        again["closed"].as_array().unwrap().len(),
+        0,
+        "{engine:?} {scenario}: second replay closed rows"
+    );
 }
 
 fn reason_key(r: &str) -> &'static str {
