@@ -37,6 +37,19 @@ fn callwatch(args: &[&str], stdin: Option<&[u8]>) -> Output {
     out
 }
 
+/// `callwatch events --file PATH --summary --json EXTRA…` (`PATH` `-` reads `stdin`).
+fn summary(path: &Path, extra: &[&str], stdin: Option<&[u8]>) -> Value {
+    let mut args = vec![
+        "events",
+        "--file",
+        path.to_str().unwrap(),
+        "--summary",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    summary_of(&args, stdin)
+}
+
 fn summary_of(args: &[&str], stdin: Option<&[u8]>) -> Value {
     let out = callwatch(args, stdin);
     let text = String::from_utf8(out.stdout).unwrap();
@@ -69,16 +82,7 @@ fn summary_json_equals_truth_for_every_recording() {
     for conn in conns {
         let file = conn["file"].as_str().unwrap();
         let path = fixtures().join(file);
-        let s = summary_of(
-            &[
-                "events",
-                "--file",
-                path.to_str().unwrap(),
-                "--summary",
-                "--json",
-            ],
-            None,
-        );
+        let s = summary(&path, &[], None);
         let mut keys: Vec<&str> = s.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort_unstable();
         assert_eq!(
@@ -123,16 +127,7 @@ fn summary_json_equals_truth_for_every_recording() {
 fn gzip_and_stdin_read_the_same_stream() {
     let path = fixtures().join("disconnect-gap.subject-2.ami");
     let bytes = std::fs::read(&path).unwrap();
-    let plain = summary_of(
-        &[
-            "events",
-            "--file",
-            path.to_str().unwrap(),
-            "--summary",
-            "--json",
-        ],
-        None,
-    );
+    let plain = summary(&path, &[], None);
 
     let dir = tempfile::tempdir().unwrap();
     let gz_path = dir.path().join("stream.ami.gz");
@@ -142,20 +137,8 @@ fn gzip_and_stdin_read_the_same_stream() {
     );
     gz.write_all(&bytes).unwrap();
     gz.finish().unwrap();
-    let gzipped = summary_of(
-        &[
-            "events",
-            "--file",
-            gz_path.to_str().unwrap(),
-            "--summary",
-            "--json",
-        ],
-        None,
-    );
-    let stdin = summary_of(
-        &["events", "--file", "-", "--summary", "--json"],
-        Some(&bytes),
-    );
+    let gzipped = summary(&gz_path, &[], None);
+    let stdin = summary(Path::new("-"), &[], Some(&bytes));
     for key in [
         "banner",
         "frames",
@@ -173,12 +156,9 @@ fn gzip_and_stdin_read_the_same_stream() {
 #[test]
 fn a_cut_stream_reports_its_partial_last_message() {
     let bytes = std::fs::read(fixtures().join("login-md5.subject-1.ami")).unwrap();
-    let whole = summary_of(
-        &["events", "--file", "-", "--summary", "--json"],
-        Some(&bytes),
-    );
+    let whole = summary(Path::new("-"), &[], Some(&bytes));
     let cut = &bytes[..bytes.len() - 40];
-    let s = summary_of(&["events", "--file", "-", "--summary", "--json"], Some(cut));
+    let s = summary(Path::new("-"), &[], Some(cut));
     assert_eq!(
         s["frames"].as_u64().unwrap(),
         whole["frames"].as_u64().unwrap() - 1
@@ -241,18 +221,7 @@ fn max_events_stops_early() {
         .filter(|l| serde_json::from_str::<Value>(l).unwrap()["kind"] == "event")
         .count();
     assert_eq!(events, 7);
-    let s = summary_of(
-        &[
-            "events",
-            "--file",
-            path.to_str().unwrap(),
-            "--summary",
-            "--json",
-            "--max-events",
-            "100",
-        ],
-        None,
-    );
+    let s = summary(&path, &["--max-events", "100"], None);
     assert_eq!(s["events"], 100);
 }
 

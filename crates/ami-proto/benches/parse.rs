@@ -3,26 +3,12 @@
 //!
 //! `cargo bench -p ami-proto --features synthetic --bench parse`
 
-use ami_proto::{Event, Parser, StreamSummary};
+mod common;
+
+use ami_proto::{Event, Parser};
 use bytes::BytesMut;
+use common::{memchr_split, parse_summary};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-
-const CHUNK: usize = 64 * 1024;
-
-/// Ingest in socket-sized reads, classify, count: what `callwatch events --summary` does per byte.
-fn parse_summary(data: &[u8]) -> StreamSummary {
-    let mut parser = Parser::default();
-    let mut buf = BytesMut::with_capacity(2 * CHUNK);
-    let mut s = StreamSummary::new();
-    for chunk in data.chunks(CHUNK) {
-        buf.extend_from_slice(chunk);
-        while let Some(frame) = parser.next_frame(&mut buf) {
-            s.record(&frame);
-        }
-    }
-    s.finish(parser.pending_bytes(&buf));
-    s
-}
 
 /// Parse plus a typed view of every event (what a channel map does).
 fn parse_typed(data: &[u8]) -> usize {
@@ -37,18 +23,6 @@ fn parse_typed(data: &[u8]) -> usize {
         }
     }
     hangups
-}
-
-fn memchr_split(data: &[u8]) -> u64 {
-    let mut frames = 0;
-    let mut line_start = 0;
-    for nl in memchr::memchr_iter(b'\n', data) {
-        if nl - line_start <= 1 {
-            frames += 1;
-        }
-        line_start = nl + 1;
-    }
-    frames
 }
 
 fn bench(c: &mut Criterion) {

@@ -3,43 +3,15 @@
 //!
 //! `cargo bench -p ami-proto --features synthetic --bench throughput -- [CALLS] [ROUNDS]`
 //!
-//! The stream is generated in memory first (not timed); each round then feeds it to a [`Parser`] in
-//! 64 KiB reads (as a socket would), classifies and counts every message ([`StreamSummary`]), and checks
+//! The stream is generated in memory first (not timed); each round then feeds it to a `Parser` in
+//! 64 KiB reads (as a socket would), classifies and counts every message (`StreamSummary`), and checks
 //! that no message was lost. The ratio is parse time / split time of the same round.
+mod common;
+
 use std::time::Instant;
 
 use ami_proto::synthetic::{generate, Totals};
-use ami_proto::{Parser, StreamSummary};
-use bytes::BytesMut;
-
-const CHUNK: usize = 64 * 1024;
-
-fn parse(data: &[u8]) -> StreamSummary {
-    let mut parser = Parser::default();
-    let mut buf = BytesMut::with_capacity(2 * CHUNK);
-    let mut s = StreamSummary::new();
-    for chunk in data.chunks(CHUNK) {
-        buf.extend_from_slice(chunk);
-        while let Some(frame) = parser.next_frame(&mut buf) {
-            s.record(&frame);
-        }
-    }
-    s.finish(parser.pending_bytes(&buf));
-    s
-}
-
-/// Frames found by splitting lines with memchr and counting blank lines: the floor for any line parser.
-fn memchr_split(data: &[u8]) -> u64 {
-    let mut frames = 0;
-    let mut line_start = 0;
-    for nl in memchr::memchr_iter(b'\n', data) {
-        if nl - line_start <= 1 {
-            frames += 1;
-        }
-        line_start = nl + 1;
-    }
-    frames
-}
+use common::{memchr_split, parse_summary};
 
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with('-'));
@@ -55,7 +27,7 @@ fn main() {
     );
     for round in 0..rounds {
         let t = Instant::now();
-        let s = parse(&data);
+        let s = parse_summary(&data);
         let parse_s = t.elapsed().as_secs_f64();
         assert_eq!(
             (s.frames, s.events, s.responses, s.errors),
