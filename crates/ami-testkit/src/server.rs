@@ -332,7 +332,17 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, control: watch:
         match decision {
             Err(reason) => {
                 shared.emit(ServerEvent::Refused { peer, reason });
-                drop(stream);
+                // An orderly close (FIN) rather than a reset, where the client has not written yet.
+                tokio::spawn(async move {
+                    let mut stream = stream;
+                    let _ = stream.shutdown().await;
+                    let mut sink = [0u8; 1024];
+                    while let Ok(n) = stream.try_read(&mut sink) {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                });
             }
             Ok((connection, session)) => {
                 let s = shared.config.sessions[session].clone();
