@@ -369,3 +369,53 @@ async fn event_list_waits_for_login_then_streams_and_stays_open() {
     assert_eq!(c.next_message().await.unwrap().response(), Some("Goodbye"));
     assert!(c.next_message().await.is_none());
 }
+
+/// A client that gives up on a silent (half-open) connection and reconnects: the next session is served
+/// once the recorded time between the two connects has passed, counted from the first accept.
+#[tokio::test(start_paused = true)]
+async fn after_a_half_open_link_the_next_session_follows_the_recorded_connect_times() {
+    let sessions = Session::load_scenario(&fixture("ami"), "disconnect-gap").unwrap();
+    let between = (sessions[1].connected_at() - sessions[0].connected_at())
+        .to_std()
+        .unwrap();
+    let speed = 10.0;
+    let server = FakeAmi::start(
+        FakeAmiConfig::new(sessions)
+            .speed(speed)
+            .silent_at(0, 10_000),
+    )
+    .await
+    .unwrap();
+    let mut events = server.subscribe();
+    let accepted = Instant::now();
+    let mut c = Client::connect(server.local_addr()).await;
+    c.send("Login", Some("a"), &[("Username", "watchdog")])
+        .await;
+    loop {
+        if let ServerEvent::Silent { offset, .. } = events.recv().await.unwrap() {
+            assert_eq!(offset, 10_000);
+            break;
+        }
+    }
+    // The old socket stays open; a new connection too early is refused.
+    let mut early = Client::connect(server.local_addr()).await;
+    assert!(!early.fill().await);
+    assert!(matches!(
+        next_refused(&mut events).await,
+        Refused::Gap { .. }
+    ));
+    tokio::time::sleep_until(accepted + between.div_f64(speed)).await;
+    let mut c2 = Client::connect(server.local_addr()).await;
+    assert!(c2.fill().await);
+    loop {
+        if let ServerEvent::Accepted { session, .. } = events.recv().await.unwrap() {
+            assert_eq!(session, 1);
+            break;
+        }
+    }
+    // The silent connection is still open: what it got before going silent, then nothing, no EOF.
+    while let Ok(more) = tokio::time::timeout(Duration::from_secs(5), c.fill()).await {
+        assert!(more, "the silent connection was closed");
+    }
+    assert!(c.received.len() <= 10_000);
+}
