@@ -251,7 +251,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let seeds = seed_rows(&truth);
 
     let sim =
-        ami_testkit::FakeAmi::start(ami_testkit::FakeAmiConfig::new(sessions).speed(opts.speed))
+        ami_testkit::FakeAmi::start(
+            ami_testkit::FakeAmiConfig::new(sessions)
+                .speed(opts.speed)
+                // callwatch sends CoreShowChannels but not the recording client's Status: go on without it.
+                .unsent_grace(Duration::from_millis(300)),
+        )
             .await
             .context("cannot start the simulator")?;
     let mut sim_events = sim.subscribe();

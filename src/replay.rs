@@ -261,19 +261,12 @@ impl Wire {
                     Progress::Close => {
                         self.logged_off = true;
                     }
-                    Progress::WaitingFor { name, .. } if !progressed => {
-                        // The recording's client sent an action ours does not (e.g. `Status`): let the
-                        // pairing treat it as sent, so the rest of the recording flows on.
+                    Progress::WaitingFor { recorded, name } if !progressed => {
+                        // The recording's client sent an action ours does not (e.g. `Status`): go on
+                        // without its response, so the rest of the recording flows on.
+                        tracing::debug!(action = %name, "the recording's client sent an action callwatch does not; skipped");
                         self.skipped_actions += 1;
-                        let stand_in = ami_proto::Message::from_pairs([
-                            ("Action", name.as_str()),
-                            (
-                                "ActionID",
-                                format!("replay-unsent-{}", self.skipped_actions).as_str(),
-                            ),
-                        ]);
-                        self.pairing.on_client_action(&stand_in, now);
-                        progressed = true;
+                        progressed = self.pairing.abandon(recorded);
                     }
                     _ => {}
                 }

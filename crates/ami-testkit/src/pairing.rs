@@ -309,6 +309,19 @@ impl ActionPairing {
         ClientOutcome::Answered(kind)
     }
 
+    /// Gives up on recorded action `recorded` (as [`Progress::WaitingFor`] named it): the client is not going
+    /// to send it, so its response and every message it owns are left out and the stream goes on. Returns
+    /// false when that action was not pending.
+    pub fn abandon(&mut self, recorded: usize) -> bool {
+        match self.status.get_mut(recorded) {
+            Some(s @ Status::Pending) => {
+                *s = Status::Abandoned;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// True when `pos` is not inside a message (so an answer may be inserted).
     fn at_boundary(&self) -> bool {
         match self.frames.get(self.frame) {
@@ -489,6 +502,29 @@ mod tests {
     }
 
     const T: DateTime<Utc> = DateTime::UNIX_EPOCH;
+
+    #[test]
+    fn an_abandoned_action_is_left_out_and_the_stream_goes_on() {
+        let s = session("disconnect-gap.subject-2");
+        let mut p = ActionPairing::new(&s, UnsentPolicy::Wait);
+        p.poll(usize::MAX);
+        p.on_client_action(&action(&[("Action", "Login"), ("ActionID", "c1")]), T);
+        p.poll(usize::MAX);
+        p.on_client_action(&action(&[("Action", "CoreShowChannels"), ("ActionID", "c2")]), T);
+        let o = p.poll(usize::MAX);
+        let Progress::WaitingFor { recorded, ref name } = o.progress else {
+            panic!("{:?}", o.progress)
+        };
+        assert_eq!(name, "Status");
+        assert!(p.abandon(recorded));
+        assert!(!p.abandon(recorded), "only a pending action can be abandoned");
+        let rest = p.poll(usize::MAX);
+        // The stream runs on to the recorded Logoff's response, without any Status message.
+        assert!(matches!(rest.progress, Progress::WaitingFor { ref name, .. } if name == "Logoff"));
+        let text = String::from_utf8_lossy(&rest.bytes);
+        assert!(!text.contains("Event: Status\r\n") && !text.contains("StatusComplete"), "{text}");
+        assert!(text.contains("Event: Newchannel"), "the events after the listing still flow");
+    }
 
     #[test]
     fn waits_for_each_action_and_rewrites_its_action_id() {

@@ -59,6 +59,10 @@ pub struct FakeAmiConfig {
     pub silent_at: Vec<(usize, usize)>,
     /// After the last session, start again with the first instead of closing new connections.
     pub looping: bool,
+    /// With [`UnsentPolicy::Wait`]: how long to wait for a client action before giving up on it and going on
+    /// without its response (`None`: wait forever). A live client that never sends an action the recording's
+    /// client sent (e.g. `Status`) then still gets the rest of the recording.
+    pub unsent_grace: Option<Duration>,
 }
 
 impl FakeAmiConfig {
@@ -72,7 +76,14 @@ impl FakeAmiConfig {
             cut_at: Vec::new(),
             silent_at: Vec::new(),
             looping: false,
+            unsent_grace: None,
         }
+    }
+
+    /// Waits at most `grace` for a recorded action the client has not sent, then goes on without it.
+    pub fn unsent_grace(mut self, grace: Duration) -> Self {
+        self.unsent_grace = Some(grace);
+        self
     }
 
     /// Listens on `addr`.
@@ -562,21 +573,29 @@ impl<'a> Conn<'a> {
             if !out.bytes.is_empty() && self.wr.write_all(&out.bytes).await.is_err() {
                 return Some(ClosedBy::WriteError);
             }
-            let awaited = match out.progress {
+            let (awaited, recorded) = match out.progress {
                 Progress::Reached => return None,
                 Progress::Close => return Some(ClosedBy::Logoff),
-                Progress::WaitingFor { name, .. } => name,
-                Progress::WaitingForLogin => "Login".to_owned(),
+                Progress::WaitingFor { name, recorded } => (name, Some(recorded)),
+                Progress::WaitingForLogin => ("Login".to_owned(), None),
             };
             self.shared.emit(ServerEvent::Waiting {
                 connection: self.connection,
                 action: awaited,
             });
             let began = Instant::now();
+            let give_up = recorded
+                .zip(self.shared.config.unsent_grace)
+                .map(|(r, grace)| (r, began + grace));
             loop {
-                match self.wait(None).await {
+                match self.wait(give_up.map(|(_, at)| at)).await {
                     Woke::Input => break,
-                    Woke::Time => {}
+                    Woke::Time => {
+                        if let Some((r, _)) = give_up {
+                            self.pairing.abandon(r);
+                            break;
+                        }
+                    }
                     Woke::Closed(by) => return Some(by),
                 }
             }
