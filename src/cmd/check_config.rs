@@ -1,16 +1,107 @@
 //! `callwatch check-config`: validate the configuration, including the mapped table's columns.
+//!
+//! Prints one line per check (`ok` or `FAIL`, what, and why) and exits non-zero when any check fails.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Args;
 
 use crate::cli::GlobalArgs;
+use crate::settings;
 
 /// Flags of `callwatch check-config`.
 #[derive(Debug, Args)]
-pub struct CheckConfigArgs {}
+pub struct CheckConfigArgs {
+    /// Only check the file and settings; do not connect to the database.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// The checks' outcome, printed as it goes.
+#[derive(Default)]
+struct Checks {
+    failed: usize,
+}
+
+impl Checks {
+    fn report(&mut self, ok: bool, what: &str, detail: &str) {
+        if !ok {
+            self.failed += 1;
+        }
+        let mark = if ok { "ok  " } else { "FAIL" };
+        if detail.is_empty() {
+            println!("{mark} {what}");
+        } else {
+            println!("{mark} {what}: {detail}");
+        }
+    }
+}
 
 /// Runs `callwatch check-config`.
-pub async fn run(_args: CheckConfigArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("callwatch check-config is not implemented yet")
+pub async fn run(args: CheckConfigArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let mut checks = Checks::default();
+    let settings = match settings::load(global) {
+        Ok(s) => {
+            let source = match &global.config {
+                Some(p) => p.display().to_string(),
+                None => "defaults".to_string(),
+            };
+            checks.report(true, "configuration", &source);
+            s
+        }
+        Err(err) => {
+            checks.report(false, "configuration", &format!("{err:#}"));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    match settings.resolve_servers() {
+        Ok(servers) => {
+            let names: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
+            let detail = if names.is_empty() {
+                "none configured".to_string()
+            } else {
+                names.join(", ")
+            };
+            checks.report(true, "servers", &detail);
+        }
+        Err(err) => checks.report(false, "servers", &format!("{err:#}")),
+    }
+    let db = &settings.database;
+    let url = db.url.redacted();
+    match db.validate() {
+        Ok(()) => checks.report(
+            true,
+            "database settings",
+            &format!(
+                "{url}, timezone {}, table {}",
+                db.timezone, db.mapping.table
+            ),
+        ),
+        Err(err) => checks.report(false, "database settings", &err.to_string()),
+    }
+    if !args.offline && checks.failed == 0 {
+        match store::Store::connect(db, Arc::new(clock::SystemClock)).await {
+            Ok(store) => {
+                checks.report(true, "database connection", &url);
+                match store.check_mapping().await {
+                    Ok(report) => {
+                        for c in &report.checks {
+                            checks.report(c.ok, &c.what, &c.detail);
+                        }
+                    }
+                    Err(err) => checks.report(false, "mapping", &err.to_string()),
+                }
+                store.shutdown().await;
+            }
+            Err(err) => checks.report(false, "database connection", &err.to_string()),
+        }
+    }
+    if checks.failed == 0 {
+        println!("configuration OK");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{} check(s) failed", checks.failed);
+        Ok(ExitCode::from(1))
+    }
 }

@@ -8,3 +8,4 @@ mod replay;
 mod simulate;
 mod status;
 mod transfers;
+mod store_cli;
