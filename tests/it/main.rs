@@ -7,5 +7,5 @@ mod events;
 mod replay;
 mod simulate;
 mod status;
-mod transfers;
 mod store_cli;
+mod transfers;
