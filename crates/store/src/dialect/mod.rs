@@ -57,10 +57,10 @@ impl Dialect {
     pub(crate) fn placeholder(self, n: usize) -> String {
         match self {
             Dialect::Postgres => format!("${n}"),
-            // Numbered, so that SQL text order need not match bind order (e.g. `UPDATE … SET … FROM (VALUES …)`).
-            Dialect::Sqlite => format!("?{n}"),
-            // MySQL only knows positional `?`: callers bind in text order.
-            Dialect::MySql => "?".to_string(),
+            // Positional `?`: callers bind in SQL text order. (SQLite's numbered `?NNN` would free us from
+            // that, but looking a numbered parameter up is linear, which makes binding 20,000 of them
+            // quadratic: 1.6 s for a 1000-row audit insert.)
+            _ => "?".to_string(),
         }
     }
 

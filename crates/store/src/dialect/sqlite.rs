@@ -14,17 +14,13 @@ pub(super) fn update_from_values(
     set: &[(String, String)],
     extra_where: &str,
 ) -> String {
-    let cols: Vec<String> = values
-        .iter()
-        .enumerate()
-        .map(|(i, name)| format!("column{} AS {name}", i + 1))
-        .collect();
+    // The rows come first in the text (a CTE), so that positional parameters are bound rows-then-SET.
     let set: Vec<String> = set.iter().map(|(c, e)| format!("{c} = {e}")).collect();
     format!(
-        "UPDATE {table} AS t SET {set} FROM (SELECT {cols} FROM (VALUES {rows})) AS v WHERE t.{key_col} = v.{key} AND {extra_where}",
-        set = set.join(", "),
-        cols = cols.join(", "),
+        "WITH v({cols}) AS (VALUES {rows}) UPDATE {table} AS t SET {set} FROM v WHERE t.{key_col} = v.{key} AND {extra_where}",
+        cols = values.join(", "),
         rows = rows.iter().map(|r| format!("({})", r.join(", "))).collect::<Vec<_>>().join(", "),
+        set = set.join(", "),
         key = values[0],
     )
 }
