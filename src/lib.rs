@@ -18,6 +18,7 @@ pub mod demo;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod oneshot;
 pub mod pipeline;
 pub mod policy;
 pub mod redact;

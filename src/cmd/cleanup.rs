@@ -1,16 +1,437 @@
-//! `callwatch cleanup`: one-shot cleanup of stuck calls (drop-in for the old cron command).
+//! `callwatch cleanup`: one-shot cleanup of stuck calls, the drop-in for the old
+//! `php artisan app:cleanup-stuck-calls` cron command (same options, same log lines).
+//!
+//! 1. Takes the instance lock (the seed's `withoutOverlapping`): a running daemon or another cleanup makes it
+//!    exit with code 3 and change nothing. A dry run does not need the lock.
+//! 2. When AMI servers are configured (or `--ami` is given), connects to each and waits for one complete
+//!    `CoreShowChannels` listing; a server that does not list in time is reported and its calls fall back to
+//!    the seed's rule.
+//! 3. Plans every call answered more than `--timeout` minutes ago with the reconciler (see
+//!    [`crate::oneshot::plan`]): live channel → "long but live", kept; channel gone → `channel_gone`; no listing
+//!    → `timeout_cleanup` with `ended_at` = now, the seed's rule exactly.
+//! 4. Lists the plan; `--dry-run` stops here. On a terminal it asks `Close N stuck calls? [y/N]`; without a
+//!    terminal it needs `--yes` / `--no-interaction`, else it refuses (exit 2) and changes nothing.
+//! 5. Writes the closes (audited, only where `ended_at` is still NULL), logging `Stuck call cleaned up` per
+//!    row, or `Failed to clean up stuck call`.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use clap::Args;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::broadcast::Broadcaster;
 use crate::cli::GlobalArgs;
+use crate::oneshot::apply::{self, Applied};
+use crate::oneshot::exit::{self, Exit};
+use crate::oneshot::groups::{self, Group, Watched};
+use crate::oneshot::listing::{Listings, Outcome};
+use crate::oneshot::plan::{self, Plan};
+use crate::oneshot::prompt::{self, Consent};
+use crate::oneshot::render;
+use crate::pipeline::ServerMemory;
+use crate::settings::{self, ServerConfig, Settings};
+
+/// Default wait for each AMI server's channel listing.
+pub const DEFAULT_AMI_WAIT: &str = "10s";
 
 /// Flags of `callwatch cleanup`.
 #[derive(Debug, Args)]
-pub struct CleanupArgs {}
+#[command(after_help = exit::HELP)]
+pub struct CleanupArgs {
+    /// Close calls answered more than this many minutes ago (default: `[policy] timeout`, 30).
+    #[arg(long, value_name = "MIN", value_parser = clap::value_parser!(u64).range(0..=5_256_000))]
+    pub timeout: Option<u64>,
+    /// List what would be closed and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Close without asking (for cron); the same as `--yes`.
+    #[arg(long, short = 'n')]
+    pub no_interaction: bool,
+    /// Close without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print one JSON object on stdout (when asking on a terminal, the list and the question go to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Ask this AMI server instead of the configured ones (`ami://user:secret@host:5038?server=NAME`).
+    #[arg(long, value_name = "URL", conflicts_with = "no_ami")]
+    pub ami: Option<String>,
+    /// Do not ask Asterisk: judge calls by age only (the seed's rule).
+    #[arg(long)]
+    pub no_ami: bool,
+    /// How long to wait for each AMI server's channel listing before falling back to the age rule.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = DEFAULT_AMI_WAIT)]
+    pub ami_wait: Duration,
+}
+
+/// What the run did, for the text and JSON output.
+struct Report {
+    outcome: &'static str,
+    dry_run: bool,
+    timeout: Duration,
+    checked_at: DateTime<Utc>,
+    servers: Vec<Value>,
+    plan: Plan,
+    applied: Applied,
+    run_id: Option<String>,
+    message: Option<String>,
+}
+
+impl Report {
+    fn json(&self) -> Value {
+        let (to_close, long_but_live, held, kept) = render::plan_json(&self.plan, self.checked_at);
+        json!({
+            "outcome": self.outcome,
+            "dry_run": self.dry_run,
+            "timeout_minutes": self.timeout.as_secs() / 60,
+            "checked_at": self.checked_at,
+            "servers": self.servers,
+            "to_close": to_close,
+            "long_but_live": long_but_live,
+            "held": held,
+            "kept": kept,
+            "closed": self.applied.closed,
+            "skipped": self.applied.skipped,
+            "run_id": self.run_id,
+            "error": self.applied.error,
+            "message": self.message,
+        })
+    }
+}
 
 /// Runs `callwatch cleanup`.
-pub async fn run(_args: CleanupArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("callwatch cleanup is not implemented yet")
+pub async fn run(args: CleanupArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let mut settings = settings::load(global)?;
+    if let Some(url) = &args.ami {
+        settings.servers = vec![ServerConfig::from_url(url)];
+        settings.validate()?;
+    }
+    if args.no_ami {
+        settings.servers.clear();
+    }
+    if let Some(min) = args.timeout {
+        settings.policy.timeout = Duration::from_secs(min * 60);
+    }
+    let clock: clock::SharedClock = Arc::new(clock::SystemClock);
+    let store = store::Store::connect(&settings.database, clock.clone())
+        .await
+        .context("cannot open the database")?;
+    let result = cleanup(&args, &settings, &store, clock).await;
+    store.shutdown().await;
+    let (exit, report) = result?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.json())?);
+    }
+    Ok(exit.into())
+}
+
+/// Prints the human-readable output on stdout; in `--json` mode stdout carries only the JSON object and
+/// the outcome is in it (and in the logs), so nothing is printed here.
+fn say(json: bool, text: &str) {
+    if !json {
+        print!("{text}");
+    }
+}
+
+/// A message for the operator on stderr (in `--json` mode the logs and the JSON carry it instead).
+fn complain(json: bool, text: &str) {
+    if !json {
+        eprintln!("callwatch cleanup: {text}");
+    }
+}
+
+async fn cleanup(
+    args: &CleanupArgs,
+    settings: &Settings,
+    store: &store::Store,
+    clock: clock::SharedClock,
+) -> anyhow::Result<(Exit, Report)> {
+    let timeout = settings.policy.timeout;
+    let policy = settings.policy.to_policy();
+    let mut report = Report {
+        outcome: "nothing_to_do",
+        dry_run: args.dry_run,
+        timeout,
+        checked_at: clock.now(),
+        servers: Vec::new(),
+        plan: Plan::default(),
+        applied: Applied::default(),
+        run_id: None,
+        message: None,
+    };
+
+    // 1. The lock.
+    let lock = store
+        .acquire_lock(crate::oneshot::LOCK_NAME)
+        .await
+        .context("cannot take the instance lock")?;
+    let lock = match (lock, args.dry_run) {
+        (Some(lock), false) => Some(lock),
+        (None, false) => {
+            let msg = "another callwatch (the daemon or another cleanup) is running and holds the instance lock; nothing was changed";
+            tracing::error!("{msg}");
+            complain(args.json, msg);
+            report.outcome = "lock_held";
+            report.message = Some(msg.into());
+            return Ok((Exit::LockHeld, report));
+        }
+        (Some(lock), true) => {
+            let _ = lock.release().await;
+            None
+        }
+        (None, true) => {
+            report.message = Some(
+                "another callwatch holds the instance lock: a real cleanup would exit with code 3"
+                    .into(),
+            );
+            None
+        }
+    };
+
+    // 2. The listings.
+    let servers = settings.resolve_servers()?;
+    let watched: Vec<Watched> = servers
+        .iter()
+        .map(|s| Watched {
+            name: s.name.clone(),
+            is_default: s.is_default,
+        })
+        .collect();
+    let mut listings = if servers.is_empty() {
+        None
+    } else {
+        Some(Listings::take(&servers, args.ami_wait, clock.clone()).await)
+    };
+    let mut lines = String::new();
+    match &listings {
+        None => lines.push_str(
+            "No AMI server configured: calls are judged by age only (the timeout rule).\n",
+        ),
+        Some(l) => {
+            for (name, outcome) in l.outcomes() {
+                match outcome {
+                    Outcome::Synced(s) => {
+                        lines.push_str(&format!(
+                            "AMI {name}: channel listing at {} UTC, {} channel(s) up.\n",
+                            s.listing_at.map(render::utc).unwrap_or_default(),
+                            s.live.len()
+                        ));
+                    }
+                    Outcome::Failed { reason } => {
+                        tracing::warn!(server = %name, wait = ?args.ami_wait, reason = %reason,
+                            "no complete CoreShowChannels listing in time; falling back to the timeout rule for this server's calls");
+                        lines.push_str(&format!(
+                            "AMI {name}: no channel listing within {} ({reason}); its calls are judged by age only (the timeout rule).\n",
+                            humantime::format_duration(args.ami_wait)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    // 3. The plan.
+    let open = store
+        .in_progress(store::ServerFilter::Any, None)
+        .await
+        .context("cannot read the calls in progress")?;
+    let now = clock.now();
+    report.checked_at = now;
+    let by_group = groups::split(open, &watched);
+    for (group, calls) in &by_group {
+        let listing = match (group, &listings) {
+            (Group::Server(name), Some(l)) => l.snapshot(name).cloned(),
+            _ => None,
+        };
+        let mut rows = plan::plan_group(
+            group,
+            calls,
+            listing.as_ref(),
+            &ServerMemory::default(),
+            &policy,
+            now,
+        );
+        if let (Group::Server(name), Some(confirm_at), Some(l)) =
+            (group, plan::confirm_at(&rows), listings.as_mut())
+        {
+            let held = rows
+                .iter()
+                .filter(|p| matches!(p.action, plan::Action::Held { .. }))
+                .count();
+            tracing::warn!(server = %name, held, %confirm_at,
+                "mass close: the closes are held until a second channel listing confirms them");
+            let wait = (confirm_at - clock.now()).to_std().unwrap_or_default();
+            tokio::time::sleep(wait).await;
+            if let Some(second) = l.relist(name, confirm_at, args.ami_wait).await {
+                let memory = ServerMemory {
+                    held: plan::holds(&rows),
+                    ids_matched_before: false,
+                };
+                rows = plan::plan_group(group, calls, Some(&second), &memory, &policy, clock.now());
+            } else {
+                tracing::warn!(server = %name, "no confirming listing; the held closes are not made");
+            }
+        }
+        report.plan.extend(rows);
+    }
+    if let Some(l) = &listings {
+        report.servers = l
+            .outcomes()
+            .iter()
+            .map(|(name, o)| match o {
+                Outcome::Synced(s) => json!({
+                    "name": name, "synced": true, "listing_at": s.listing_at,
+                    "live_channels": s.live.len(), "error": null,
+                }),
+                Outcome::Failed { reason } => json!({
+                    "name": name, "synced": false, "listing_at": null,
+                    "live_channels": null, "error": reason,
+                }),
+            })
+            .collect();
+    }
+    if let Some(l) = listings.take() {
+        l.close().await;
+    }
+
+    // 4. The list, and consent.
+    let n = report.plan.close_count();
+    let held = report.plan.held().count();
+    lines.push_str(&format!(
+        "Calls answered more than {} ago and not ended: {} (checked {} UTC).\n",
+        humantime::format_duration(timeout),
+        report.plan.rows.len(),
+        render::utc(now)
+    ));
+    lines.push_str(&render::plan_text(&report.plan, now));
+    if held > 0 {
+        tracing::error!(held, "closes held by the mass-close guard were not made");
+    }
+    let incomplete = if held > 0 { Exit::Incomplete } else { Exit::Ok };
+    if n == 0 {
+        lines.push_str("No stuck calls found.\n");
+        say(args.json, &lines);
+        release(lock).await;
+        return Ok((incomplete, report));
+    }
+    if args.dry_run {
+        lines.push_str(&format!(
+            "Dry run: {n} stuck call(s) would be closed; nothing was changed.\n"
+        ));
+        if let Some(m) = &report.message {
+            lines.push_str(&format!("Note: {m}.\n"));
+        }
+        say(args.json, &lines);
+        report.outcome = "dry_run";
+        return Ok((incomplete, report));
+    }
+    let question = format!("Close {n} stuck call{}?", if n == 1 { "" } else { "s" });
+    match prompt::consent_here(args.yes || args.no_interaction) {
+        Consent::Given => say(args.json, &lines),
+        Consent::Refused => {
+            say(args.json, &lines);
+            let msg = format!(
+                "refusing to close {n} stuck call(s) without confirmation: there is no terminal to ask on. \
+                 Pass --yes (or --no-interaction) to close them, or --dry-run to only list them. Nothing was changed"
+            );
+            tracing::warn!("{msg}");
+            complain(args.json, &format!("{msg}."));
+            report.outcome = "refused";
+            report.message = Some(msg);
+            release(lock).await;
+            return Ok((Exit::Refused, report));
+        }
+        Consent::Ask => {
+            // in --json mode the list goes to stderr, with the question
+            if args.json {
+                eprint!("{lines}");
+            } else {
+                print!("{lines}");
+            }
+            let yes = prompt::ask(question, args.json).await.unwrap_or(false);
+            if !yes {
+                if args.json {
+                    eprintln!("Nothing was changed.");
+                } else {
+                    println!("Nothing was changed.");
+                }
+                report.outcome = "declined";
+                release(lock).await;
+                return Ok((Exit::Refused, report));
+            }
+        }
+    }
+
+    // 5. The closes. The lock may have lapsed while the operator read the list (a SQLite lease).
+    if let Some(lock) = &lock {
+        if !lock.reacquire().await.unwrap_or(false) {
+            let msg = "the instance lock was taken by another callwatch while waiting for confirmation; nothing was changed";
+            complain(args.json, msg);
+            report.outcome = "lock_held";
+            report.message = Some(msg.into());
+            return Ok((Exit::LockHeld, report));
+        }
+    }
+    let run_id = format!(
+        "cleanup-{}-{}",
+        now.format("%Y%m%dT%H%M%S"),
+        std::process::id()
+    );
+    let tracker = TaskTracker::new();
+    let cancel = CancellationToken::new();
+    let broadcaster = match Broadcaster::start(&settings.broadcast, &tracker, cancel.clone()) {
+        Ok(b) => b,
+        Err(err) => {
+            tracing::warn!(error = %format!("{err:#}"), "broadcasting is off for this run");
+            Broadcaster::disabled()
+        }
+    };
+    report.applied = apply::apply(store, &report.plan, &run_id, clock.now(), &broadcaster).await;
+    drop(broadcaster);
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+        .await
+        .is_err()
+    {
+        cancel.cancel();
+        tracing::warn!("some broadcasts were not delivered within 10 s");
+    }
+    release(lock).await;
+    report.run_id = Some(run_id.clone());
+    let applied = &report.applied;
+    if let Some(err) = &applied.error {
+        report.outcome = "failed";
+        say(
+            args.json,
+            &format!("Failed to clean up {n} stuck call(s): {err}\n"),
+        );
+        return Ok((Exit::Error, report));
+    }
+    report.outcome = "closed";
+    let mut done = format!(
+        "Closed {} stuck call(s) (run {run_id}).\n",
+        applied.closed.len()
+    );
+    if !applied.skipped.is_empty() {
+        done.push_str(&format!(
+            "Left alone {}: already ended by the application meanwhile.\n",
+            applied.skipped.len()
+        ));
+    }
+    say(args.json, &done);
+    Ok((incomplete, report))
+}
+
+async fn release(lock: Option<store::InstanceLock>) {
+    if let Some(lock) = lock {
+        if let Err(err) = lock.release().await {
+            tracing::warn!(error = %err, "could not release the instance lock (it is freed when the connection closes)");
+        }
+    }
 }
