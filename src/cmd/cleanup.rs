@@ -139,9 +139,11 @@ fn say(json: bool, text: &str) {
     }
 }
 
-/// A message for the operator on stderr (in `--json` mode the logs and the JSON carry it instead).
+/// A message for the operator: on stderr, or in `--json` mode as a log line (stdout carries the JSON).
 fn complain(json: bool, text: &str) {
-    if !json {
+    if json {
+        tracing::warn!("{text}");
+    } else {
         eprintln!("callwatch cleanup: {text}");
     }
 }
@@ -175,7 +177,6 @@ async fn cleanup(
         (Some(lock), false) => Some(lock),
         (None, false) => {
             let msg = "another callwatch (the daemon or another cleanup) is running and holds the instance lock; nothing was changed";
-            tracing::error!("{msg}");
             complain(args.json, msg);
             report.outcome = "lock_held";
             report.message = Some(msg.into());
@@ -315,7 +316,13 @@ async fn cleanup(
     }
     let incomplete = if held > 0 { Exit::Incomplete } else { Exit::Ok };
     if n == 0 {
-        lines.push_str("No stuck calls found.\n");
+        if held > 0 {
+            lines.push_str(&format!(
+                "Nothing closed: {held} call(s) held by the mass-close guard.\n"
+            ));
+        } else {
+            lines.push_str("No stuck calls found.\n");
+        }
         say(args.json, &lines);
         release(lock).await;
         return Ok((incomplete, report));
@@ -340,7 +347,6 @@ async fn cleanup(
                 "refusing to close {n} stuck call(s) without confirmation: there is no terminal to ask on. \
                  Pass --yes (or --no-interaction) to close them, or --dry-run to only list them. Nothing was changed"
             );
-            tracing::warn!("{msg}");
             complain(args.json, &format!("{msg}."));
             report.outcome = "refused";
             report.message = Some(msg);

@@ -595,3 +595,72 @@ async fn prompt_on_a_terminal() {
     assert!(row(&db, 1).await.0.is_some());
     assert_eq!(row(&db, 2).await.0, None);
 }
+
+/// Seeds 60 old rows whose channels are gone (plus, with `live_young`, a young row on the PBX's live call).
+async fn mass_close_db(live_young: Option<&str>) -> Option<TestDb> {
+    let gone: Vec<String> = (0..60).map(|i| format!("1795000000.{}", 100 + i)).collect();
+    let mut rows: Vec<Row<'_>> = gone
+        .iter()
+        .enumerate()
+        .map(|(i, u)| Row::open(i as i64 + 1, "2001", 60, Some(u)))
+        .collect();
+    if let Some(u) = live_young {
+        rows.push(Row::open(100, "2002", 1, Some(u)));
+    }
+    seeded(Engine::Sqlite, &rows).await
+}
+
+#[tokio::test]
+async fn a_mass_close_waits_for_a_confirming_listing() {
+    let (pbx, uniqueid, _) = pbx_with_a_live_call().await;
+    let Some(db) = mass_close_db(Some(&uniqueid)).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("callwatch.toml");
+    std::fs::write(&config, "[policy]\nconfirm_delay = \"1s\"\n").unwrap();
+    let config = config.display().to_string();
+    let url = format!("ami://watchdog:{SECRET}@{}?server=pbx1", pbx.local_addr());
+    let out = run_async(
+        &db,
+        &[
+            "--config", &config, "cleanup", "--ami", &url, "--yes", "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("mass close"), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["closed"].as_array().unwrap().len(), 60, "{v}");
+    assert_eq!(v["held"].as_array().unwrap().len(), 0);
+    assert!(v["closed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["reason"] == "channel_gone"));
+    // the confirming listing is the one the closes were decided on
+    let listing = v["servers"][0]["listing_at"].as_str().unwrap().to_string();
+    assert_eq!(v["closed"][0]["ended_before"].as_str().unwrap(), listing);
+    assert_eq!(row(&db, 100).await.0, None);
+    drop(pbx);
+}
+
+#[tokio::test]
+async fn ids_that_never_match_close_nothing_and_exit_4() {
+    let (pbx, _, _) = pbx_with_a_live_call().await;
+    let Some(db) = mass_close_db(None).await else {
+        return;
+    };
+    let url = format!("ami://watchdog:{SECRET}@{}?server=pbx1", pbx.local_addr());
+    let out = run_async(&db, &["cleanup", "--ami", &url, "--yes", "--json"], &[]).await;
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["held"].as_array().unwrap().len(), 60);
+    assert_eq!(v["held"][0]["why"], "ids_never_matched");
+    assert_eq!(v["closed"].as_array().unwrap().len(), 0);
+    for id in [1, 60] {
+        assert_eq!(row(&db, id).await.0, None);
+    }
+    drop(pbx);
+}
