@@ -148,3 +148,53 @@ macro_rules! on_every_engine {
 }
 
 on_every_engine!(counts_and_busy_extensions, daemon_state_from_its_endpoint);
+
+/// A database password given in the URL appears nowhere: not in `status` (which names the database), not in
+/// `cleanup`'s output or debug logs, not in the error when the database is unreachable.
+#[tokio::test]
+async fn database_passwords_are_never_printed() {
+    const PASSWORD: &str = "db-pass-4242";
+    let check = |out: &std::process::Output| {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains(PASSWORD), "password printed:\n{all}");
+        all
+    };
+    // unreachable: an error (exit 1) that names the database without its password
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("callwatch.toml");
+    std::fs::write(&config, "[database]\nacquire_timeout = \"1s\"\n").unwrap();
+    let config = config.display().to_string();
+    for cmd in [
+        &["status"][..],
+        &["cleanup", "--yes"],
+        &["undo", "--since", "1h"],
+    ] {
+        let mut args = cmd.to_vec();
+        args.extend(["--log", "debug", "--config", &config]);
+        let out = crate::cleanup::exec(
+            &format!("postgres://app:{PASSWORD}@127.0.0.1:1/calls"),
+            &args,
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", check(&out));
+        check(&out);
+    }
+    // reachable (PostgreSQL on trust authentication accepts any password)
+    let Some(db) = seeded(Engine::Postgres, &rows()).await else {
+        return;
+    };
+    let url = db
+        .url()
+        .replacen("postgres@", &format!("postgres:{PASSWORD}@"), 1);
+    assert!(url.contains(PASSWORD));
+    let out = crate::cleanup::exec(&url, &["--log", "debug", "status"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", check(&out));
+    assert!(check(&out).contains("postgres://postgres"));
+    let out = crate::cleanup::exec(&url, &["--log", "debug", "cleanup", "--yes"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", check(&out));
+    check(&out);
+}
