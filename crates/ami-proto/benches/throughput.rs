@@ -26,25 +26,53 @@ fn main() {
         data.len() as f64 / expected.events as f64
     );
     for round in 0..rounds {
-        let t = Instant::now();
-        let s = parse_summary(&data);
-        let parse_s = t.elapsed().as_secs_f64();
+        let (parse, s) = timed(|| parse_summary(&data));
         assert_eq!(
             (s.frames, s.events, s.responses, s.errors),
             (expected.frames, expected.events, expected.responses, 0),
             "messages lost"
         );
-        let t = Instant::now();
-        let split_frames = memchr_split(&data);
-        let split_s = t.elapsed().as_secs_f64();
+        let (split, split_frames) = timed(|| memchr_split(&data));
         assert_eq!(split_frames, expected.frames);
-        println!(
-            "round {round}: parse {:.2} M events/s ({:.0} MB/s); memchr split {:.2} M events/s ({:.0} MB/s); ratio {:.2}",
-            s.events as f64 / parse_s / 1e6,
-            data.len() as f64 / parse_s / 1e6,
-            s.events as f64 / split_s / 1e6,
-            data.len() as f64 / split_s / 1e6,
-            parse_s / split_s
+        let rate = |secs: f64| s.events as f64 / secs / 1e6;
+        print!(
+            "round {round}: wall: parse {:.2} M events/s ({:.0} MB/s), memchr split {:.2} M events/s, ratio {:.2}",
+            rate(parse.wall),
+            data.len() as f64 / parse.wall / 1e6,
+            rate(split.wall),
+            parse.wall / split.wall
         );
+        match (parse.cpu, split.cpu) {
+            (Some(p), Some(q)) if p > 0.0 && q > 0.0 => println!(
+                "; thread CPU time: parse {:.2} M events/s, memchr split {:.2} M events/s, ratio {:.2}",
+                rate(p),
+                rate(q),
+                p / q
+            ),
+            _ => println!(),
+        }
     }
+}
+
+/// Wall-clock and on-CPU seconds of one phase. The CPU time of this thread does not count the time the
+/// scheduler gave to other processes, so it stays meaningful on a busy machine.
+struct Took {
+    wall: f64,
+    cpu: Option<f64>,
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (Took, T) {
+    let cpu0 = thread_cpu_seconds();
+    let t = Instant::now();
+    let out = f();
+    let wall = t.elapsed().as_secs_f64();
+    let cpu = thread_cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
+    (Took { wall, cpu }, out)
+}
+
+/// This thread's time on CPU (Linux: first field of `/proc/thread-self/schedstat`, in ns).
+fn thread_cpu_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 / 1e9)
 }
