@@ -16,7 +16,7 @@ use sqlx::AnyConnection;
 use sqlx::Connection;
 
 use super::{bind_id, col, get, get_id, parse_id, sel_id, sel_int, sel_text, sel_ts, token};
-use crate::dialect::SqlBuilder;
+use crate::dialect::{Dialect, SqlBuilder};
 use crate::error::{Error, Result};
 use crate::model::{CallId, CloseOutcome, CloseRequest, ClosedCall};
 use crate::Store;
@@ -52,13 +52,79 @@ struct Done {
     uniqueid: Option<String>,
 }
 
+/// A value of an audit row, by SQL kind.
+enum Val {
+    Text(Option<String>),
+    Int(Option<i64>),
+    Ts(Option<String>),
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Int,
+    Ts,
+}
+
+/// The kind of each of [`AUDIT_COLUMNS`].
+const AUDIT_KINDS: [Kind; 21] = [
+    Kind::Text, // batch_id
+    Kind::Text, // call_id
+    Kind::Text, // server
+    Kind::Text, // uniqueid
+    Kind::Text, // linkedid
+    Kind::Text, // outcome
+    Kind::Text, // reason
+    Kind::Text, // cause
+    Kind::Text, // prev_status
+    Kind::Text, // prev_hangup_cause
+    Kind::Int,  // prev_talk_seconds
+    Kind::Ts,   // prev_updated_at
+    Kind::Ts,   // new_ended_at
+    Kind::Text, // new_status
+    Kind::Text, // new_hangup_cause
+    Kind::Int,  // new_talk_seconds
+    Kind::Ts,   // new_updated_at
+    Kind::Ts,   // ended_after
+    Kind::Ts,   // ended_before
+    Kind::Text, // run_id
+    Kind::Ts,   // decided_at
+];
+
+/// A PostgreSQL array literal (`{"a","b\"c",NULL,7}`) of one column's values.
+fn pg_array(vals: &[Val]) -> String {
+    let mut out = String::with_capacity(vals.len() * 24 + 2);
+    out.push('{');
+    for (i, v) in vals.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match v {
+            Val::Int(Some(n)) => out.push_str(&n.to_string()),
+            Val::Text(Some(t)) | Val::Ts(Some(t)) => {
+                out.push('"');
+                for c in t.chars() {
+                    if c == '"' || c == '\\' {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out.push('"');
+            }
+            Val::Int(None) | Val::Text(None) | Val::Ts(None) => out.push_str("NULL"),
+        }
+    }
+    out.push('}');
+    out
+}
+
 /// One audit row to write.
 enum Entry<'p, 'r> {
     Closed(&'p Planned<'r>),
     Skipped(&'p CloseRequest),
 }
 
-const AUDIT_COLUMNS: &[&str] = &[
+const AUDIT_COLUMNS: [&str; 21] = [
     "batch_id",
     "call_id",
     "server",
@@ -388,61 +454,110 @@ impl Store {
             .map(Entry::Closed)
             .chain(skipped.iter().map(|r| Entry::Skipped(r)))
             .collect();
-        let render = |b: &mut SqlBuilder<'_>, e: &Entry<'_, '_>| -> Vec<String> {
+        let render = |e: &Entry<'_, '_>| -> Vec<Val> {
             match e {
                 Entry::Closed(p) => vec![
-                    b.text(Some(batch_id.to_string())),
-                    b.text(Some(p.req.call_id.to_text())),
-                    b.text(p.cur.server.clone()),
-                    b.text(p.cur.uniqueid.clone()),
-                    b.text(p.cur.linkedid.clone()),
-                    b.text(Some("closed".into())),
-                    b.text(Some(p.req.reason.as_str().into())),
-                    b.text(Some(p.req.hangup_cause.clone())),
-                    b.text(p.cur.status.clone()),
-                    b.text(p.cur.hangup_cause.clone()),
-                    b.int(p.cur.talk_seconds),
-                    b.ts(p.cur.updated_at.clone()),
-                    b.ts(Some(time.encode(p.ended_at))),
-                    b.text(status_new.clone()),
-                    b.text(Some(p.req.hangup_cause.clone())),
-                    b.int(Some(p.talk_seconds)),
-                    b.ts(has_updated.then(|| now_s.to_string())),
-                    b.ts(p.req.ended_after.map(|t| time.encode(t))),
-                    b.ts(p.req.ended_before.map(|t| time.encode(t))),
-                    b.text(Some(run_id.to_string())),
-                    b.ts(Some(time.encode(p.req.decided_at))),
+                    Val::Text(Some(batch_id.to_string())),
+                    Val::Text(Some(p.req.call_id.to_text())),
+                    Val::Text(p.cur.server.clone()),
+                    Val::Text(p.cur.uniqueid.clone()),
+                    Val::Text(p.cur.linkedid.clone()),
+                    Val::Text(Some("closed".into())),
+                    Val::Text(Some(p.req.reason.as_str().into())),
+                    Val::Text(Some(p.req.hangup_cause.clone())),
+                    Val::Text(p.cur.status.clone()),
+                    Val::Text(p.cur.hangup_cause.clone()),
+                    Val::Int(p.cur.talk_seconds),
+                    Val::Ts(p.cur.updated_at.clone()),
+                    Val::Ts(Some(time.encode(p.ended_at))),
+                    Val::Text(status_new.clone()),
+                    Val::Text(Some(p.req.hangup_cause.clone())),
+                    Val::Int(Some(p.talk_seconds)),
+                    Val::Ts(has_updated.then(|| now_s.to_string())),
+                    Val::Ts(p.req.ended_after.map(|t| time.encode(t))),
+                    Val::Ts(p.req.ended_before.map(|t| time.encode(t))),
+                    Val::Text(Some(run_id.to_string())),
+                    Val::Ts(Some(time.encode(p.req.decided_at))),
                 ],
                 Entry::Skipped(req) => vec![
-                    b.text(Some(batch_id.to_string())),
-                    b.text(Some(req.call_id.to_text())),
-                    b.text(None),
-                    b.text(None),
-                    b.text(None),
-                    b.text(Some("skipped".into())),
-                    b.text(Some(req.reason.as_str().into())),
-                    b.text(Some(req.hangup_cause.clone())),
-                    b.text(None),
-                    b.text(None),
-                    b.int(None),
-                    b.ts(None),
-                    b.ts(None),
-                    b.text(None),
-                    b.text(None),
-                    b.int(None),
-                    b.ts(None),
-                    b.ts(req.ended_after.map(|t| time.encode(t))),
-                    b.ts(req.ended_before.map(|t| time.encode(t))),
-                    b.text(Some(run_id.to_string())),
-                    b.ts(Some(time.encode(req.decided_at))),
+                    Val::Text(Some(batch_id.to_string())),
+                    Val::Text(Some(req.call_id.to_text())),
+                    Val::Text(None),
+                    Val::Text(None),
+                    Val::Text(None),
+                    Val::Text(Some("skipped".into())),
+                    Val::Text(Some(req.reason.as_str().into())),
+                    Val::Text(Some(req.hangup_cause.clone())),
+                    Val::Text(None),
+                    Val::Text(None),
+                    Val::Int(None),
+                    Val::Ts(None),
+                    Val::Ts(None),
+                    Val::Text(None),
+                    Val::Text(None),
+                    Val::Int(None),
+                    Val::Ts(None),
+                    Val::Ts(req.ended_after.map(|t| time.encode(t))),
+                    Val::Ts(req.ended_before.map(|t| time.encode(t))),
+                    Val::Text(Some(run_id.to_string())),
+                    Val::Ts(Some(time.encode(req.decided_at))),
                 ],
             }
         };
+        if d == Dialect::Postgres {
+            // One statement for the whole batch: each column travels as one array literal and is unnested,
+            // instead of 21 bound parameters per row (parsing and planning those dominated the close).
+            let mut columns: Vec<Vec<Val>> = AUDIT_COLUMNS
+                .iter()
+                .map(|_| Vec::with_capacity(entries.len()))
+                .collect();
+            for e in &entries {
+                for (i, v) in render(e).into_iter().enumerate() {
+                    columns[i].push(v);
+                }
+            }
+            let mut b = SqlBuilder::new(d);
+            let arrays: Vec<String> = columns
+                .iter()
+                .zip(AUDIT_KINDS)
+                .map(|(vals, kind)| {
+                    let p = b.bind(pg_array(vals));
+                    let ty = match kind {
+                        Kind::Text => "text[]",
+                        Kind::Int => "bigint[]",
+                        Kind::Ts => "timestamp[]",
+                    };
+                    format!("CAST({p} AS {ty})")
+                })
+                .collect();
+            b.push(&format!(
+                "INSERT INTO {} ({}) SELECT * FROM unnest({})",
+                m.audit_table.quoted(d),
+                AUDIT_COLUMNS.join(", "),
+                arrays.join(", ")
+            ));
+            let (sql, args) = b.build();
+            sqlx::query_with(&sql, args)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| Error::sqlx("writing the audit", e))?;
+            return Ok(());
+        }
         for group in entries.chunks(per_stmt) {
             let mut b = SqlBuilder::new(d);
             let rows: Vec<String> = group
                 .iter()
-                .map(|e| format!("({})", render(&mut b, e).join(", ")))
+                .map(|e| {
+                    let vals: Vec<String> = render(e)
+                        .into_iter()
+                        .map(|v| match v {
+                            Val::Text(t) => b.text(t),
+                            Val::Int(i) => b.int(i),
+                            Val::Ts(t) => b.ts(t),
+                        })
+                        .collect();
+                    format!("({})", vals.join(", "))
+                })
                 .collect();
             let sql = format!(
                 "INSERT INTO {} ({}) VALUES {}",
@@ -515,5 +630,25 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pg_array_literals_quote_and_escape() {
+        let vals = vec![
+            Val::Text(Some(r#"a"b\c,{d}"#.into())),
+            Val::Text(None),
+            Val::Ts(Some("2026-11-24 12:00:00".into())),
+        ];
+        assert_eq!(
+            pg_array(&vals),
+            r#"{"a\"b\\c,{d}",NULL,"2026-11-24 12:00:00"}"#
+        );
+        assert_eq!(pg_array(&[Val::Int(Some(-7)), Val::Int(None)]), "{-7,NULL}");
+        assert_eq!(pg_array(&[]), "{}");
     }
 }

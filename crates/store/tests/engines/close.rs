@@ -322,3 +322,35 @@ async fn large_batches_span_several_chunks() {
         );
     }
 }
+
+#[tokio::test]
+async fn awkward_text_survives_the_audit_verbatim() {
+    for db in dbs().await {
+        let (s, _) = store(&db).await;
+        let id = insert_call(&s, "701", None, Some("2026-11-24 12:00:00"), None).await;
+        let cause = r#"He said "no", \ {x} NULL ',"#;
+        let mut r = req(id, t0() + chrono::Duration::seconds(5), CloseReason::Manual);
+        r.hangup_cause = cause.into();
+        r.ended_after = None;
+        let out = s.close(&[r], "quote\"run").await.unwrap();
+        let audit = row_text(
+            &s,
+            "call_closures",
+            "id",
+            &out.closed[0].closure_id.to_string(),
+            &["cause", "run_id", "ended_after", "new_hangup_cause"],
+        )
+        .await;
+        assert_eq!(
+            audit,
+            vec![
+                Some(cause.into()),
+                Some("quote\"run".into()),
+                None,
+                Some(cause.into())
+            ],
+            "{:?}",
+            db.engine()
+        );
+    }
+}
