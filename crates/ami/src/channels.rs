@@ -436,7 +436,7 @@ impl ServerChannels {
         st.connected = true;
         st.prev_session_started = st.session_started;
         st.session_started = Some(us(now));
-        self.make_unsynced(&mut st, us(now));
+        self.make_unsynced(&mut st, us(now), true);
         st.epoch
     }
 
@@ -444,16 +444,18 @@ impl ServerChannels {
     pub fn disconnected(&self, now: DateTime<Utc>) {
         let mut st = lock(&self.inner.status);
         st.connected = false;
-        self.make_unsynced(&mut st, us(now));
+        self.make_unsynced(&mut st, us(now), true);
     }
 
     /// Marks the map unsynced (e.g. a consumer lagged); a new listing is needed.
     pub fn mark_unsynced(&self, now: DateTime<Utc>) {
         let mut st = lock(&self.inner.status);
-        self.make_unsynced(&mut st, us(now));
+        self.make_unsynced(&mut st, us(now), false);
     }
 
-    fn make_unsynced(&self, st: &mut Status, now: i64) {
+    /// Marks the map unsynced. `abort_listing`: the listing in progress (if any) can no longer complete it
+    /// (the session is gone); a lag keeps it, since the map itself missed nothing.
+    fn make_unsynced(&self, st: &mut Status, now: i64, abort_listing: bool) {
         if st.synced {
             let last = self.inner.last_frame.load(Ordering::Relaxed);
             st.alive_through = Some(if last == i64::MIN { now } else { last });
@@ -462,7 +464,9 @@ impl ServerChannels {
         } else if st.unsynced_since.is_none() && st.listing_at.is_some() {
             st.unsynced_since = Some(now);
         }
-        st.listing = None;
+        if abort_listing {
+            st.listing = None;
+        }
     }
 
     /// Time through which every live channel of a synced view is known alive.
@@ -544,6 +548,7 @@ impl ServerChannels {
     }
 
     fn touch(&self, event: &str, msg: &Message, now: DateTime<Utc>) {
+        self.remember_other_linkedids(msg);
         let f = Fields::read(msg);
         let Some(uid) = f.uniqueid else { return };
         if !valid_id(uid) {
@@ -579,7 +584,9 @@ impl ServerChannels {
             }
             return;
         }
-        if !proves_alive(event) || self.inner.ended.contains_key(uid) {
+        // A synced map saw every `Newchannel` since its listing: an unknown channel is one that ended before
+        // (Asterisk sends a few events after a channel's Hangup), not one to add.
+        if !proves_alive(event) || self.inner.ended.contains_key(uid) || self.is_synced() {
             return;
         }
         let (Some(channel), Some(linkedid)) = (
@@ -601,6 +608,46 @@ impl ServerChannels {
                 gen,
             },
         );
+    }
+
+    /// Adds the Linkedids of the other channels an event describes (`DestUniqueid` + `DestLinkedid`,
+    /// `TransferTargetUniqueid` + `TransferTargetLinkedid`, …) to those channels' history: they belonged to
+    /// that group. Their current Linkedid comes only from their own events, since transfer events carry
+    /// snapshots taken when the transfer began.
+    fn remember_other_linkedids(&self, msg: &Message) {
+        const UID: &[u8] = b"Uniqueid";
+        const LID: &[u8] = b"Linkedid";
+        let mut uids: Vec<(&[u8], &[u8])> = Vec::new();
+        let mut lids: Vec<(&[u8], &[u8])> = Vec::new();
+        for h in msg.headers() {
+            let Some(cut) = h.key.len().checked_sub(UID.len()).filter(|c| *c > 0) else {
+                continue;
+            };
+            let (prefix, tail) = h.key.split_at(cut);
+            if tail.eq_ignore_ascii_case(UID) {
+                uids.push((prefix, h.value));
+            } else if tail.eq_ignore_ascii_case(LID) {
+                lids.push((prefix, h.value));
+            }
+        }
+        for (prefix, uid) in uids {
+            let Some(lid) = lids
+                .iter()
+                .find(|(p, _)| p.eq_ignore_ascii_case(prefix))
+                .and_then(|(_, l)| std::str::from_utf8(l).ok())
+                .filter(|l| valid_id(l))
+            else {
+                continue;
+            };
+            let Ok(uid) = std::str::from_utf8(uid) else {
+                continue;
+            };
+            if let Some(mut live) = self.inner.live.get_mut(uid) {
+                if !live.linkedids_ever.iter().any(|x| x == lid) {
+                    live.linkedids_ever.push(lid.to_string());
+                }
+            }
+        }
     }
 
     fn hangup(&self, msg: &Message, now: DateTime<Utc>) {
@@ -642,7 +689,7 @@ impl ServerChannels {
         let n = us(now);
         let mut st = lock(&self.inner.status);
         let through = self.alive_through(&st);
-        self.make_unsynced(&mut st, n);
+        self.make_unsynced(&mut st, n, true);
         drop(st);
         self.end_all(
             |_| true,
@@ -1041,6 +1088,23 @@ mod tests {
     }
 
     #[test]
+    fn a_lag_during_a_listing_is_cured_by_that_listing() {
+        let map = ChannelMap::default();
+        let s = map.server("pbx");
+        s.begin_session(t(0));
+        let gen = s.begin_listing(t(0));
+        s.mark_unsynced(t(1));
+        s.listed(gen, &item("a", "a"), t(1));
+        assert!(s.finish_listing(gen, t(2)).is_some());
+        assert!(s.is_synced());
+        // A lag after it makes the map unsynced until the next listing.
+        s.mark_unsynced(t(3));
+        let snap = s.snapshot();
+        assert!(!snap.synced);
+        assert_eq!(snap.unsynced_since, Some(t(3)));
+    }
+
+    #[test]
     fn hangup_uses_the_timestamp_header_when_present() {
         let map = ChannelMap::default();
         let s = map.server("pbx");
@@ -1084,6 +1148,55 @@ mod tests {
         );
         let gone = map.take_gone();
         assert_eq!(gone[0].linkedid, "srv1-1795520000.2");
+    }
+
+    /// Regression (cacofonisk `ctd-account-account-xfer-attn-abbcac` with a gap): the transfer target was
+    /// created while callwatch was away and listed with its new Linkedid; only the `AttendedTransfer`
+    /// event shows it belonged to the consultation call, whose row must stay open while it is up.
+    #[test]
+    fn other_channels_snapshots_add_to_the_history_but_not_the_current_linkedid() {
+        let map = ChannelMap::default();
+        let s = map.server("pbx");
+        s.apply(&newchannel("pbx-1.970", "pbx-1.868"), t(1));
+        let transfer = Message::from_pairs([
+            ("Event", "AttendedTransfer"),
+            ("OrigTransfererUniqueid", "pbx-1.929"),
+            ("OrigTransfererLinkedid", "pbx-1.868"),
+            ("TransferTargetChannel", "SIP/150010003-00000035"),
+            ("TransferTargetUniqueid", "pbx-1.970"),
+            ("TransferTargetLinkedid", "pbx-1.962"),
+            ("TransfereeUniqueid", "pbx-1.868"),
+            ("TransfereeLinkedid", "<unknown>"),
+        ]);
+        s.apply(&transfer, t(2));
+        let snap = s.snapshot();
+        let ch = &snap.live["pbx-1.970"];
+        assert_eq!(ch.linkedid, "pbx-1.868");
+        assert_eq!(ch.linkedids_ever, ["pbx-1.868", "pbx-1.962"]);
+        // channels it does not know are not added by another channel's snapshot
+        assert_eq!(live_ids(&snap), ["pbx-1.970"]);
+    }
+
+    /// Regression (cacofonisk `queue_simple` with a gap): a channel created and hung up while callwatch was
+    /// away, whose late `NewConnectedLine` arrives after the resync, is not added to a synced map.
+    #[test]
+    fn a_synced_map_does_not_add_channels_from_late_events() {
+        let map = ChannelMap::default();
+        let s = map.server("pbx");
+        s.begin_session(t(0));
+        let gen = s.begin_listing(t(0));
+        s.finish_listing(gen, t(0));
+        let late = Message::from_pairs([
+            ("Event", "NewConnectedLine"),
+            (
+                "Channel",
+                "Local/ID730152@osvpi_route_phoneaccount-00000015;1",
+            ),
+            ("Uniqueid", "pbx-1.538"),
+            ("Linkedid", "pbx-1.518"),
+        ]);
+        s.apply(&late, t(1));
+        assert!(s.snapshot().live.is_empty());
     }
 
     #[test]

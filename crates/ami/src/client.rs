@@ -1,6 +1,6 @@
 //! [`Client`]: the cheap, cloneable handle to a running [`Connection`](crate::Connection).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ami_proto::{Action, Message};
@@ -62,25 +62,67 @@ pub enum Event {
 }
 
 /// A subscriber's bounded receiver. Dropping it unsubscribes.
+///
+/// Events travel in batches (one per socket read) so the reader pays one hand-over per read, not per
+/// event; at most `capacity` events are queued (a batch being drained counts until it is taken).
 #[derive(Debug)]
 pub struct Subscription {
-    rx: mpsc::Receiver<Event>,
+    rx: mpsc::UnboundedReceiver<Vec<Event>>,
+    queued: Arc<AtomicUsize>,
+    current: std::vec::IntoIter<Event>,
 }
 
 impl Subscription {
+    fn take_batch(&mut self, batch: Vec<Event>) {
+        self.queued.fetch_sub(batch.len(), Ordering::AcqRel);
+        self.current = batch.into_iter();
+    }
+
     /// The next event; `None` once the connection task has stopped.
     pub async fn recv(&mut self) -> Option<Event> {
-        self.rx.recv().await
+        loop {
+            if let Some(e) = self.current.next() {
+                return Some(e);
+            }
+            let batch = self.rx.recv().await?;
+            self.take_batch(batch);
+        }
     }
 
     /// The next event if one is queued.
     pub fn try_recv(&mut self) -> Option<Event> {
-        self.rx.try_recv().ok()
+        loop {
+            if let Some(e) = self.current.next() {
+                return Some(e);
+            }
+            let batch = self.rx.try_recv().ok()?;
+            self.take_batch(batch);
+        }
     }
 
-    /// Receives up to `limit` queued events into `buf` (waits for at least one); returns how many, 0 at the end.
+    /// Moves up to `limit` events into `buf`, waiting for at least one; returns how many (0 at the end).
     pub async fn recv_many(&mut self, buf: &mut Vec<Event>, limit: usize) -> usize {
-        self.rx.recv_many(buf, limit).await
+        let limit = limit.max(1);
+        if self.current.len() == 0 {
+            match self.rx.recv().await {
+                Some(batch) => self.take_batch(batch),
+                None => return 0,
+            }
+        }
+        let mut n = 0;
+        while n < limit {
+            match self.current.next() {
+                Some(e) => {
+                    buf.push(e);
+                    n += 1;
+                }
+                None => match self.rx.try_recv() {
+                    Ok(batch) => self.take_batch(batch),
+                    Err(_) => break,
+                },
+            }
+        }
+        n
     }
 }
 
@@ -99,7 +141,11 @@ pub struct ClientStats {
 
 #[derive(Debug)]
 pub(crate) struct Subscriber {
-    pub(crate) tx: mpsc::Sender<Event>,
+    pub(crate) tx: mpsc::UnboundedSender<Vec<Event>>,
+    /// Events sent and not yet taken by the subscriber.
+    pub(crate) queued: Arc<AtomicUsize>,
+    pub(crate) capacity: usize,
+    /// Events missed since the last delivered `Lagged`.
     pub(crate) lagged: u64,
 }
 
@@ -190,14 +236,24 @@ impl Client {
 
     /// A new subscriber with its own buffer size.
     pub fn subscribe_with_capacity(&self, capacity: usize) -> Subscription {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         let mut subs = self
             .shared
             .subscribers
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        subs.push(Subscriber { tx, lagged: 0 });
-        Subscription { rx }
+        subs.push(Subscriber {
+            tx,
+            queued: queued.clone(),
+            capacity: capacity.max(1),
+            lagged: 0,
+        });
+        Subscription {
+            rx,
+            queued,
+            current: Vec::new().into_iter(),
+        }
     }
 
     /// Drops the current connection (if any) and reconnects at once.

@@ -354,8 +354,8 @@ impl Fanout {
         self.queue.push(e);
     }
 
-    /// Sends the queued events to every subscriber without waiting. Returns true when a subscriber started
-    /// lagging (the caller requests a resync).
+    /// Sends the queued events to every subscriber without waiting, as one batch each. Returns true when a
+    /// subscriber started lagging (the caller requests a resync).
     fn flush(&mut self, shared: &Shared) -> bool {
         if self.queue.is_empty() {
             return false;
@@ -364,34 +364,48 @@ impl Fanout {
         let n = self.queue.len() as u64;
         let mut new_lag = false;
         subs.retain(|s| !s.tx.is_closed());
-        for event in self.queue.drain(..) {
-            if let Some((last, rest)) = subs.split_last_mut() {
-                for sub in rest {
-                    deliver(sub, event.clone(), shared, &mut new_lag);
-                }
-                deliver(last, event, shared, &mut new_lag);
+        let batch = std::mem::take(&mut self.queue);
+        if let Some((last, rest)) = subs.split_last_mut() {
+            for sub in rest {
+                new_lag |= deliver(sub, batch.clone(), shared);
             }
+            new_lag |= deliver(last, batch, shared);
         }
         shared.events.fetch_add(n, Ordering::Relaxed);
         new_lag
     }
 }
 
-fn deliver(sub: &mut Subscriber, event: Event, shared: &Shared, new_lag: &mut bool) {
-    if sub.lagged > 0 {
-        match sub.tx.try_send(Event::Lagged(sub.lagged)) {
-            Ok(()) => sub.lagged = 0,
-            Err(_) => {
-                sub.lagged += 1;
-                shared.lagged.fetch_add(1, Ordering::Relaxed);
-                return;
+/// Hands `batch` to `sub`, as far as its capacity allows; the rest is counted as lag. True when the
+/// subscriber starts lagging.
+fn deliver(sub: &mut Subscriber, mut batch: Vec<Event>, shared: &Shared) -> bool {
+    let queued = sub.queued.load(Ordering::Acquire);
+    let room = sub.capacity.saturating_sub(queued);
+    let was_lagging = sub.lagged > 0;
+    if was_lagging && room > 0 {
+        batch.insert(0, Event::Lagged(sub.lagged));
+        sub.lagged = 0;
+    }
+    if batch.len() > room {
+        // Over capacity: drop AMI messages only. Connected / Resynced / Disconnected are rare and always
+        // delivered, so a lagging consumer still learns that the session changed.
+        let mut kept = 0usize;
+        let mut missed = 0u64;
+        batch.retain(|e| {
+            let keep = !matches!(e, Event::Message(_)) || kept < room;
+            if keep {
+                kept += 1;
+            } else {
+                missed += 1;
             }
-        }
+            keep
+        });
+        sub.lagged += missed;
+        shared.lagged.fetch_add(missed, Ordering::Relaxed);
     }
-    if sub.tx.try_send(event).is_err() {
-        // Only the first miss of a lag episode asks for a resync.
-        *new_lag |= sub.lagged == 0;
-        sub.lagged += 1;
-        shared.lagged.fetch_add(1, Ordering::Relaxed);
+    if !batch.is_empty() {
+        sub.queued.fetch_add(batch.len(), Ordering::AcqRel);
+        let _ = sub.tx.send(batch);
     }
+    !was_lagging && sub.lagged > 0
 }
