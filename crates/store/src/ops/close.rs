@@ -118,6 +118,23 @@ fn pg_array(vals: &[Val]) -> String {
     out
 }
 
+/// Binds `ids` as one PostgreSQL array parameter; returns the typed expression.
+fn pg_id_array(b: &mut SqlBuilder<'_>, ids: &[&CallId]) -> String {
+    let vals: Vec<Val> = ids
+        .iter()
+        .map(|id| match id {
+            CallId::Int(i) => Val::Int(Some(*i)),
+            CallId::Text(t) => Val::Text(Some(t.clone())),
+        })
+        .collect();
+    let ty = match ids.first() {
+        Some(CallId::Text(_)) => "text[]",
+        _ => "bigint[]",
+    };
+    let p = b.bind(pg_array(&vals));
+    format!("CAST({p} AS {ty})")
+}
+
 /// One audit row to write.
 enum Entry<'p, 'r> {
     Closed(&'p Planned<'r>),
@@ -320,10 +337,17 @@ impl Store {
         let d = self.inner.dialect;
         let m = &self.inner.map;
         let mut b = SqlBuilder::new(d);
-        let ids: Vec<String> = part.iter().map(|r| bind_id(&mut b, &r.call_id)).collect();
+        let id_match = if d == Dialect::Postgres {
+            // One array parameter instead of one parameter per id.
+            let ids: Vec<&CallId> = part.iter().map(|r| &r.call_id).collect();
+            format!("{} = ANY({})", col(d, &m.id), pg_id_array(&mut b, &ids))
+        } else {
+            let ids: Vec<String> = part.iter().map(|r| bind_id(&mut b, &r.call_id)).collect();
+            format!("{} IN ({})", col(d, &m.id), ids.join(", "))
+        };
         let sql = format!(
             "SELECT {id}, {ans}, {talk}, {status}, {cause}, {upd}, {srv}, {uniq}, {linked}, {ext} FROM {table} AS t \
-             WHERE {idc} IN ({ids}) AND {end} IS NULL{lock}",
+             WHERE {id_match} AND {end} IS NULL{lock}",
             id = sel_id(d, m.id_type, &m.id),
             ans = sel_ts(d, Some(&m.answered_at)),
             talk = sel_int(d, m.talk_seconds.as_ref()),
@@ -335,8 +359,6 @@ impl Store {
             linked = sel_text(d, m.linkedid.as_ref()),
             ext = sel_text(d, m.extension.as_ref()),
             table = m.table.quoted(d),
-            idc = col(d, &m.id),
-            ids = ids.join(", "),
             end = col(d, &m.ended_at),
             lock = d.for_update(),
         );
@@ -381,8 +403,34 @@ impl Store {
         let m = &self.inner.map;
         let time = &self.inner.time;
         let mut b = SqlBuilder::new(d);
+        let pg_arrays = if d == Dialect::Postgres {
+            // One array per column, unnested, instead of four parameters per row.
+            let ids: Vec<&CallId> = plans.iter().map(|p| &p.req.call_id).collect();
+            let ids = pg_id_array(&mut b, &ids);
+            let ends: Vec<Val> = plans
+                .iter()
+                .map(|p| Val::Text(Some(time.encode(p.ended_at))))
+                .collect();
+            let causes: Vec<Val> = plans
+                .iter()
+                .map(|p| Val::Text(Some(p.req.hangup_cause.clone())))
+                .collect();
+            let talks: Vec<Val> = plans
+                .iter()
+                .map(|p| Val::Int(Some(p.talk_seconds)))
+                .collect();
+            let e = b.bind(pg_array(&ends));
+            let h = b.bind(pg_array(&causes));
+            let t = b.bind(pg_array(&talks));
+            Some(format!(
+                "unnest({ids}, CAST({e} AS text[]), CAST({h} AS text[]), CAST({t} AS bigint[])) AS v(cw_id, cw_e, cw_h, cw_s)"
+            ))
+        } else {
+            None
+        };
         let rows: Vec<Vec<String>> = plans
             .iter()
+            .filter(|_| pg_arrays.is_none())
             .map(|p| {
                 vec![
                     bind_id(&mut b, &p.req.call_id),
@@ -407,14 +455,25 @@ impl Store {
             let p = b.ts(Some(now_s.to_string()));
             set.push((c.quoted(d), p));
         }
-        let sql = d.update_from_values(
-            &m.table.quoted(d),
-            &m.id.quoted(d),
-            &["cw_id", "cw_e", "cw_h", "cw_s"],
-            &rows,
-            &set,
-            &format!("{} IS NULL", col(d, &m.ended_at)),
-        );
+        let extra_where = format!("{} IS NULL", col(d, &m.ended_at));
+        let sql = if let Some(from) = pg_arrays {
+            let set: Vec<String> = set.iter().map(|(c, e)| format!("{c} = {e}")).collect();
+            format!(
+                "UPDATE {} AS t SET {} FROM {from} WHERE {} = v.cw_id AND {extra_where}",
+                m.table.quoted(d),
+                set.join(", "),
+                col(d, &m.id)
+            )
+        } else {
+            d.update_from_values(
+                &m.table.quoted(d),
+                &m.id.quoted(d),
+                &["cw_id", "cw_e", "cw_h", "cw_s"],
+                &rows,
+                &set,
+                &extra_where,
+            )
+        };
         b.push(&sql);
         let (sql, args) = b.build();
         let done = sqlx::query_with(&sql, args)
