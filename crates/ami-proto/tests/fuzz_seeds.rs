@@ -1,4 +1,4 @@
-//! Replays the seed corpus of the `parse_message` fuzz target (`fuzz/corpus/parse_message/`) through the
+//! Replays the seed corpus of the `parse_message` fuzz target (`fuzz/seeds/parse_message/`) through the
 //! target's own checks, so the invariants are exercised by `cargo test` without nightly or libFuzzer.
 
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ include!("../../../fuzz/check.rs");
 
 #[test]
 fn fuzz_seed_corpus_passes_the_target_checks() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/parse_message");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/parse_message");
     let mut seeds: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
