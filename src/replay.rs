@@ -68,6 +68,8 @@ pub struct Replayer<'a> {
     ami: ami::Config,
     sweep_interval: chrono::Duration,
     next_sweep: Option<DateTime<Utc>>,
+    /// A round is due at this time because channels ended (debounced like the daemon's).
+    gone_sweep: Option<DateTime<Utc>>,
     report: ReplayReport,
 }
 
@@ -90,6 +92,7 @@ impl<'a> Replayer<'a> {
             sweep_interval: chrono::Duration::from_std(sweep_interval)
                 .unwrap_or(chrono::Duration::minutes(10)),
             next_sweep: None,
+            gone_sweep: None,
             report: ReplayReport::default(),
         }
     }
@@ -131,6 +134,7 @@ impl<'a> Replayer<'a> {
         self.report.held = held;
         self.report.sweeps += 1;
         self.next_sweep = Some(now + self.sweep_interval);
+        self.gone_sweep = None;
         Ok(())
     }
 
@@ -143,7 +147,7 @@ impl<'a> Replayer<'a> {
     ) -> anyhow::Result<()> {
         loop {
             let core_due = conn.as_ref().and_then(|(core, _)| core.next_deadline());
-            let sweep_due = self.next_sweep;
+            let sweep_due = [self.next_sweep, self.gone_sweep].into_iter().flatten().min();
             let next = [core_due, sweep_due].into_iter().flatten().min();
             let Some(next) = next.filter(|n| *n <= t) else {
                 break;
@@ -212,12 +216,17 @@ impl<'a> Replayer<'a> {
         })
     }
 
-    /// Sweeps right away after a resync or when channels ended.
+    /// Sweeps right away after a resync, and [`crate::daemon::GONE_DEBOUNCE`] after channels ended (as the
+    /// daemon does, so a call's Hangups land in one round; the end times come from the evidence, not from
+    /// when the round runs).
     async fn after_pump(&mut self, wire: &mut Wire) -> anyhow::Result<()> {
         let gone = self.map.take_gone();
-        if wire.resynced || !gone.is_empty() {
+        if wire.resynced {
             wire.resynced = false;
             self.sweep().await?;
+        } else if !gone.is_empty() && self.gone_sweep.is_none() {
+            let debounce = chrono::Duration::from_std(crate::daemon::GONE_DEBOUNCE).unwrap_or_default();
+            self.gone_sweep = Some(self.clock.now() + debounce);
         }
         Ok(())
     }
