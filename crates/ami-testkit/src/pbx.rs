@@ -9,8 +9,10 @@
 //! state, bridge and application of its latest snapshot, and a `Duration` counted on the PBX's clock.
 //!
 //! Every channel snapshot in an event updates the table, whatever its prefix (`Dest…`, `LocalOne…`,
-//! `Transferee…`, …): a key ending in `Uniqueid` names a channel, and the keys with the same prefix describe
-//! it. That is how `Linkedid` changes after transfers are followed.
+//! `LocalTwo…`, …): a key ending in `Uniqueid` names a channel, and the keys with the same prefix
+//! describe it. That is how `Linkedid` changes after transfers are followed. The snapshots of
+//! `AttendedTransfer` and `BlindTransfer` are the exception: Asterisk takes them when the transfer begins,
+//! so they can be older than the events before them, and they are ignored.
 //!
 //! The PBX answers `Login` (plain, or MD5 after `Challenge`), `Challenge`, `Ping`, `CoreShowChannels`,
 //! `Status` and `Logoff`; other actions get Asterisk's "Invalid/unknown command" error, and any action but
@@ -323,9 +325,10 @@ impl ScriptedPbx {
                 }
             }
         }
-        // Every channel snapshot in the event, whatever its prefix.
+        // Every channel snapshot in the event, whatever its prefix — except those of transfer events.
         let prefixes: Vec<(String, String)> = event
             .headers()
+            .filter(|_| !is_transfer(name))
             .filter_map(|h| {
                 let key = h.key_str()?;
                 let cut = key.len().checked_sub("Uniqueid".len())?;
@@ -880,6 +883,13 @@ fn bridge_fields(bridge: &str, members: usize) -> Vec<(String, String)> {
     ])
 }
 
+/// `AttendedTransfer` and `BlindTransfer` carry snapshots Asterisk took when the transfer began: after an
+/// attended transfer they can show a Linkedid the channel has already left (cacofonisk `xfer_abcbac`,
+/// `ctd-account-account-xfer-attn-abbcac`), so they never update the table.
+fn is_transfer(event: &str) -> bool {
+    event.eq_ignore_ascii_case("AttendedTransfer") || event.eq_ignore_ascii_case("BlindTransfer")
+}
+
 fn update_from_snapshot(c: &mut Channel, event: &Message, prefix: &str) {
     let get = |k: &str| event.get_str(&format!("{prefix}{k}"));
     if let Some(v) = get("Channel") {
@@ -917,4 +927,39 @@ fn parse_one(bytes: &[u8]) -> Vec<Message> {
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the stale `Transferee…` snapshot of an `AttendedTransfer` (cacofonisk `xfer_abcbac`,
+    /// event 85) must not move a channel back to the Linkedid it left.
+    #[test]
+    fn transfer_snapshots_do_not_roll_a_linkedid_back() {
+        let mut pbx = ScriptedPbx::default();
+        pbx.apply(&Message::from_pairs([
+            ("Event", "Newchannel"),
+            ("Channel", "SIP/150010003-0000003e"),
+            ("ChannelState", "0"),
+            ("Uniqueid", "pbx-1.1800"),
+            ("Linkedid", "pbx-1.1800"),
+        ]));
+        pbx.apply(&Message::from_pairs([
+            ("Event", "BridgeEnter"),
+            ("Channel", "SIP/150010003-0000003e"),
+            ("Uniqueid", "pbx-1.1800"),
+            ("Linkedid", "pbx-1.1772"),
+        ]));
+        pbx.apply(&Message::from_pairs([
+            ("Event", "AttendedTransfer"),
+            ("TransfereeChannel", "SIP/150010003-0000003e"),
+            ("TransfereeChannelState", "6"),
+            ("TransfereeUniqueid", "pbx-1.1800"),
+            ("TransfereeLinkedid", "pbx-1.1800"),
+        ]));
+        let ch = pbx.channel("pbx-1.1800").unwrap();
+        assert_eq!(ch.linkedid, "pbx-1.1772");
+        assert_eq!(ch.state, 0);
+    }
 }

@@ -36,17 +36,22 @@ pub fn oracle(events: &[Message]) -> BTreeMap<String, Row> {
         if hung_up {
             continue;
         }
+        // Transfer events carry snapshots taken when the transfer began: not the latest.
         let latest = |field: &str| -> Option<String> {
-            events.iter().rev().find_map(|ev| {
-                ev.headers().find_map(|h| {
-                    let key = h.key_str()?;
-                    let prefix = key.strip_suffix("Uniqueid")?;
-                    if h.value_str()? != uid {
-                        return None;
-                    }
-                    ev.get_str(&format!("{prefix}{field}")).map(str::to_owned)
+            events
+                .iter()
+                .rev()
+                .filter(|ev| !matches!(ev.event(), Some("AttendedTransfer" | "BlindTransfer")))
+                .find_map(|ev| {
+                    ev.headers().find_map(|h| {
+                        let key = h.key_str()?;
+                        let prefix = key.strip_suffix("Uniqueid")?;
+                        if h.value_str()? != uid {
+                            return None;
+                        }
+                        ev.get_str(&format!("{prefix}{field}")).map(str::to_owned)
+                    })
                 })
-            })
         };
         let bridge = events
             .iter()
