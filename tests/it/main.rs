@@ -1,5 +1,6 @@
 //! The runner's one integration-test binary.
 mod cleanup;
+mod client;
 mod common;
 mod daemon;
 mod demo;
