@@ -240,8 +240,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let db_url = format!("sqlite://{}", dir.path().join("calls.db").display());
     let clock: clock::SharedClock = Arc::new(clock::ScaledClock::new(origin, opts.speed));
-    let mut settings = Settings::default();
-    settings.database = store::DatabaseConfig::new(db_url);
+    let mut settings = Settings {
+        database: store::DatabaseConfig::new(db_url),
+        ..Settings::default()
+    };
     {
         let store = store::Store::connect(&settings.database, clock.clone()).await?;
         store.migrate().await?;
@@ -250,15 +252,14 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     }
     let seeds = seed_rows(&truth);
 
-    let sim =
-        ami_testkit::FakeAmi::start(
-            ami_testkit::FakeAmiConfig::new(sessions)
-                .speed(opts.speed)
-                // callwatch sends CoreShowChannels but not the recording client's Status: go on without it.
-                .unsent_grace(Duration::from_millis(300)),
-        )
-            .await
-            .context("cannot start the simulator")?;
+    let sim = ami_testkit::FakeAmi::start(
+        ami_testkit::FakeAmiConfig::new(sessions)
+            .speed(opts.speed)
+            // callwatch sends CoreShowChannels but not the recording client's Status: go on without it.
+            .unsent_grace(Duration::from_millis(300)),
+    )
+    .await
+    .context("cannot start the simulator")?;
     let mut sim_events = sim.subscribe();
     settings.servers = vec![ServerConfig::from_url(&format!(
         "ami://demo:demo@{}?server=lab",

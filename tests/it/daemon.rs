@@ -121,11 +121,13 @@ fn start_answered(server: &PbxServer, ext: &str) -> (ami_testkit::CallId, String
 }
 
 fn settings_for(db_url: &str, ami: SocketAddr) -> Settings {
-    let mut s = Settings::default();
-    s.servers = vec![ServerConfig::from_url(&format!(
-        "ami://watchdog:lab-secret@{ami}?server=pbx1&ping=1&ping_timeout=1"
-    ))];
-    s.database = store::DatabaseConfig::new(db_url);
+    let mut s = Settings {
+        servers: vec![ServerConfig::from_url(&format!(
+            "ami://watchdog:lab-secret@{ami}?server=pbx1&ping=1&ping_timeout=1"
+        ))],
+        database: store::DatabaseConfig::new(db_url),
+        ..Settings::default()
+    };
     s.http.enabled = false;
     s
 }
