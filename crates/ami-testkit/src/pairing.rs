@@ -510,20 +510,32 @@ mod tests {
         p.poll(usize::MAX);
         p.on_client_action(&action(&[("Action", "Login"), ("ActionID", "c1")]), T);
         p.poll(usize::MAX);
-        p.on_client_action(&action(&[("Action", "CoreShowChannels"), ("ActionID", "c2")]), T);
+        p.on_client_action(
+            &action(&[("Action", "CoreShowChannels"), ("ActionID", "c2")]),
+            T,
+        );
         let o = p.poll(usize::MAX);
         let Progress::WaitingFor { recorded, ref name } = o.progress else {
             panic!("{:?}", o.progress)
         };
         assert_eq!(name, "Status");
         assert!(p.abandon(recorded));
-        assert!(!p.abandon(recorded), "only a pending action can be abandoned");
+        assert!(
+            !p.abandon(recorded),
+            "only a pending action can be abandoned"
+        );
         let rest = p.poll(usize::MAX);
         // The stream runs on to the recorded Logoff's response, without any Status message.
         assert!(matches!(rest.progress, Progress::WaitingFor { ref name, .. } if name == "Logoff"));
         let text = String::from_utf8_lossy(&rest.bytes);
-        assert!(!text.contains("Event: Status\r\n") && !text.contains("StatusComplete"), "{text}");
-        assert!(text.contains("Event: Newchannel"), "the events after the listing still flow");
+        assert!(
+            !text.contains("Event: Status\r\n") && !text.contains("StatusComplete"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Event: Newchannel"),
+            "the events after the listing still flow"
+        );
     }
 
     #[test]
