@@ -1,0 +1,18 @@
+//! A loopback AMI load server for end-to-end benchmarks of `callwatch events --ami`.
+//!
+//! `cargo run --release -p ami --example load_server -- CALLS [PORT]` serves each connection the banner,
+//! a login answer and `CALLS` generated calls (93 events each) as fast as the socket takes them, then closes.
+
+use ami_testkit::{LoadConfig, LoadServer};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let calls: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_753);
+    let port: u16 = args.next().and_then(|a| a.parse().ok()).unwrap_or(0);
+    let mut cfg = LoadConfig::new(calls);
+    cfg.bind.set_port(port);
+    let server = LoadServer::start(cfg).await.unwrap();
+    println!("{}", server.local_addr());
+    std::future::pending::<()>().await;
+}
