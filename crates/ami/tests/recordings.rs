@@ -555,3 +555,65 @@ fn disconnect_gap_resync_matches_truth() {
         assert!(at_resync.live[&uid].last_known_alive >= last_frame);
     }
 }
+
+/// The disconnect-gap session cut at many offsets (inside messages included): exactly one `Closed`, the
+/// map ends unsynced, nothing is reported gone without a Hangup, and the next session resyncs it.
+#[test]
+fn a_recording_cut_anywhere_then_reconnected() {
+    let t = truth("disconnect-gap");
+    let rec = load("disconnect-gap", "subject-1");
+    let total: usize = rec.pieces.iter().map(|p| p.raw.len()).sum();
+    for k in 1..40 {
+        let cut = total * k / 40 + k * 13;
+        let map = ChannelMap::default();
+        let mut r = Replay::new(config(AuthMethod::Plain, "lab-secret"), &map, &rec, &t);
+        let mut fed = 0;
+        let mut last = rec.connected;
+        for piece in &rec.pieces {
+            if fed >= cut {
+                break;
+            }
+            let take = piece.raw.len().min(cut - fed);
+            let bytes = match (&piece.msg, take == piece.raw.len()) {
+                (Some(m), true) => r.rewrite(m).unwrap_or_else(|| piece.raw.clone()),
+                _ => piece.raw.slice(..take),
+            };
+            r.core.handle_input(&bytes, piece.at);
+            r.pump(piece.at);
+            fed += take;
+            last = piece.at;
+        }
+        r.core.handle_eof(last);
+        r.pump(last);
+        let closes = r
+            .outputs
+            .iter()
+            .filter(|(_, o)| matches!(o, Output::Closed(_)))
+            .count();
+        assert_eq!(closes, 1, "cut at {cut}");
+        let snap = map.snapshot("lab");
+        assert!(!snap.synced && !snap.connected, "cut at {cut}");
+        for gone in map.take_gone() {
+            assert!(
+                matches!(gone.end, ChannelEnd::HangupSeen { .. }),
+                "cut at {cut}: {gone:?}"
+            );
+        }
+        // Reconnect: the recorded second session lists the channels and the map is synced and right.
+        let second = replay(
+            "disconnect-gap",
+            "subject-2",
+            &map,
+            config(AuthMethod::Plain, "lab-secret"),
+        );
+        assert_eq!(second.resynced.len(), 1, "cut at {cut}");
+        let live: BTreeSet<String> = second.resynced[0].live.keys().cloned().collect();
+        let expected: BTreeSet<String> = t["reconnects"][0]["live_at_reconnect"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(live, expected, "cut at {cut}");
+    }
+}
