@@ -127,6 +127,7 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
         let (addr, task) =
             crate::http::serve(&settings.http.listen, router, cancel.clone()).await?;
         tracing::info!(%addr, "HTTP endpoints listening (/healthz /readyz /metrics /status)");
+        health.update(|s| s.http_listen = Some(addr.to_string()));
         tracker.spawn(async move {
             let _ = task.await;
         });
@@ -434,17 +435,18 @@ async fn supervise(
         });
         metrics::gauge!(m::CHANNELS_LIVE, "server" => server.name.clone())
             .set(snapshot_live as f64);
+        // Time from a (re)connect to a synced map (login + complete listing).
         match current {
-            ami::State::Syncing => {
-                syncing_since.get_or_insert_with(std::time::Instant::now);
-            }
             ami::State::Synced => {
                 if let Some(start) = syncing_since.take() {
                     metrics::histogram!(m::RESYNC_SECONDS, "server" => server.name.clone())
                         .record(start.elapsed().as_secs_f64());
                 }
             }
-            _ => {}
+            ami::State::Disconnected { .. } => syncing_since = None,
+            _ => {
+                syncing_since.get_or_insert_with(std::time::Instant::now);
+            }
         }
         if synced
             && !was_synced

@@ -63,6 +63,8 @@ pub struct DaemonStatus {
     pub last_sweep: SweepHealth,
     /// Rows closed since the daemon started.
     pub closed_total: usize,
+    /// Where the HTTP endpoints listen (absent when disabled).
+    pub http_listen: Option<String>,
     /// Alerts raised (e.g. the mass-close guard's "ids never matched").
     pub alerts: Vec<String>,
 }

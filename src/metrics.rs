@@ -9,7 +9,7 @@ pub const EVENTS_TOTAL: &str = "callwatch_events_total";
 pub const LAG_TOTAL: &str = "callwatch_lag_total";
 /// AMI reconnects, by server.
 pub const RECONNECTS_TOTAL: &str = "callwatch_reconnects_total";
-/// Duration of `CoreShowChannels` resyncs, by server.
+/// Time from an AMI (re)connect to a synced channel map (login + `CoreShowChannels`), by server.
 pub const RESYNC_SECONDS: &str = "callwatch_resync_seconds";
 /// Live channels in the map, by server.
 pub const CHANNELS_LIVE: &str = "callwatch_channels_live";
@@ -44,7 +44,7 @@ fn describe() {
     describe_histogram!(
         RESYNC_SECONDS,
         Unit::Seconds,
-        "CoreShowChannels resync duration"
+        "Time from an AMI (re)connect to a synced channel map (login + CoreShowChannels)"
     );
     describe_gauge!(CHANNELS_LIVE, "Live channels in the map");
     describe_gauge!(CALLS_OPEN, "In-progress rows at the last sweep");

@@ -678,3 +678,84 @@ async fn sigterm_mid_round_loses_nothing_and_logs_no_secrets() {
     }
     assert!(log1.contains("Stuck call cleaned up") || log2.contains("Stuck call cleaned up"));
 }
+
+/// `/healthz`, `/readyz`, `/metrics` (Prometheus, `callwatch_` names, no per-call labels) and `/status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_endpoints_report_health_readiness_and_metrics() {
+    let Some(db) = TestDb::create(Engine::Sqlite).await else {
+        return;
+    };
+    db.store().await.shutdown().await;
+    let (pbx, call_a, agent_a) = pbx_with_call("2001").await;
+    insert_row(&db, 1, &agent_a, "2001", Utc::now()).await;
+    let mut settings = settings_for(db.url(), pbx.local_addr());
+    settings.http.enabled = true;
+    settings.http.listen = "127.0.0.1:0".into();
+    let cancel = CancellationToken::new();
+    let health = Health::new(Utc::now());
+    let task = tokio::spawn(daemon::run(
+        settings,
+        DaemonOptions {
+            cancel: Some(cancel.clone()),
+            health: Some(health.clone()),
+            ..DaemonOptions::default()
+        },
+    ));
+    let d = Running {
+        cancel,
+        health,
+        task,
+    };
+    d.synced().await;
+    let base = format!("http://{}", d.health.snapshot().http_listen.unwrap());
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        let url = format!("{base}{path}");
+        let http = http.clone();
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/healthz").await.0, 200);
+    assert_eq!(
+        get("/readyz").await.0,
+        200,
+        "lock held and the server synced"
+    );
+    pbx.with(|p| p.hangup(call_a, 16)).unwrap();
+    eventually("row 1 closed", || async { row(&db, 1).await.0.map(|_| ()) }).await;
+
+    let (status, metrics) = get("/metrics").await;
+    assert_eq!(status, 200);
+    for name in [
+        "callwatch_events_total",
+        "callwatch_channels_live",
+        "callwatch_closes_total",
+        "callwatch_sweep_seconds",
+        "callwatch_resync_seconds",
+    ] {
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
+    }
+    assert!(metrics.contains("reason=\"hangup_seen\""), "{metrics}");
+    assert!(!metrics.contains("call_id"), "no per-call labels");
+
+    let (status, body) = get("/status").await;
+    assert_eq!(status, 200);
+    let s: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(s["lock_held"], true);
+    assert_eq!(s["servers"][0]["name"], "pbx1");
+    assert_eq!(s["servers"][0]["synced"], true);
+    assert!(s["closed_total"].as_u64().unwrap() >= 1);
+
+    // Without AMI the daemon is not ready.
+    drop(pbx);
+    let pbx_gone = eventually("the server to be seen down", || async {
+        (!d.health.snapshot().servers[0].connected).then_some(())
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(5), pbx_gone).await;
+    d.stop().await;
+}
