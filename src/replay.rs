@@ -147,7 +147,10 @@ impl<'a> Replayer<'a> {
     ) -> anyhow::Result<()> {
         loop {
             let core_due = conn.as_ref().and_then(|(core, _)| core.next_deadline());
-            let sweep_due = [self.next_sweep, self.gone_sweep].into_iter().flatten().min();
+            let sweep_due = [self.next_sweep, self.gone_sweep]
+                .into_iter()
+                .flatten()
+                .min();
             let next = [core_due, sweep_due].into_iter().flatten().min();
             let Some(next) = next.filter(|n| *n <= t) else {
                 break;
@@ -225,7 +228,8 @@ impl<'a> Replayer<'a> {
             wire.resynced = false;
             self.sweep().await?;
         } else if !gone.is_empty() && self.gone_sweep.is_none() {
-            let debounce = chrono::Duration::from_std(crate::daemon::GONE_DEBOUNCE).unwrap_or_default();
+            let debounce =
+                chrono::Duration::from_std(crate::daemon::GONE_DEBOUNCE).unwrap_or_default();
             self.gone_sweep = Some(self.clock.now() + debounce);
         }
         Ok(())
