@@ -1,4 +1,4 @@
-//! [`Error`]: everything that can go wrong talking to Asterisk.
+//! [`Error`](enum@Error): everything that can go wrong talking to Asterisk.
 
 use std::io;
 use std::sync::Arc;
