@@ -126,7 +126,11 @@ pub async fn run(args: CleanupArgs, global: &GlobalArgs) -> anyhow::Result<ExitC
     store.shutdown().await;
     let (exit, report) = result?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.json())?);
+        use std::io::Write as _;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        serde_json::to_writer_pretty(&mut out, &report.json())?;
+        writeln!(out)?;
+        out.flush()?;
     }
     Ok(exit.into())
 }
