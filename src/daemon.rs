@@ -13,7 +13,7 @@
 //! as a standby and takes over when the lock frees. SIGTERM/SIGINT let the round in progress finish (its
 //! transaction commits or rolls back whole), release the lock, log off from Asterisk and exit.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -204,6 +204,14 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
     lock_tick.tick().await;
     let mut retry_delay = RETRY_INITIAL;
     let mut retry_at: Option<tokio::time::Instant> = None;
+    // Servers whose held closes wait for a confirming listing, and when to ask for it.
+    let mut relist_at: BTreeMap<String, tokio::time::Instant> = BTreeMap::new();
+    let confirm_delay = settings.policy.confirm_delay;
+    let relist = |name: &str| {
+        if let Some(i) = servers.iter().position(|s| s.name == name) {
+            clients[i].resync();
+        }
+    };
 
     loop {
         // The map's notification only wakes a waiting loop: collect what ended while we were busy.
@@ -244,6 +252,12 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
                                 .take(20)
                                 .collect();
                         });
+                        if report.held.iter().any(|h| h.why == "awaiting_confirmation") {
+                            // The mass-close guard wants a second listing at least confirm_delay later.
+                            relist_at
+                                .entry(server.name.clone())
+                                .or_insert_with(|| tokio::time::Instant::now() + confirm_delay);
+                        }
                         summary.closed.extend(report.closed);
                     }
                     Err(err) => {
@@ -284,7 +298,22 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
                     pending.insert(gone.server.to_string());
                 }
             },
-            _ = interval.tick() => pending.extend(all.iter().cloned()),
+            _ = interval.tick() => {
+                // A round now on what the map knows, and a fresh listing so that rows answered since the
+                // last one can be judged; its completion brings another round.
+                pending.extend(all.iter().cloned());
+                for name in &all {
+                    relist(name);
+                }
+            }
+            _ = sleep_until(relist_at.values().min().copied()) => {
+                let now = tokio::time::Instant::now();
+                let due: Vec<String> = relist_at.iter().filter(|(_, at)| **at <= now).map(|(n, _)| n.clone()).collect();
+                for name in due {
+                    relist_at.remove(&name);
+                    relist(&name);
+                }
+            }
             _ = sleep_until(retry_at) => retry_at = None,
             _ = lock_tick.tick() => {
                 lock = check_lock(&store, lock, &health).await;
@@ -410,18 +439,21 @@ async fn supervise(
     let mut state = client.state();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last = ami::ClientStats::default();
-    let mut was_synced = false;
+    let mut last_listing: Option<chrono::DateTime<chrono::Utc>> = None;
+    let channels = map.server(&server.name);
     let mut syncing_since: Option<std::time::Instant> = None;
     loop {
         let current = state.borrow_and_update().clone();
-        let synced = matches!(current, ami::State::Synced);
-        let snapshot_live = map.server(&server.name).live_count();
+        let fresh = channels.freshness();
+        let synced = fresh.synced;
+        let snapshot_live = channels.live_count();
         let (connected, unsynced_since, last_error) = match &current {
-            ami::State::Disconnected { since, reason } => {
-                (false, Some(*since), Some(crate::redact::text(reason)))
-            }
-            ami::State::Synced => (true, None, None),
-            _ => (true, map.snapshot(&server.name).unsynced_since, None),
+            ami::State::Disconnected { since, reason } => (
+                false,
+                fresh.unsynced_since.or(Some(*since)),
+                Some(crate::redact::text(reason)),
+            ),
+            _ => (fresh.connected, fresh.unsynced_since, None),
         };
         health.set_server(ServerHealth {
             name: server.name.clone(),
@@ -431,7 +463,7 @@ async fn supervise(
             unsynced_since: if synced { None } else { unsynced_since },
             last_error,
             channels_live: snapshot_live,
-            last_listing_at: map.snapshot(&server.name).listing_at,
+            last_listing_at: fresh.listing_at,
         });
         metrics::gauge!(m::CHANNELS_LIVE, "server" => server.name.clone())
             .set(snapshot_live as f64);
@@ -448,16 +480,17 @@ async fn supervise(
                 syncing_since.get_or_insert_with(std::time::Instant::now);
             }
         }
-        if synced
-            && !was_synced
-            && triggers
+        // Every completed listing (after a (re)connect, or asked for) brings a round.
+        if synced && fresh.listing_at.is_some() && fresh.listing_at != last_listing {
+            last_listing = fresh.listing_at;
+            if triggers
                 .send(Trigger::Server(server.name.clone()))
                 .await
                 .is_err()
-        {
-            return;
+            {
+                return;
+            }
         }
-        was_synced = synced;
 
         let stats = client.stats();
         metrics::counter!(m::EVENTS_TOTAL, "server" => server.name.clone())

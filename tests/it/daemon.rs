@@ -759,3 +759,56 @@ async fn http_endpoints_report_health_readiness_and_metrics() {
     let _ = tokio::time::timeout(Duration::from_secs(5), pbx_gone).await;
     d.stop().await;
 }
+
+/// A Hangup the daemon never receives (lost between Asterisk and callwatch) is caught by the listing it asks
+/// for every `sweep_interval`: the row is closed as `channel_gone`, not left open until a reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_listing_catches_a_lost_hangup() {
+    let Some(db) = TestDb::create(Engine::Sqlite).await else {
+        return;
+    };
+    db.store().await.shutdown().await;
+    let (pbx, _call_a, agent_a) = pbx_with_call("2001").await;
+    let (_call_b, agent_b) = start_answered(&pbx, "2002");
+    insert_row(
+        &db,
+        1,
+        &agent_a,
+        "2001",
+        Utc::now() - chrono::Duration::minutes(1),
+    )
+    .await;
+    insert_row(
+        &db,
+        2,
+        &agent_b,
+        "2002",
+        Utc::now() - chrono::Duration::minutes(1),
+    )
+    .await;
+    let mut settings = settings_for(db.url(), pbx.local_addr());
+    settings.policy.sweep_interval = Duration::from_secs(1);
+    let d = start_daemon(settings);
+    d.synced().await;
+    // The agent's channel ends in the PBX, but its Hangup never reaches the daemon.
+    pbx.with(|p| {
+        p.apply(&ami_proto::Message::from_pairs([
+            ("Event", "Hangup"),
+            ("Uniqueid", agent_a.as_str()),
+            ("Cause", "16"),
+            ("Cause-txt", "Normal Clearing"),
+        ]))
+    });
+    assert!(
+        pbx.with(|p| p.channel(&agent_a).is_none()),
+        "the PBX no longer lists it"
+    );
+    let (_, cause) = eventually("row 1 closed by a periodic listing", || async {
+        let r = row(&db, 1).await;
+        r.0.is_some().then_some(r)
+    })
+    .await;
+    assert_eq!(cause.as_deref(), Some("channel_gone"));
+    assert_eq!(row(&db, 2).await.0, None, "the other call is live");
+    d.stop().await;
+}

@@ -116,6 +116,21 @@ pub struct ChannelGone {
     pub end: ChannelEnd,
 }
 
+/// How fresh a server's map is: the status fields of a [`MapSnapshot`], without the channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    /// A complete listing on the current connection, and no lag since.
+    pub synced: bool,
+    /// A session is logged in.
+    pub connected: bool,
+    /// When the map last stopped being synced.
+    pub unsynced_since: Option<DateTime<Utc>>,
+    /// When the last complete listing finished.
+    pub listing_at: Option<DateTime<Utc>>,
+    /// Connection epoch.
+    pub epoch: u64,
+}
+
 /// A channel known to be up, in a [`MapSnapshot`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveChannel {
@@ -415,6 +430,18 @@ impl ServerChannels {
     /// True when the map is synced.
     pub fn is_synced(&self) -> bool {
         lock(&self.inner.status).synced
+    }
+
+    /// The map's freshness without copying its channels (cheap; for health reporting).
+    pub fn freshness(&self) -> Freshness {
+        let st = lock(&self.inner.status);
+        Freshness {
+            synced: st.synced,
+            connected: st.connected,
+            unsynced_since: st.unsynced_since.map(dt),
+            listing_at: st.listing_at.map(dt),
+            epoch: st.epoch,
+        }
     }
 
     /// Number of live channels.

@@ -168,6 +168,7 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<Reply, Error>>,
     },
     Reconnect,
+    Resync,
 }
 
 /// A handle to an AMI connection. Cheap to clone; the [`Connection`](crate::Connection) stops (after sending
@@ -259,6 +260,13 @@ impl Client {
     /// Drops the current connection (if any) and reconnects at once.
     pub fn force_reconnect(&self) {
         let _ = self.cmd.try_send(Command::Reconnect);
+    }
+
+    /// Asks for a fresh `CoreShowChannels` listing on the current session (no-op while disconnected: the
+    /// next login lists anyway). The map stays synced while it streams; when it completes the state goes
+    /// through `Syncing` back to `Synced` and channels absent from it are reported gone.
+    pub fn resync(&self) {
+        let _ = self.cmd.try_send(Command::Resync);
     }
 
     /// The channels of this connection's server.

@@ -228,6 +228,7 @@ impl Connection {
                         fanout.push(Event::Connected { epoch });
                     }
                     Output::Syncing => self.set_state(State::Syncing),
+                    Output::ResyncRefused { .. } => self.set_state(State::LoggedIn),
                     Output::Resynced { epoch, outcome } => {
                         self.set_state(State::Synced);
                         fanout.push(Event::Resynced {
@@ -287,6 +288,7 @@ impl Connection {
                         reconnect = true;
                         core.close(Error::disconnected("reconnect requested"), self.clock.now());
                     }
+                    Some(Command::Resync) => core.request_resync(self.clock.now()),
                     None => {
                         shutting_down = true;
                         core.logoff(self.clock.now());
@@ -335,6 +337,7 @@ async fn wait_commands(rx: &mut mpsc::Receiver<Command>, cancel: &CancellationTo
             cmd = rx.recv() => match cmd {
                 None => return Exit::Shutdown,
                 Some(Command::Reconnect) => return Exit::Reconnect,
+                Some(Command::Resync) => {}
                 Some(Command::Request { reply, .. }) => {
                     let _ = reply.send(Err(Error::disconnected("not connected")));
                 }

@@ -91,6 +91,11 @@ pub enum Output {
         /// Its reply or error.
         result: Result<Reply, Error>,
     },
+    /// Asterisk refused the `CoreShowChannels` listing: the session stays up, the map unsynced.
+    ResyncRefused {
+        /// Asterisk's `Message:`.
+        message: String,
+    },
     /// A listing completed and the map is synced.
     Resynced {
         /// Current epoch.
@@ -800,6 +805,7 @@ impl Core {
                 // nothing is closed as "gone" until a later listing succeeds (next reconnect).
                 let _ = now;
                 tracing::error!(server = %self.channels.name(), %message, "CoreShowChannels refused; the map stays unsynced");
+                self.outputs.push_back(Output::ResyncRefused { message });
             }
             _ => {}
         }
