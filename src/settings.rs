@@ -152,20 +152,37 @@ pub fn resolve_ami(
     secret_file: Option<&Path>,
     ca_file: Option<&Path>,
 ) -> anyhow::Result<ami::Config> {
-    let mut cfg = ami::Config::from_url(url).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The URL parser reads `secret_env` / `secret_file` itself (and insists on a secret): pass ours along.
+    let mut url = url.to_string();
+    let mut add = |key: &str, value: &str| {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(key);
+        url.push('=');
+        url.push_str(&percent_encode(value));
+    };
     if let Some(var) = secret_env {
-        let secret = std::env::var(var)
-            .with_context(|| format!("the AMI secret variable {var} is not set"))?;
-        cfg.secret = ami::Secret::new(secret);
+        add("secret_env", var);
     } else if let Some(path) = secret_file {
-        let secret = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the AMI secret file {}", path.display()))?;
-        cfg.secret = ami::Secret::new(secret.trim_end_matches(['\r', '\n']));
+        add("secret_file", &path.display().to_string());
     }
+    let mut cfg = ami::Config::from_url(&url).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let (Some(ca), Some(tls)) = (ca_file, cfg.tls.as_mut()) {
         tls.ca_file = Some(ca.to_path_buf());
     }
     Ok(cfg)
+}
+
+/// Percent-encodes a query value (everything but unreserved characters and `/`).
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Loads the configuration for a command: the file (`--config`, or the default path when it exists), then
@@ -245,12 +262,22 @@ mod tests {
 
     #[test]
     fn example_config_parses_and_validates() {
-        let text = include_str!("../deploy/callwatch.toml");
-        let s: Settings = toml::from_str(text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("ami.secret");
+        std::fs::write(&secret, "lab-secret\n").unwrap();
+        let text = include_str!("../deploy/callwatch.toml")
+            .replace("/etc/callwatch/ami.secret", secret.to_str().unwrap());
+        let s: Settings = toml::from_str(&text).unwrap();
         s.validate().unwrap();
         assert_eq!(s.servers.len(), 1);
         let servers = s.resolve_servers().unwrap();
         assert!(servers[0].is_default);
+        assert_eq!(
+            servers[0].ami.secret.expose(),
+            "lab-secret",
+            "read from secret_file"
+        );
+        assert_eq!(servers[0].name, "pbx1");
         assert!(!format!("{s:?}").contains("lab-secret"));
     }
 
