@@ -441,7 +441,8 @@ async fn supervise(
     let mut last = ami::ClientStats::default();
     let mut last_listing: Option<chrono::DateTime<chrono::Utc>> = None;
     let channels = map.server(&server.name);
-    let mut syncing_since: Option<std::time::Instant> = None;
+    // The supervisor starts before the first connect, so the first sync is measured too.
+    let mut syncing_since: Option<std::time::Instant> = Some(std::time::Instant::now());
     loop {
         let current = state.borrow_and_update().clone();
         let fresh = channels.freshness();
@@ -475,7 +476,8 @@ async fn supervise(
                         .record(start.elapsed().as_secs_f64());
                 }
             }
-            ami::State::Disconnected { .. } => syncing_since = None,
+            // Measured from the last moment seen disconnected (just before a reconnect attempt).
+            ami::State::Disconnected { .. } => syncing_since = Some(std::time::Instant::now()),
             _ => {
                 syncing_since.get_or_insert_with(std::time::Instant::now);
             }

@@ -812,3 +812,84 @@ async fn periodic_listing_catches_a_lost_hangup() {
     assert_eq!(row(&db, 2).await.0, None, "the other call is live");
     d.stop().await;
 }
+
+/// systemd `Type=notify`: `callwatch run` sends `READY=1` once it holds the lock, and `STOPPING=1` on SIGTERM,
+/// to the socket named by `NOTIFY_SOCKET`; with `WATCHDOG_USEC` set it pings `WATCHDOG=1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_notifies_systemd_readiness_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    use std::process::{Command, Stdio};
+
+    let Some(db) = TestDb::create(Engine::Sqlite).await else {
+        return;
+    };
+    db.store().await.shutdown().await;
+    let (pbx, _call, _agent) = pbx_with_call("2001").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(DEADLINE)).unwrap();
+    // systemd names the main process in WATCHDOG_PID; `exec` keeps the shell's pid for callwatch.
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            "WATCHDOG_PID=$$ exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_callwatch"),
+            "run",
+            "--database",
+            db.url(),
+            "--ami",
+            &format!("ami://watchdog:lab-secret@{}", pbx.local_addr()),
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
+        .env_remove("DATABASE_URL")
+        .env_remove("CALLWATCH_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let messages = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 512];
+        while let Ok(n) = sock.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+            if msg.contains("READY=1") && !seen.iter().any(|m: &String| m.contains("READY=1")) {
+                seen.push(msg);
+                continue;
+            }
+            if msg.contains("WATCHDOG=1") && !seen.iter().any(|m: &String| m.contains("WATCHDOG=1"))
+            {
+                seen.push(msg);
+                Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .unwrap();
+                continue;
+            }
+            seen.push(msg.clone());
+            if msg.contains("STOPPING=1") {
+                break;
+            }
+        }
+        // Whatever happened, stop the daemon so the test cannot hang.
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        seen
+    })
+    .await
+    .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let all = messages.join("|");
+    assert!(all.contains("READY=1"), "{all}");
+    assert!(all.contains("WATCHDOG=1"), "{all}");
+    assert!(all.contains("STOPPING=1"), "{all}");
+}
