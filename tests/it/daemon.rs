@@ -70,6 +70,19 @@ async fn row(db: &TestDb, id: i64) -> (Option<String>, Option<String>) {
     r
 }
 
+/// Waits until row `id` is closed; returns its `ended_at` and `hangup_cause`.
+async fn closed(db: &TestDb, id: i64, what: &str) -> (DateTime<Utc>, Option<String>) {
+    let (ended, cause) = eventually(what, || async {
+        let (ended, cause) = row(db, id).await;
+        ended.map(|e| (e, cause))
+    })
+    .await;
+    let ended = chrono::NaiveDateTime::parse_from_str(&ended, "%Y-%m-%d %H:%M:%S")
+        .unwrap()
+        .and_utc();
+    (ended, cause)
+}
+
 /// Audit rows per call id.
 async fn audit_counts(db: &TestDb) -> BTreeMap<String, i64> {
     let (text, int) = casts(db.engine());
@@ -212,24 +225,13 @@ async fn closes_hangups_and_gone_channels(engine: Engine) {
     let d = start_daemon(settings_for(db.url(), pbx.local_addr()));
     d.synced().await;
     // The stuck row's channel is not in the listing: closed as channel_gone after the resync.
-    let (_, cause) = eventually("row 3 closed", || async {
-        let r = row(&db, 3).await;
-        r.0.is_some().then_some(r)
-    })
-    .await;
+    let (_, cause) = closed(&db, 3, "row 3 closed").await;
     assert_eq!(cause.as_deref(), Some("channel_gone"));
 
     let hung_up_at = Utc::now();
     pbx.with(|p| p.hangup(call_a, 16)).unwrap();
-    let (ended, cause) = eventually("row 1 closed after its Hangup", || async {
-        let r = row(&db, 1).await;
-        r.0.is_some().then_some(r)
-    })
-    .await;
+    let (ended, cause) = closed(&db, 1, "row 1 closed after its Hangup").await;
     assert_eq!(cause.as_deref(), Some("normal_clearing"));
-    let ended = chrono::NaiveDateTime::parse_from_str(&ended.unwrap(), "%Y-%m-%d %H:%M:%S")
-        .unwrap()
-        .and_utc();
     assert!(
         (ended - hung_up_at).num_seconds().abs() <= 1,
         "ended_at {ended} is the Hangup's time {hung_up_at}"
@@ -290,7 +292,7 @@ async fn one_of_two_daemons_writes(engine: Engine) {
     );
 
     pbx.with(|p| p.hangup(call_a, 16)).unwrap();
-    eventually("row 1 closed", || async { row(&db, 1).await.0.map(|_| ()) }).await;
+    closed(&db, 1, "row 1 closed").await;
     let first_summary = first.stop().await;
     assert_eq!(first_summary.closed.len(), 1);
 
@@ -300,10 +302,7 @@ async fn one_of_two_daemons_writes(engine: Engine) {
     })
     .await;
     pbx.with(|p| p.hangup(call_b, 16)).unwrap();
-    eventually("row 2 closed by the standby", || async {
-        row(&db, 2).await.0.map(|_| ())
-    })
-    .await;
+    closed(&db, 2, "row 2 closed by the standby").await;
     let second_summary = second.stop().await;
     assert_eq!(second_summary.closed.len(), 1);
     let counts = audit_counts(&db).await;
@@ -374,15 +373,8 @@ async fn database_outage_loses_and_duplicates_nothing() {
         .execute(&mut conn)
         .await
         .unwrap();
-    let (ended, cause) = eventually("row 1 closed after the database came back", || async {
-        let r = row(&db, 1).await;
-        r.0.is_some().then_some(r)
-    })
-    .await;
+    let (ended, cause) = closed(&db, 1, "row 1 closed after the database came back").await;
     assert_eq!(cause.as_deref(), Some("normal_clearing"));
-    let ended = chrono::NaiveDateTime::parse_from_str(&ended.unwrap(), "%Y-%m-%d %H:%M:%S")
-        .unwrap()
-        .and_utc();
     assert!(
         (ended - hung_up_at).num_seconds().abs() <= 1,
         "the Hangup's time was kept: {ended}"
@@ -724,7 +716,7 @@ async fn http_endpoints_report_health_readiness_and_metrics() {
         "lock held and the server synced"
     );
     pbx.with(|p| p.hangup(call_a, 16)).unwrap();
-    eventually("row 1 closed", || async { row(&db, 1).await.0.map(|_| ()) }).await;
+    closed(&db, 1, "row 1 closed").await;
 
     let (status, metrics) = get("/metrics").await;
     assert_eq!(status, 200);
@@ -803,11 +795,7 @@ async fn periodic_listing_catches_a_lost_hangup() {
         pbx.with(|p| p.channel(&agent_a).is_none()),
         "the PBX no longer lists it"
     );
-    let (_, cause) = eventually("row 1 closed by a periodic listing", || async {
-        let r = row(&db, 1).await;
-        r.0.is_some().then_some(r)
-    })
-    .await;
+    let (_, cause) = closed(&db, 1, "row 1 closed by a periodic listing").await;
     assert_eq!(cause.as_deref(), Some("channel_gone"));
     assert_eq!(row(&db, 2).await.0, None, "the other call is live");
     d.stop().await;
