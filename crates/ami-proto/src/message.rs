@@ -17,6 +17,97 @@ pub(crate) struct Span {
     pub(crate) value_end: u32,
 }
 
+/// Bytes of one encoded [`Span`]: four little-endian `u32`s.
+pub(crate) const SPAN_BYTES: usize = 16;
+
+impl Span {
+    /// Appends the span's encoding to `out`.
+    #[inline]
+    pub(crate) fn encode_into(&self, out: &mut BytesMut) {
+        let mut b = [0u8; SPAN_BYTES];
+        b[0..4].copy_from_slice(&self.key_start.to_le_bytes());
+        b[4..8].copy_from_slice(&self.key_end.to_le_bytes());
+        b[8..12].copy_from_slice(&self.value_start.to_le_bytes());
+        b[12..16].copy_from_slice(&self.value_end.to_le_bytes());
+        out.put_slice(&b);
+    }
+
+    /// Reads a span back from its encoding (`chunk` is exactly [`SPAN_BYTES`] long).
+    #[inline]
+    fn decode(chunk: &[u8]) -> Self {
+        let word = |i: usize| {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(&chunk[i..i + 4]);
+            u32::from_le_bytes(w)
+        };
+        Self {
+            key_start: word(0),
+            key_end: word(4),
+            value_start: word(8),
+            value_end: word(12),
+        }
+    }
+}
+
+/// Where the headers every consumer looks for first (`Event`, `Response`, `ActionID`) are, found while the
+/// frame is parsed so that classifying a message does not search it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Landmarks {
+    event: u32,
+    response: u32,
+    action_id: u32,
+}
+
+/// "No such header" in [`Landmarks`].
+const ABSENT: u32 = u32::MAX;
+
+impl Default for Landmarks {
+    fn default() -> Self {
+        Self {
+            event: ABSENT,
+            response: ABSENT,
+            action_id: ABSENT,
+        }
+    }
+}
+
+impl Landmarks {
+    /// Notes header number `index` with key `key`; the first header of each name wins, as in
+    /// [`Message::get`]. Called for every header while parsing, so it compares whole keys as one word.
+    #[inline(always)]
+    pub(crate) fn note(&mut self, index: usize, key: &[u8]) {
+        let slot = match key.len() {
+            5 if word_eq_ignore_case(key, b"event") => &mut self.event,
+            8 => match fold_case(key) {
+                k if k == fold_case(b"response") => &mut self.response,
+                k if k == fold_case(b"actionid") => &mut self.action_id,
+                _ => return,
+            },
+            _ => return,
+        };
+        if *slot == ABSENT {
+            *slot = index as u32;
+        }
+    }
+}
+
+/// The first (up to) 8 bytes of `key` as one little-endian word with ASCII letters folded to lower case.
+/// Exact for comparisons against all-letter lower-case names: a byte folds onto a letter only when it is
+/// that letter in either case.
+#[inline(always)]
+fn fold_case(key: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    let n = key.len().min(8);
+    w[..n].copy_from_slice(&key[..n]);
+    u64::from_le_bytes(w) | 0x2020_2020_2020_2020
+}
+
+/// `key` equals the lower-case all-letter `name` (at most 8 bytes, same length), ignoring ASCII case.
+#[inline(always)]
+fn word_eq_ignore_case(key: &[u8], name: &[u8]) -> bool {
+    fold_case(key) == fold_case(name)
+}
+
 /// What a message is, by AMI's rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -29,14 +120,17 @@ pub enum MessageKind {
 
 /// One AMI message: every header in arrival order, repeated keys included.
 ///
-/// The message owns its frame as a reference-counted [`Bytes`]; headers are byte ranges into it, so
-/// parsing allocates nothing per header. Lookups are ASCII case-insensitive, as Asterisk's own are.
+/// The message owns its frame as a reference-counted [`Bytes`]; headers are byte ranges into it, kept in a
+/// second [`Bytes`] cut from a buffer the parser shares between many messages, so parsing allocates
+/// nothing per header and nothing per message. Lookups are ASCII case-insensitive, as Asterisk's own are.
 /// Values are bytes: a value that is not UTF-8 is kept as is and is only unavailable through the `&str`
 /// accessors.
 #[derive(Clone)]
 pub struct Message {
     raw: Bytes,
-    spans: Vec<Span>,
+    /// The encoded [`Span`]s, [`SPAN_BYTES`] each.
+    spans: Bytes,
+    landmarks: Landmarks,
 }
 
 /// A borrowed header of a [`Message`].
@@ -61,8 +155,14 @@ impl<'a> Header<'a> {
 }
 
 impl Message {
-    pub(crate) fn from_parts(raw: Bytes, spans: Vec<Span>) -> Self {
-        Self { raw, spans }
+    /// A message over `raw` with the encoded `spans` and their `landmarks`.
+    pub(crate) fn from_parts(raw: Bytes, spans: Bytes, landmarks: Landmarks) -> Self {
+        debug_assert_eq!(spans.len() % SPAN_BYTES, 0);
+        Self {
+            raw,
+            spans,
+            landmarks,
+        }
     }
 
     /// Builds a message from `(key, value)` pairs, as if it had been received with CRLF line ends.
@@ -72,8 +172,9 @@ impl Message {
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
         let mut buf = BytesMut::new();
-        let mut spans = Vec::new();
-        for (k, v) in pairs {
+        let mut spans = BytesMut::new();
+        let mut landmarks = Landmarks::default();
+        for (index, (k, v)) in pairs.into_iter().enumerate() {
             let (k, v) = (k.as_ref(), v.as_ref());
             let key_start = buf.len() as u32;
             buf.put_slice(k);
@@ -83,18 +184,17 @@ impl Message {
             buf.put_slice(v);
             let value_end = buf.len() as u32;
             buf.put_slice(b"\r\n");
-            spans.push(Span {
+            landmarks.note(index, k);
+            Span {
                 key_start,
                 key_end,
                 value_start,
                 value_end,
-            });
+            }
+            .encode_into(&mut spans);
         }
         buf.put_slice(b"\r\n");
-        Self {
-            raw: buf.freeze(),
-            spans,
-        }
+        Self::from_parts(buf.freeze(), spans.freeze(), landmarks)
     }
 
     /// The frame exactly as received, terminating blank line included.
@@ -104,12 +204,28 @@ impl Message {
 
     /// Number of headers (raw output lines included).
     pub fn len(&self) -> usize {
-        self.spans.len()
+        self.spans.len() / SPAN_BYTES
     }
 
     /// True when the message has no header at all.
     pub fn is_empty(&self) -> bool {
         self.spans.is_empty()
+    }
+
+    #[inline]
+    fn spans(&self) -> impl Iterator<Item = Span> + '_ {
+        self.spans.chunks_exact(SPAN_BYTES).map(Span::decode)
+    }
+
+    /// The header at `index`, which a [`Landmarks`] entry gave (so it exists).
+    #[inline]
+    fn landmark(&self, index: u32) -> Option<Header<'_>> {
+        if index == ABSENT {
+            return None;
+        }
+        let start = index as usize * SPAN_BYTES;
+        let chunk = self.spans.get(start..start + SPAN_BYTES)?;
+        Some(self.header_at(&Span::decode(chunk)))
     }
 
     #[inline]
@@ -122,14 +238,14 @@ impl Message {
 
     /// Every header in order, repeated keys included.
     pub fn headers(&self) -> impl Iterator<Item = Header<'_>> + '_ {
-        self.spans.iter().map(move |s| self.header_at(s))
+        self.spans().map(move |s| self.header_at(&s))
     }
 
     /// The value of the first header named `key` (ASCII case-insensitive).
     #[inline]
     pub fn get(&self, key: &str) -> Option<&[u8]> {
         let key = key.as_bytes();
-        self.spans.iter().find_map(|s| {
+        self.spans().find_map(|s| {
             let k = &self.raw[s.key_start as usize..s.key_end as usize];
             k.eq_ignore_ascii_case(key)
                 .then(|| &self.raw[s.value_start as usize..s.value_end as usize])
@@ -154,33 +270,39 @@ impl Message {
         self.headers().filter(|h| h.key.is_empty()).map(|h| h.value)
     }
 
-    /// The `Event:` value, when the message is an event.
+    /// The `Event:` value, when the message is an event (found at parse time: no search).
+    #[inline]
     pub fn event(&self) -> Option<&str> {
-        self.get_str("Event")
+        self.event_bytes().and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The `Event:` value as bytes, when the message is an event.
+    #[inline]
+    pub fn event_bytes(&self) -> Option<&[u8]> {
+        self.landmark(self.landmarks.event).map(|h| h.value)
     }
 
     /// The `Response:` value (`Success`, `Error`, `Follows`, `Goodbye`…).
+    #[inline]
     pub fn response(&self) -> Option<&str> {
-        self.get_str("Response")
+        self.landmark(self.landmarks.response)
+            .and_then(|h| h.value_str())
     }
 
     /// The `ActionID:` value.
+    #[inline]
     pub fn action_id(&self) -> Option<&str> {
-        self.get_str("ActionID")
+        self.landmark(self.landmarks.action_id)
+            .and_then(|h| h.value_str())
     }
 
     /// Classifies the message: an `Event:` header makes an event whatever else it carries; otherwise a
     /// `Response:` header makes a response; anything else is [`ParseError::Unclassified`].
+    #[inline]
     pub fn kind(&self) -> Result<MessageKind, ParseError> {
-        let mut response = false;
-        for s in &self.spans {
-            let k = &self.raw[s.key_start as usize..s.key_end as usize];
-            if k.eq_ignore_ascii_case(b"Event") {
-                return Ok(MessageKind::Event);
-            }
-            response |= k.eq_ignore_ascii_case(b"Response");
-        }
-        if response {
+        if self.landmarks.event != ABSENT {
+            Ok(MessageKind::Event)
+        } else if self.landmarks.response != ABSENT {
             Ok(MessageKind::Response)
         } else {
             Err(ParseError::Unclassified)
@@ -228,7 +350,10 @@ impl fmt::Debug for Message {
 
 impl PartialEq for Message {
     fn eq(&self, other: &Self) -> bool {
-        self.spans.len() == other.spans.len() && self.headers().eq(other.headers())
+        // Landmarks follow from the headers; comparing them too catches a parser that noted them wrong.
+        self.len() == other.len()
+            && self.landmarks == other.landmarks
+            && self.headers().eq(other.headers())
     }
 }
 
@@ -262,6 +387,26 @@ mod tests {
         assert_eq!(m.kind(), Ok(MessageKind::Event));
         let none = Message::from_pairs([("Foo", "bar")]);
         assert_eq!(none.kind(), Err(ParseError::Unclassified));
+    }
+
+    #[test]
+    fn landmarks_find_the_first_header_of_each_name_anywhere() {
+        let m = Message::from_pairs([
+            ("Privilege", "call,all"),
+            ("actionid", "a-1"),
+            ("EVENT", "OriginateResponse"),
+            ("Response", "Failure"),
+            ("Event", "Second"),
+            ("ActionID", "a-2"),
+        ]);
+        assert_eq!(m.kind(), Ok(MessageKind::Event));
+        assert_eq!(m.event(), Some("OriginateResponse"));
+        assert_eq!(m.response(), Some("Failure"));
+        assert_eq!(m.action_id(), Some("a-1"));
+        assert_eq!(m.event(), m.get_str("Event"));
+        let r = Message::from_pairs([("Message", "x"), ("Response", "Success")]);
+        assert_eq!(r.kind(), Ok(MessageKind::Response));
+        assert_eq!((r.event(), r.action_id()), (None, None));
     }
 
     #[test]

@@ -22,12 +22,15 @@ use nom::IResult;
 use nom::Needed;
 
 use crate::error::ParseError;
-use crate::message::{Message, Span};
+use crate::message::{Landmarks, Message, Span, SPAN_BYTES};
 
 /// Default maximum size of one frame: 1 MiB.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 1024 * 1024;
 /// Default maximum number of header lines in one frame.
 pub const DEFAULT_MAX_HEADERS: usize = 16 * 1024;
+
+/// Size of each buffer the parser cuts messages' span lists from (about 60 typical events).
+const SPAN_ARENA: usize = 16 * 1024;
 
 /// Size limits that keep a misbehaving peer from growing the buffer without bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,8 +66,14 @@ pub struct Parser {
     expect_banner: bool,
     /// Bytes at the front of the buffer already read as complete lines of the pending frame.
     scanned: usize,
-    /// Header spans of the pending frame.
-    spans: Vec<Span>,
+    /// Encoded header spans of the pending frame, at the end of a buffer shared with the messages already
+    /// returned (each takes its spans with `split`): one allocation per [`SPAN_ARENA`] bytes, none per
+    /// message.
+    spans: BytesMut,
+    /// Header lines of the pending frame.
+    headers: usize,
+    /// Where the pending frame's `Event`, `Response` and `ActionID` headers are.
+    landmarks: Landmarks,
     /// The pending frame is legacy `Response: Follows` output still waiting for `--END COMMAND--`.
     follows_open: bool,
     /// The pending `Follows` frame has reached its raw output lines.
@@ -145,7 +154,9 @@ impl Parser {
             limits,
             expect_banner: true,
             scanned: 0,
-            spans: Vec::with_capacity(64),
+            spans: BytesMut::new(),
+            headers: 0,
+            landmarks: Landmarks::default(),
             follows_open: false,
             follows_raw: false,
             bad: None,
@@ -203,7 +214,7 @@ impl Parser {
                     if end > self.limits.max_frame_bytes {
                         // The whole frame is buffered, its end included: drop it, nothing to resynchronise.
                         buf.advance(end);
-                        self.spans.clear();
+                        self.clear_pending();
                         self.bad = None;
                         return Some(Err(ParseError::FrameTooLarge {
                             limit: self.limits.max_frame_bytes,
@@ -211,13 +222,15 @@ impl Parser {
                     }
                     let raw = buf.split_to(end).freeze();
                     if let Some(err) = self.bad.take() {
-                        self.spans.clear();
+                        self.clear_pending();
                         return Some(Err(err));
                     }
-                    // An exact-size copy: the parser keeps its own (large) vector for the next frame.
-                    let spans = self.spans.as_slice().to_vec();
-                    self.spans.clear();
-                    return Some(Ok(Frame::Message(Message::from_parts(raw, spans))));
+                    let spans = self.spans.split().freeze();
+                    let landmarks = std::mem::take(&mut self.landmarks);
+                    self.headers = 0;
+                    return Some(Ok(Frame::Message(Message::from_parts(
+                        raw, spans, landmarks,
+                    ))));
                 }
             }
         }
@@ -280,7 +293,7 @@ impl Parser {
         if self.bad.is_some() {
             return;
         }
-        if self.spans.len() >= self.limits.max_headers {
+        if self.headers >= self.limits.max_headers {
             self.bad = Some(ParseError::TooManyHeaders {
                 limit: self.limits.max_headers,
             });
@@ -293,13 +306,13 @@ impl Parser {
         match find_colon(text) {
             Some(colon) => {
                 self.push_header(start, text, colon);
-                if self.spans.len() == 1 && is_response_follows(text, colon) {
+                if self.headers == 1 && is_response_follows(text, colon) {
                     self.follows_open = true;
                 }
             }
             None => {
                 self.bad = Some(ParseError::MissingColon {
-                    line: self.spans.len() + 1,
+                    line: self.headers + 1,
                 });
             }
         }
@@ -322,7 +335,7 @@ impl Parser {
             self.follows_raw = true;
         }
         let (start, end) = (start as u32, (start + text.len()) as u32);
-        self.spans.push(Span {
+        self.push_span(Span {
             key_start: start,
             key_end: start,
             value_start: start,
@@ -330,14 +343,32 @@ impl Parser {
         });
     }
 
-    #[inline]
+    /// Appends one header span of the pending frame.
+    #[inline(always)]
+    fn push_span(&mut self, span: Span) {
+        if self.spans.capacity() - self.spans.len() < SPAN_BYTES {
+            self.spans.reserve(SPAN_ARENA);
+        }
+        span.encode_into(&mut self.spans);
+        self.headers += 1;
+    }
+
+    /// Forgets the pending frame's headers.
+    fn clear_pending(&mut self) {
+        self.spans.clear();
+        self.headers = 0;
+        self.landmarks = Landmarks::default();
+    }
+
+    #[inline(always)]
     fn push_header(&mut self, start: usize, text: &[u8], colon: usize) {
         let value_start = if text.get(colon + 1) == Some(&b' ') {
             colon + 2
         } else {
             colon + 1
         };
-        self.spans.push(Span {
+        self.landmarks.note(self.headers, &text[..colon]);
+        self.push_span(Span {
             key_start: start as u32,
             key_end: (start + colon) as u32,
             value_start: (start + value_start) as u32,
@@ -349,7 +380,7 @@ impl Parser {
     fn start_discard(&mut self, buf: &mut BytesMut) -> ParseError {
         buf.advance(self.scanned);
         self.scanned = 0;
-        self.spans.clear();
+        self.clear_pending();
         self.bad = None;
         self.follows_open = false;
         self.follows_raw = false;

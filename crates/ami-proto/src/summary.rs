@@ -55,7 +55,7 @@ impl StreamSummary {
         match msg.kind() {
             Ok(MessageKind::Event) => {
                 self.events += 1;
-                let name = msg.get("Event").unwrap_or_default();
+                let name = msg.event_bytes().unwrap_or_default();
                 // Look up by borrowed name first: no allocation once a name has been seen.
                 match std::str::from_utf8(name)
                     .ok()

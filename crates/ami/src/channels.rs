@@ -22,6 +22,10 @@ use ami_proto::Message;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 
+/// Per-channel maps keyed by `Uniqueid`. foldhash instead of SipHash: the map is looked up for nearly every
+/// event, and foldhash's per-map random seed still keeps keys chosen by a caller from colliding on purpose.
+type ByUniqueid<V> = DashMap<String, V, foldhash::fast::RandomState>;
+
 /// Default time an ended channel stays visible in snapshots.
 pub const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(15 * 60);
 /// Default cap on ended channels kept per server (oldest dropped first).
@@ -232,8 +236,8 @@ pub struct ServerChannels {
 #[derive(Debug)]
 struct ServerInner {
     name: Arc<str>,
-    live: DashMap<String, Live>,
-    ended: DashMap<String, Ended>,
+    live: ByUniqueid<Live>,
+    ended: ByUniqueid<Ended>,
     status: Mutex<Status>,
     /// Time of the last frame received (micros).
     last_frame: AtomicI64,
@@ -301,8 +305,8 @@ impl ChannelMap {
                 .or_insert_with(|| {
                     Arc::new(ServerInner {
                         name: Arc::from(name),
-                        live: DashMap::new(),
-                        ended: DashMap::new(),
+                        live: ByUniqueid::default(),
+                        ended: ByUniqueid::default(),
                         status: Mutex::new(Status::default()),
                         last_frame: AtomicI64::new(i64::MIN),
                         gen: AtomicU64::new(0),
@@ -344,38 +348,100 @@ impl ChannelMap {
 }
 
 /// Header values of one event that the map cares about, read in one pass.
+/// The headers of one event that the map reads, gathered in one pass over the message. Values are kept as
+/// bytes and turned into text only when used.
 #[derive(Default)]
 struct Fields<'a> {
-    uniqueid: Option<&'a str>,
-    linkedid: Option<&'a str>,
-    channel: Option<&'a str>,
-    state: Option<&'a str>,
-    cause: Option<&'a str>,
-    cause_txt: Option<&'a str>,
-    timestamp: Option<&'a str>,
-    newname: Option<&'a str>,
+    uniqueid: Option<&'a [u8]>,
+    linkedid: Option<&'a [u8]>,
+    channel: Option<&'a [u8]>,
+    state: Option<&'a [u8]>,
+    cause: Option<&'a [u8]>,
+    cause_txt: Option<&'a [u8]>,
+    timestamp: Option<&'a [u8]>,
+    newname: Option<&'a [u8]>,
+    /// `(prefix, value)` of every `<prefix>Uniqueid` header (`DestUniqueid`, `TransferTargetUniqueid`…).
+    other_uniqueids: Vec<(&'a [u8], &'a [u8])>,
+    /// `(prefix, value)` of every `<prefix>Linkedid` header.
+    other_linkedids: Vec<(&'a [u8], &'a [u8])>,
+}
+
+/// The value as text, when present and valid UTF-8.
+#[inline]
+fn text(v: Option<&[u8]>) -> Option<&str> {
+    v.and_then(|v| std::str::from_utf8(v).ok())
 }
 
 impl<'a> Fields<'a> {
     fn read(msg: &'a Message) -> Self {
+        const UID: &[u8] = b"Uniqueid";
+        const LID: &[u8] = b"Linkedid";
         let mut f = Fields::default();
         for h in msg.headers() {
-            let slot = match h.key.len() {
-                5 if h.key.eq_ignore_ascii_case(b"Cause") => &mut f.cause,
-                7 if h.key.eq_ignore_ascii_case(b"Channel") => &mut f.channel,
-                7 if h.key.eq_ignore_ascii_case(b"Newname") => &mut f.newname,
-                8 if h.key.eq_ignore_ascii_case(b"Uniqueid") => &mut f.uniqueid,
-                8 if h.key.eq_ignore_ascii_case(b"Linkedid") => &mut f.linkedid,
-                9 if h.key.eq_ignore_ascii_case(b"Cause-txt") => &mut f.cause_txt,
-                9 if h.key.eq_ignore_ascii_case(b"Timestamp") => &mut f.timestamp,
-                16 if h.key.eq_ignore_ascii_case(b"ChannelStateDesc") => &mut f.state,
+            let key = h.key;
+            let slot = match key.len() {
+                5 if key.eq_ignore_ascii_case(b"Cause") => &mut f.cause,
+                7 if key.eq_ignore_ascii_case(b"Channel") => &mut f.channel,
+                7 if key.eq_ignore_ascii_case(b"Newname") => &mut f.newname,
+                8 if key.eq_ignore_ascii_case(UID) => &mut f.uniqueid,
+                8 if key.eq_ignore_ascii_case(LID) => &mut f.linkedid,
+                9 if key.eq_ignore_ascii_case(b"Cause-txt") => &mut f.cause_txt,
+                9 if key.eq_ignore_ascii_case(b"Timestamp") => &mut f.timestamp,
+                16 if key.eq_ignore_ascii_case(b"ChannelStateDesc") => &mut f.state,
+                n if n > UID.len() => {
+                    let (prefix, tail) = key.split_at(n - UID.len());
+                    if tail.eq_ignore_ascii_case(UID) {
+                        f.other_uniqueids.push((prefix, h.value));
+                    } else if tail.eq_ignore_ascii_case(LID) {
+                        f.other_linkedids.push((prefix, h.value));
+                    }
+                    continue;
+                }
                 _ => continue,
             };
             if slot.is_none() {
-                *slot = std::str::from_utf8(h.value).ok();
+                *slot = Some(h.value);
             }
         }
         f
+    }
+
+    fn uniqueid(&self) -> Option<&'a str> {
+        text(self.uniqueid)
+    }
+    fn linkedid(&self) -> Option<&'a str> {
+        text(self.linkedid)
+    }
+    fn channel(&self) -> Option<&'a str> {
+        text(self.channel)
+    }
+    fn state(&self) -> Option<&'a str> {
+        text(self.state)
+    }
+    fn cause(&self) -> Option<&'a str> {
+        text(self.cause)
+    }
+    fn cause_txt(&self) -> Option<&'a str> {
+        text(self.cause_txt)
+    }
+    fn timestamp(&self) -> Option<&'a str> {
+        text(self.timestamp)
+    }
+    fn newname(&self) -> Option<&'a str> {
+        text(self.newname)
+    }
+
+    /// `(Uniqueid, Linkedid)` of the other channels the event describes, paired by prefix.
+    fn others(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
+        self.other_uniqueids.iter().filter_map(|(prefix, uid)| {
+            let lid = self
+                .other_linkedids
+                .iter()
+                .find(|(p, _)| p.eq_ignore_ascii_case(prefix))
+                .and_then(|(_, l)| std::str::from_utf8(l).ok())
+                .filter(|l| valid_id(l))?;
+            Some((std::str::from_utf8(uid).ok()?, lid))
+        })
     }
 }
 
@@ -532,13 +598,13 @@ impl ServerChannels {
 
     fn newchannel(&self, msg: &Message, now: DateTime<Utc>) {
         let f = Fields::read(msg);
-        let (Some(uid), Some(channel)) = (f.uniqueid, f.channel) else {
+        let (Some(uid), Some(channel)) = (f.uniqueid(), f.channel()) else {
             return;
         };
         if !valid_id(uid) {
             return;
         }
-        let linkedid = f.linkedid.filter(|l| valid_id(l)).unwrap_or(uid);
+        let linkedid = f.linkedid().filter(|l| valid_id(l)).unwrap_or(uid);
         let now = us(now);
         let epoch = self.epoch();
         // A Newchannel for a Uniqueid we still hold from an older epoch: Uniqueids restarted with Asterisk.
@@ -565,7 +631,7 @@ impl ServerChannels {
                 linkedid: linkedid.to_string(),
                 linkedids_ever: vec![linkedid.to_string()],
                 channel: channel.to_string(),
-                state: f.state.unwrap_or("").to_string(),
+                state: f.state().unwrap_or("").to_string(),
                 first_seen: now,
                 last_seen: now,
                 epoch,
@@ -575,9 +641,9 @@ impl ServerChannels {
     }
 
     fn touch(&self, event: &str, msg: &Message, now: DateTime<Utc>) {
-        self.remember_other_linkedids(msg);
         let f = Fields::read(msg);
-        let Some(uid) = f.uniqueid else { return };
+        self.remember_other_linkedids(&f);
+        let Some(uid) = f.uniqueid() else { return };
         if !valid_id(uid) {
             return;
         }
@@ -586,7 +652,7 @@ impl ServerChannels {
         if let Some(mut live) = self.inner.live.get_mut(uid) {
             live.last_seen = live.last_seen.max(now);
             live.gen = gen;
-            if let Some(l) = f.linkedid.filter(|l| valid_id(l)) {
+            if let Some(l) = f.linkedid().filter(|l| valid_id(l)) {
                 if live.linkedid != l {
                     live.linkedid = l.to_string();
                     if !live.linkedids_ever.iter().any(|x| x == l) {
@@ -596,14 +662,14 @@ impl ServerChannels {
             }
             match event {
                 "Newstate" => {
-                    if let Some(s) = f.state {
+                    if let Some(s) = f.state() {
                         if live.state != s {
                             live.state = s.to_string();
                         }
                     }
                 }
                 "Rename" => {
-                    if let Some(n) = f.newname {
+                    if let Some(n) = f.newname() {
                         live.channel = n.to_string();
                     }
                 }
@@ -617,8 +683,8 @@ impl ServerChannels {
             return;
         }
         let (Some(channel), Some(linkedid)) = (
-            f.newname.filter(|_| event == "Rename").or(f.channel),
-            f.linkedid,
+            f.newname().filter(|_| event == "Rename").or(f.channel()),
+            f.linkedid(),
         ) else {
             return;
         };
@@ -628,7 +694,7 @@ impl ServerChannels {
                 linkedid: linkedid.to_string(),
                 linkedids_ever: vec![linkedid.to_string()],
                 channel: channel.to_string(),
-                state: f.state.unwrap_or("").to_string(),
+                state: f.state().unwrap_or("").to_string(),
                 first_seen: now,
                 last_seen: now,
                 epoch: self.epoch(),
@@ -641,34 +707,8 @@ impl ServerChannels {
     /// `TransferTargetUniqueid` + `TransferTargetLinkedid`, …) to those channels' history: they belonged to
     /// that group. Their current Linkedid comes only from their own events, since transfer events carry
     /// snapshots taken when the transfer began.
-    fn remember_other_linkedids(&self, msg: &Message) {
-        const UID: &[u8] = b"Uniqueid";
-        const LID: &[u8] = b"Linkedid";
-        let mut uids: Vec<(&[u8], &[u8])> = Vec::new();
-        let mut lids: Vec<(&[u8], &[u8])> = Vec::new();
-        for h in msg.headers() {
-            let Some(cut) = h.key.len().checked_sub(UID.len()).filter(|c| *c > 0) else {
-                continue;
-            };
-            let (prefix, tail) = h.key.split_at(cut);
-            if tail.eq_ignore_ascii_case(UID) {
-                uids.push((prefix, h.value));
-            } else if tail.eq_ignore_ascii_case(LID) {
-                lids.push((prefix, h.value));
-            }
-        }
-        for (prefix, uid) in uids {
-            let Some(lid) = lids
-                .iter()
-                .find(|(p, _)| p.eq_ignore_ascii_case(prefix))
-                .and_then(|(_, l)| std::str::from_utf8(l).ok())
-                .filter(|l| valid_id(l))
-            else {
-                continue;
-            };
-            let Ok(uid) = std::str::from_utf8(uid) else {
-                continue;
-            };
+    fn remember_other_linkedids(&self, f: &Fields<'_>) {
+        for (uid, lid) in f.others() {
             if let Some(mut live) = self.inner.live.get_mut(uid) {
                 if !live.linkedids_ever.iter().any(|x| x == lid) {
                     live.linkedids_ever.push(lid.to_string());
@@ -679,27 +719,27 @@ impl ServerChannels {
 
     fn hangup(&self, msg: &Message, now: DateTime<Utc>) {
         let f = Fields::read(msg);
-        let Some(uid) = f.uniqueid.filter(|u| valid_id(u)) else {
+        let Some(uid) = f.uniqueid().filter(|u| valid_id(u)) else {
             return;
         };
         let at = f
-            .timestamp
+            .timestamp()
             .and_then(|t| t.trim().parse::<f64>().ok())
             .and_then(clock::from_unix_seconds)
             .unwrap_or(now);
         let end = ChannelEnd::HangupSeen {
             at,
-            cause: f.cause.and_then(|c| c.trim().parse().ok()),
-            cause_txt: f.cause_txt.map(str::to_string),
+            cause: f.cause().and_then(|c| c.trim().parse().ok()),
+            cause_txt: f.cause_txt().map(str::to_string),
         };
         let live = match self.inner.live.remove(uid) {
             Some((_, live)) => live,
             None => {
-                let linkedid = f.linkedid.unwrap_or(uid).to_string();
+                let linkedid = f.linkedid().unwrap_or(uid).to_string();
                 Live {
                     linkedids_ever: vec![linkedid.clone()],
                     linkedid,
-                    channel: f.channel.unwrap_or("").to_string(),
+                    channel: f.channel().unwrap_or("").to_string(),
                     state: String::new(),
                     first_seen: us(now),
                     last_seen: us(now),
@@ -840,7 +880,7 @@ impl ServerChannels {
     /// Merges one `CoreShowChannel` item of listing `gen`.
     pub fn listed(&self, gen: u64, item: &Message, now: DateTime<Utc>) {
         let f = Fields::read(item);
-        let Some(uid) = f.uniqueid.filter(|u| valid_id(u)) else {
+        let Some(uid) = f.uniqueid().filter(|u| valid_id(u)) else {
             return;
         };
         let epoch = self.epoch();
@@ -854,7 +894,7 @@ impl ServerChannels {
                 live.gen = gen;
                 live.epoch = epoch;
                 live.last_seen = live.last_seen.max(now);
-                if let Some(l) = f.linkedid.filter(|l| valid_id(l)) {
+                if let Some(l) = f.linkedid().filter(|l| valid_id(l)) {
                     if live.linkedid != l {
                         live.linkedid = l.to_string();
                         if !live.linkedids_ever.iter().any(|x| x == l) {
@@ -862,12 +902,12 @@ impl ServerChannels {
                         }
                     }
                 }
-                if let Some(c) = f.channel {
+                if let Some(c) = f.channel() {
                     if live.channel != c {
                         live.channel = c.to_string();
                     }
                 }
-                if let Some(s) = f.state {
+                if let Some(s) = f.state() {
                     if live.state != s {
                         live.state = s.to_string();
                     }
@@ -875,7 +915,7 @@ impl ServerChannels {
             }
             None => {
                 let linkedid = f
-                    .linkedid
+                    .linkedid()
                     .filter(|l| valid_id(l))
                     .unwrap_or(uid)
                     .to_string();
@@ -885,8 +925,8 @@ impl ServerChannels {
                     Live {
                         linkedids_ever: vec![linkedid.clone()],
                         linkedid,
-                        channel: f.channel.unwrap_or("").to_string(),
-                        state: f.state.unwrap_or("").to_string(),
+                        channel: f.channel().unwrap_or("").to_string(),
+                        state: f.state().unwrap_or("").to_string(),
                         first_seen: now,
                         last_seen: now,
                         epoch,

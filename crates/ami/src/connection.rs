@@ -22,7 +22,7 @@ use crate::error::Error;
 /// Capacity of the client-to-connection request queue.
 const COMMAND_QUEUE: usize = 1024;
 /// Read buffer headroom reserved before each read.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
 
 /// A wall clock that advances with tokio's monotonic clock (and so with `tokio::time::pause` in tests).
 ///
