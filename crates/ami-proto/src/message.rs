@@ -49,13 +49,16 @@ impl Span {
     }
 }
 
-/// Where the headers every consumer looks for first (`Event`, `Response`, `ActionID`) are, found while the
-/// frame is parsed so that classifying a message does not search it again.
+/// Where the headers every consumer looks for first (`Event`, `Response`, `ActionID`, and a channel event's
+/// own `Uniqueid` and `Linkedid`) are, found while the frame is parsed so that classifying a message or
+/// finding its channel does not search it again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Landmarks {
     event: u32,
     response: u32,
     action_id: u32,
+    uniqueid: u32,
+    linkedid: u32,
 }
 
 /// "No such header" in [`Landmarks`].
@@ -67,6 +70,8 @@ impl Default for Landmarks {
             event: ABSENT,
             response: ABSENT,
             action_id: ABSENT,
+            uniqueid: ABSENT,
+            linkedid: ABSENT,
         }
     }
 }
@@ -81,6 +86,8 @@ impl Landmarks {
             8 => match fold_case(key) {
                 k if k == fold_case(b"response") => &mut self.response,
                 k if k == fold_case(b"actionid") => &mut self.action_id,
+                k if k == fold_case(b"uniqueid") => &mut self.uniqueid,
+                k if k == fold_case(b"linkedid") => &mut self.linkedid,
                 _ => return,
             },
             _ => return,
@@ -282,6 +289,19 @@ impl Message {
         self.landmark(self.landmarks.event).map(|h| h.value)
     }
 
+    /// The first `Uniqueid:` value as bytes (found at parse time: no search). In a channel event this is
+    /// the channel's own; other channels it describes have prefixed keys (`DestUniqueid`).
+    #[inline]
+    pub fn uniqueid_bytes(&self) -> Option<&[u8]> {
+        self.landmark(self.landmarks.uniqueid).map(|h| h.value)
+    }
+
+    /// The first `Linkedid:` value as bytes (found at parse time: no search).
+    #[inline]
+    pub fn linkedid_bytes(&self) -> Option<&[u8]> {
+        self.landmark(self.landmarks.linkedid).map(|h| h.value)
+    }
+
     /// The `Response:` value (`Success`, `Error`, `Follows`, `Goodbye`…).
     #[inline]
     pub fn response(&self) -> Option<&str> {
@@ -404,6 +424,17 @@ mod tests {
         assert_eq!(m.response(), Some("Failure"));
         assert_eq!(m.action_id(), Some("a-1"));
         assert_eq!(m.event(), m.get_str("Event"));
+        let c = Message::from_pairs([
+            ("Event", "VarSet"),
+            ("DestUniqueid", "2.2"),
+            ("UNIQUEID", "1.1"),
+            ("Uniqueid", "9.9"),
+            ("linkedid", "1.0"),
+        ]);
+        assert_eq!(c.uniqueid_bytes(), Some(&b"1.1"[..]));
+        assert_eq!(c.linkedid_bytes(), Some(&b"1.0"[..]));
+        assert_eq!(c.uniqueid_bytes(), c.get("Uniqueid"));
+        assert_eq!(m.uniqueid_bytes(), None);
         let r = Message::from_pairs([("Message", "x"), ("Response", "Success")]);
         assert_eq!(r.kind(), Ok(MessageKind::Response));
         assert_eq!((r.event(), r.action_id()), (None, None));

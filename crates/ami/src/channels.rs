@@ -366,6 +366,15 @@ struct Fields<'a> {
     other_linkedids: Vec<(&'a [u8], &'a [u8])>,
 }
 
+/// 8 bytes as one word with ASCII letters folded to lower case: equal for two all-letter words exactly
+/// when they are equal ignoring ASCII case (a byte folds onto a letter only when it is that letter).
+#[inline(always)]
+fn fold_case8(bytes: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(w) | 0x2020_2020_2020_2020
+}
+
 /// The value as text, when present and valid UTF-8.
 #[inline]
 fn text(v: Option<&[u8]>) -> Option<&str> {
@@ -389,10 +398,12 @@ impl<'a> Fields<'a> {
                 9 if key.eq_ignore_ascii_case(b"Timestamp") => &mut f.timestamp,
                 16 if key.eq_ignore_ascii_case(b"ChannelStateDesc") => &mut f.state,
                 n if n > UID.len() => {
+                    // Most keys are not `…Uniqueid`/`…Linkedid`: compare the tail as one folded word.
                     let (prefix, tail) = key.split_at(n - UID.len());
-                    if tail.eq_ignore_ascii_case(UID) {
+                    let tail = fold_case8(tail);
+                    if tail == fold_case8(UID) {
                         f.other_uniqueids.push((prefix, h.value));
-                    } else if tail.eq_ignore_ascii_case(LID) {
+                    } else if tail == fold_case8(LID) {
                         f.other_linkedids.push((prefix, h.value));
                     }
                     continue;
@@ -445,27 +456,47 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// Events whose `Uniqueid` proves a channel is alive, so an unknown one is added to the map.
-fn proves_alive(event: &str) -> bool {
+/// Events about exactly one channel, whose headers name no other channel's `Uniqueid`/`Linkedid`: the
+/// bulk of a busy stream (dialplan steps and variables), handled without reading every header.
+fn describes_one_channel(event: &[u8]) -> bool {
     matches!(
         event,
-        "Newstate"
-            | "NewCallerid"
-            | "NewConnectedLine"
-            | "NewAccountCode"
-            | "Rename"
-            | "Newexten"
-            | "VarSet"
-            | "BridgeEnter"
-            | "BridgeLeave"
-            | "DialBegin"
-            | "DialEnd"
-            | "DialState"
-            | "Hold"
-            | "Unhold"
-            | "LocalBridge"
-            | "MusicOnHoldStart"
-            | "MusicOnHoldStop"
+        b"VarSet"
+            | b"Newexten"
+            | b"Newstate"
+            | b"NewCallerid"
+            | b"NewConnectedLine"
+            | b"NewAccountCode"
+            | b"Hold"
+            | b"Unhold"
+            | b"MusicOnHoldStart"
+            | b"MusicOnHoldStop"
+            | b"DTMFBegin"
+            | b"DTMFEnd"
+    )
+}
+
+/// Events whose `Uniqueid` proves a channel is alive, so an unknown one is added to the map.
+fn proves_alive(event: &[u8]) -> bool {
+    matches!(
+        event,
+        b"Newstate"
+            | b"NewCallerid"
+            | b"NewConnectedLine"
+            | b"NewAccountCode"
+            | b"Rename"
+            | b"Newexten"
+            | b"VarSet"
+            | b"BridgeEnter"
+            | b"BridgeLeave"
+            | b"DialBegin"
+            | b"DialEnd"
+            | b"DialState"
+            | b"Hold"
+            | b"Unhold"
+            | b"LocalBridge"
+            | b"MusicOnHoldStart"
+            | b"MusicOnHoldStop"
     )
 }
 
@@ -581,17 +612,20 @@ impl ServerChannels {
 
     /// Applies one event received at `now`. Events that are not about channels are ignored.
     pub fn apply(&self, msg: &Message, now: DateTime<Utc>) {
-        let Some(event) = msg.event() else { return };
+        // Matched as bytes: no UTF-8 check on the hot path.
+        let Some(event) = msg.event_bytes() else {
+            return;
+        };
         match event {
-            "Hangup" => self.hangup(msg, now),
-            "Shutdown" => self.shutdown(now),
-            "Newchannel" => self.newchannel(msg, now),
-            "CoreShowChannel"
-            | "Status"
-            | "CoreShowChannelsComplete"
-            | "StatusComplete"
-            | "Cdr"
-            | "CEL" => {}
+            b"Hangup" => self.hangup(msg, now),
+            b"Shutdown" => self.shutdown(now),
+            b"Newchannel" => self.newchannel(msg, now),
+            b"CoreShowChannel"
+            | b"Status"
+            | b"CoreShowChannelsComplete"
+            | b"StatusComplete"
+            | b"Cdr"
+            | b"CEL" => {}
             _ => self.touch(event, msg, now),
         }
     }
@@ -640,10 +674,16 @@ impl ServerChannels {
         );
     }
 
-    fn touch(&self, event: &str, msg: &Message, now: DateTime<Utc>) {
-        let f = Fields::read(msg);
-        self.remember_other_linkedids(&f);
-        let Some(uid) = f.uniqueid() else { return };
+    fn touch(&self, event: &[u8], msg: &Message, now: DateTime<Utc>) {
+        // The channel's own Uniqueid and Linkedid were found by the parser; the whole message is read only
+        // for events that can name other channels, or to add an unknown channel.
+        let fields = (!describes_one_channel(event)).then(|| Fields::read(msg));
+        if let Some(f) = &fields {
+            self.remember_other_linkedids(f);
+        }
+        let Some(uid) = text(msg.uniqueid_bytes()) else {
+            return;
+        };
         if !valid_id(uid) {
             return;
         }
@@ -652,24 +692,25 @@ impl ServerChannels {
         if let Some(mut live) = self.inner.live.get_mut(uid) {
             live.last_seen = live.last_seen.max(now);
             live.gen = gen;
-            if let Some(l) = f.linkedid().filter(|l| valid_id(l)) {
-                if live.linkedid != l {
-                    live.linkedid = l.to_string();
-                    if !live.linkedids_ever.iter().any(|x| x == l) {
-                        live.linkedids_ever.push(l.to_string());
-                    }
+            // Nearly always unchanged: compare bytes, read the text only for a change.
+            let linkedid = msg.linkedid_bytes();
+            let changed = linkedid.is_some_and(|l| l != live.linkedid.as_bytes());
+            if let Some(l) = text(linkedid).filter(|l| changed && valid_id(l)) {
+                live.linkedid = l.to_string();
+                if !live.linkedids_ever.iter().any(|x| x == l) {
+                    live.linkedids_ever.push(l.to_string());
                 }
             }
             match event {
-                "Newstate" => {
-                    if let Some(s) = f.state() {
+                b"Newstate" => {
+                    if let Some(s) = msg.get_str("ChannelStateDesc") {
                         if live.state != s {
                             live.state = s.to_string();
                         }
                     }
                 }
-                "Rename" => {
-                    if let Some(n) = f.newname() {
+                b"Rename" => {
+                    if let Some(n) = msg.get_str("Newname") {
                         live.channel = n.to_string();
                     }
                 }
@@ -677,13 +718,14 @@ impl ServerChannels {
             }
             return;
         }
+        let f = fields.unwrap_or_else(|| Fields::read(msg));
         // A synced map saw every `Newchannel` since its listing: an unknown channel is one that ended before
         // (Asterisk sends a few events after a channel's Hangup), not one to add.
         if !proves_alive(event) || self.inner.ended.contains_key(uid) || self.is_synced() {
             return;
         }
         let (Some(channel), Some(linkedid)) = (
-            f.newname().filter(|_| event == "Rename").or(f.channel()),
+            f.newname().filter(|_| event == b"Rename").or(f.channel()),
             f.linkedid(),
         ) else {
             return;
