@@ -3,7 +3,7 @@
 //! The counter is pure: feed it every [`Frame`] or [`ParseError`] a [`Parser`](crate::Parser) returns, then
 //! call [`StreamSummary::finish`] with the bytes still buffered at the end of the stream.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::error::ParseError;
 use crate::message::{Message, MessageKind};
@@ -28,8 +28,12 @@ pub struct StreamSummary {
     pub unclassified: u64,
     /// Frames that were skipped as malformed or over a limit (not counted in `frames`).
     pub errors: u64,
-    /// Events by their `Event:` value (lossy UTF-8), sorted by name.
+    /// Events by their `Event:` value (lossy UTF-8), sorted by name. Complete after
+    /// [`StreamSummary::finish`].
     pub event_counts: BTreeMap<String, u64>,
+    /// Events by their raw `Event:` value while the stream runs: a hash lookup on bytes per event, no text
+    /// check and no ordered-map walk; moved into `event_counts` by `finish`.
+    counting: HashMap<Vec<u8>, u64, foldhash::fast::RandomState>,
     /// Bytes of an unfinished last message at the end of the stream.
     pub trailing_partial_bytes: u64,
 }
@@ -57,14 +61,10 @@ impl StreamSummary {
                 self.events += 1;
                 let name = msg.event_bytes().unwrap_or_default();
                 // Look up by borrowed name first: no allocation once a name has been seen.
-                match std::str::from_utf8(name)
-                    .ok()
-                    .and_then(|n| self.event_counts.get_mut(n))
-                {
+                match self.counting.get_mut(name) {
                     Some(count) => *count += 1,
                     None => {
-                        self.event_counts
-                            .insert(String::from_utf8_lossy(name).into_owned(), 1);
+                        self.counting.insert(name.to_vec(), 1);
                     }
                 }
             }
@@ -77,6 +77,12 @@ impl StreamSummary {
     /// [`Parser::pending_bytes`](crate::Parser::pending_bytes)).
     pub fn finish(&mut self, trailing_partial_bytes: usize) {
         self.trailing_partial_bytes = trailing_partial_bytes as u64;
+        for (name, count) in self.counting.drain() {
+            *self
+                .event_counts
+                .entry(String::from_utf8_lossy(&name).into_owned())
+                .or_default() += count;
+        }
     }
 }
 

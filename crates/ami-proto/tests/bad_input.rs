@@ -102,6 +102,7 @@ fn nul_bytes_and_invalid_utf8_are_kept_as_bytes() {
     for f in &frames {
         s.record(f);
     }
+    s.finish(0);
     assert_eq!(s.events, 3);
     assert_eq!(s.event_counts.get("\u{fffd}Bad"), Some(&1));
     assert!(matches!(

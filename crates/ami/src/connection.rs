@@ -9,11 +9,13 @@ use chrono::{DateTime, Utc};
 use clock::{Clock, SharedClock};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::channels::ChannelMap;
 use crate::client::{Client, Command, Event, Shared, State, Subscriber};
+use crate::codec::{AmiCodec, Decoded};
 use crate::config::Config;
 use crate::connector::{BoxedTransport, Connector, TcpConnector};
 use crate::core::{Core, Output, Reply, RequestId};
@@ -23,6 +25,9 @@ use crate::error::Error;
 const COMMAND_QUEUE: usize = 1024;
 /// Read buffer headroom reserved before each read.
 const READ_CHUNK: usize = 256 * 1024;
+/// Decoded reads queued between the reader task and the connection task. The reader waits when it is
+/// full: that is the core's own pace, never a consumer's (subscribers are fed without waiting).
+const DECODED_QUEUE: usize = 4;
 
 /// A wall clock that advances with tokio's monotonic clock (and so with `tokio::time::pause` in tests).
 ///
@@ -204,7 +209,15 @@ impl Connection {
     async fn serve(&mut self, stream: BoxedTransport) -> Exit {
         let now = self.clock.now();
         let mut core = Core::new(self.cfg.clone(), self.shared.channels.clone(), now);
-        let (mut rd, mut wr) = tokio::io::split(stream);
+        let (rd, mut wr) = tokio::io::split(stream);
+        // Reading and framing run on their own task, beside the core (channel map, correlation, fan-out):
+        // on a busy PBX the two halves then use two cores.
+        let (decoded_tx, mut decoded) = mpsc::channel(DECODED_QUEUE);
+        let _reader = AbortOnDrop(tokio::spawn(read_frames(
+            rd,
+            AmiCodec::new(self.cfg.limits),
+            decoded_tx,
+        )));
         let mut wbuf = bytes::BytesMut::new();
         let mut replies: HashMap<RequestId, oneshot::Sender<Result<Reply, Error>>> = HashMap::new();
         let mut logged_in = false;
@@ -271,10 +284,6 @@ impl Connection {
             let sleep_for = core
                 .next_deadline()
                 .map(|d| (d - self.clock.now()).to_std().unwrap_or(Duration::ZERO));
-            let input = core.input_buffer();
-            if input.capacity() - input.len() < READ_CHUNK / 4 {
-                input.reserve(READ_CHUNK);
-            }
             tokio::select! {
                 biased;
                 cmd = self.cmd_rx.recv(), if !shutting_down => match cmd {
@@ -303,14 +312,67 @@ impl Connection {
                         core.close(err.into(), self.clock.now());
                     }
                 }
-                r = rd.read_buf(core.input_buffer()) => match r {
-                    Ok(0) => core.handle_eof(self.clock.now()),
-                    Ok(n) => core.handle_buffered(n, self.clock.now()),
-                    Err(err) => core.close(err.into(), self.clock.now()),
+                read = decoded.recv() => match read {
+                    Some(Read::Frames { items, bytes }) => core.handle_decoded(items, bytes, self.clock.now()),
+                    Some(Read::Eof { pending }) => core.handle_eof_after(pending, self.clock.now()),
+                    Some(Read::Failed(err)) => core.close(err.into(), self.clock.now()),
+                    None => core.handle_eof(self.clock.now()),
                 },
                 _ = sleep_opt(sleep_for) => core.handle_timeout(self.clock.now()),
             }
         }
+    }
+}
+
+/// What the reader task hands to the connection task.
+enum Read {
+    /// One read's complete frames (and skipped bad ones), out of `bytes` received bytes.
+    Frames { items: Vec<Decoded>, bytes: usize },
+    /// The peer closed the connection with `pending` bytes of an unfinished frame unread.
+    Eof { pending: usize },
+    /// Reading failed.
+    Failed(std::io::Error),
+}
+
+/// Aborts the task when dropped (the reader ends with its session).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads the socket and splits it into frames until EOF or an error, handing each read's frames to the
+/// connection task. Stops when the connection task is gone.
+async fn read_frames<R: tokio::io::AsyncRead + Unpin>(
+    mut rd: R,
+    mut codec: AmiCodec,
+    out: mpsc::Sender<Read>,
+) {
+    let mut buf = bytes::BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        let read = match rd.read_buf(&mut buf).await {
+            Ok(0) => Read::Eof {
+                pending: codec.pending_bytes(&buf),
+            },
+            Ok(bytes) => {
+                let mut items = Vec::with_capacity(bytes / 256 + 1);
+                while let Ok(Some(item)) = codec.decode(&mut buf) {
+                    items.push(item);
+                }
+                Read::Frames { items, bytes }
+            }
+            Err(err) => Read::Failed(err),
+        };
+        let last = !matches!(read, Read::Frames { .. });
+        if out.send(read).await.is_err() || last {
+            return;
+        }
+        tokio::task::yield_now().await;
     }
 }
 

@@ -32,7 +32,7 @@ use md5::{Digest, Md5};
 use tokio_util::codec::Decoder;
 
 use crate::channels::{ListingOutcome, ServerChannels};
-use crate::codec::AmiCodec;
+use crate::codec::{AmiCodec, Decoded};
 use crate::config::{AuthMethod, Config};
 use crate::error::Error;
 
@@ -253,29 +253,63 @@ impl Core {
                 Ok(Some(item)) => item,
                 Ok(None) | Err(_) => break,
             };
-            match item {
-                Err(err) => {
-                    self.stats.parse_errors += 1;
-                    tracing::warn!(server = %self.channels.name(), error = %err, "skipped a malformed AMI frame");
-                }
-                Ok(Frame::Banner(_)) => {
-                    if self.phase == Phase::AwaitBanner {
-                        self.start_login(now);
-                    }
-                }
-                Ok(Frame::Message(msg)) => {
-                    frames += 1;
-                    if self.phase == Phase::AwaitBanner {
-                        self.start_login(now);
-                    }
-                    self.on_message(msg, now);
-                    if self.phase == Phase::Closed {
-                        self.rbuf.clear();
-                        break;
-                    }
-                }
+            frames += u64::from(self.on_decoded(item, now));
+            if self.phase == Phase::Closed {
+                self.rbuf.clear();
+                break;
             }
         }
+        self.frames_seen(frames, now);
+    }
+
+    /// Frames that the driver decoded itself at `now` (with its own [`AmiCodec`], on another task, so that
+    /// parsing runs beside this core), out of `bytes` received bytes. Same effect as feeding those bytes
+    /// to [`Core::handle_input`].
+    pub fn handle_decoded(
+        &mut self,
+        items: impl IntoIterator<Item = Decoded>,
+        bytes: usize,
+        now: DateTime<Utc>,
+    ) {
+        self.stats.bytes += bytes as u64;
+        if self.phase == Phase::Closed {
+            return;
+        }
+        let mut frames = 0u64;
+        for item in items {
+            frames += u64::from(self.on_decoded(item, now));
+            if self.phase == Phase::Closed {
+                break;
+            }
+        }
+        self.frames_seen(frames, now);
+    }
+
+    /// Handles one decoded item; true when it was a complete message.
+    fn on_decoded(&mut self, item: Decoded, now: DateTime<Utc>) -> bool {
+        match item {
+            Err(err) => {
+                self.stats.parse_errors += 1;
+                tracing::warn!(server = %self.channels.name(), error = %err, "skipped a malformed AMI frame");
+                false
+            }
+            Ok(Frame::Banner(_)) => {
+                if self.phase == Phase::AwaitBanner {
+                    self.start_login(now);
+                }
+                false
+            }
+            Ok(Frame::Message(msg)) => {
+                if self.phase == Phase::AwaitBanner {
+                    self.start_login(now);
+                }
+                self.on_message(msg, now);
+                true
+            }
+        }
+    }
+
+    fn frames_seen(&mut self, frames: u64, now: DateTime<Utc>) {
         if frames > 0 {
             self.stats.frames += frames;
             self.channels.frame_received(now);
@@ -284,7 +318,14 @@ impl Core {
 
     /// The peer closed the connection at `now`.
     pub fn handle_eof(&mut self, now: DateTime<Utc>) {
-        let reason = match (self.phase, self.codec.pending_bytes(&self.rbuf)) {
+        let pending = self.codec.pending_bytes(&self.rbuf);
+        self.handle_eof_after(pending, now);
+    }
+
+    /// The peer closed the connection at `now`, leaving `pending` bytes of an unfinished frame (for drivers
+    /// that decode themselves; see [`Core::handle_decoded`]).
+    pub fn handle_eof_after(&mut self, pending: usize, now: DateTime<Utc>) {
+        let reason = match (self.phase, pending) {
             (Phase::LoggingOff, _) => "logoff".to_string(),
             (_, 0) => "eof".to_string(),
             (_, n) => format!("eof inside a message ({n} bytes pending)"),
