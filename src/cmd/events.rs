@@ -53,8 +53,12 @@ pub async fn run(args: EventsArgs, _global: &GlobalArgs) -> anyhow::Result<ExitC
         Box::new(BufWriter::with_capacity(64 * 1024, io::stdout())),
         &args,
     );
-    if let Some(url) = &args.ami {
-        super::events_live::run(url, &mut sink).await?;
+    if let Some(url) = args.ami.clone() {
+        // A runtime task, not the main thread: woken by the connection task, it runs on the same worker
+        // right after it, without a thread wake-up per batch.
+        tokio::spawn(async move { super::events_live::run(&url, &mut sink).await })
+            .await
+            .context("the live reader task failed")??;
         return Ok(ExitCode::SUCCESS);
     }
     let path = args

@@ -18,12 +18,12 @@ use super::events::{EventSink, Flow};
 const BATCH: usize = 1024;
 /// Subscriber buffer, in events (about 0.5 KiB each): absorbs bursts while the output catches up, and bounds
 /// memory.
-const BUFFER: usize = 16 * 1024;
+const BUFFER: usize = 8 * 1024;
 
 /// Connects to `url`, logs in and prints every message into `sink` until the session ends.
 pub async fn run(url: &str, sink: &mut EventSink) -> anyhow::Result<()> {
     let mut cfg = Config::from_url(url).context("invalid --ami URL")?;
-    cfg.event_buffer = cfg.event_buffer.max(BUFFER);
+    cfg.event_buffer = BUFFER;
     // The map is only needed for the resync; keep no history of ended channels.
     let map = ChannelMap::new(MapOptions {
         max_tombstones: 1024,

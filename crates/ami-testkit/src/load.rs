@@ -6,6 +6,11 @@
 //! listing, which is the truth there: the generator's calls do not overlap and every write ends on a call
 //! boundary) and `Logoff`; other actions get an error. After the last call it closes the connection, or
 //! keeps it open when configured so.
+//!
+//! With [`LoadConfig::pregenerate`] the stream is generated once, before the server starts listening, and
+//! every connection is served from memory: the server then costs only its socket writes, as a real Asterisk
+//! on its own machine would cost the client nothing. Without it, each connection generates as it goes
+//! (no memory held, but the generator competes with the client for CPU on a small machine).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +18,7 @@ use std::sync::Arc;
 
 use ami_proto::synthetic::Synthetic;
 use ami_proto::{Frame, Limits, Message, Parser};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use chrono::Utc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
@@ -38,6 +43,8 @@ pub struct LoadConfig {
     pub seed: u64,
     /// Close each connection after its last call (default), or keep it open.
     pub close_at_end: bool,
+    /// Generate the stream once at start and serve it from memory (off by default).
+    pub pregenerate: bool,
 }
 
 impl LoadConfig {
@@ -48,6 +55,7 @@ impl LoadConfig {
             calls,
             seed: 1,
             close_at_end: true,
+            pregenerate: false,
         }
     }
 }
@@ -87,6 +95,9 @@ impl LoadServer {
         let local_addr = listener.local_addr()?;
         let counters = Arc::new(Counters::default());
         let c = counters.clone();
+        let pregenerated = config
+            .pregenerate
+            .then(|| Arc::new(Pregenerated::new(config.calls, config.seed)));
         let accept = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -96,8 +107,15 @@ impl LoadServer {
                 let _ = stream.set_nodelay(true);
                 c.connections.fetch_add(1, Ordering::Relaxed);
                 let (c, config) = (c.clone(), config.clone());
+                let source = match &pregenerated {
+                    Some(p) => Source::Memory {
+                        stream: p.clone(),
+                        next: 0,
+                    },
+                    None => Source::Generator(Box::new(Synthetic::new(config.calls, config.seed))),
+                };
                 tokio::spawn(async move {
-                    let _ = serve(stream, &config, &c).await;
+                    let _ = serve(stream, source, &config, &c).await;
                 });
             }
         });
@@ -121,6 +139,97 @@ impl LoadServer {
     /// Connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.counters.connections.load(Ordering::Relaxed)
+    }
+}
+
+/// A whole generated stream held in memory.
+struct Pregenerated {
+    /// From the generator's `FullyBooted` on (its banner and Login answer are the server's own).
+    preamble: Bytes,
+    /// The calls, back to back.
+    calls: Bytes,
+    /// End offset of each call in `calls`: writes are cut there, so answers never land inside a message.
+    call_ends: Vec<usize>,
+}
+
+impl Pregenerated {
+    fn new(calls: usize, seed: u64) -> Self {
+        let mut gen = Synthetic::new(calls, seed);
+        let mut pre = Vec::new();
+        gen.next_chunk(&mut pre);
+        let mut body = Vec::new();
+        let mut call_ends = Vec::with_capacity(calls);
+        while gen.next_chunk(&mut body) {
+            call_ends.push(body.len());
+        }
+        Self {
+            preamble: Bytes::from(fully_booted_on(&pre).to_vec()),
+            calls: Bytes::from(body),
+            call_ends,
+        }
+    }
+}
+
+/// The generator's preamble from its `FullyBooted` event on (empty if it has none).
+fn fully_booted_on(pre: &[u8]) -> &[u8] {
+    match pre.windows(19).position(|w| w == b"Event: FullyBooted\r") {
+        Some(at) => &pre[at..],
+        None => &[],
+    }
+}
+
+/// Where a connection's calls come from.
+enum Source {
+    /// Generated as the connection goes.
+    Generator(Box<Synthetic>),
+    /// Cut from a stream generated at start; `next` is the offset of the next unsent byte.
+    Memory {
+        stream: Arc<Pregenerated>,
+        next: usize,
+    },
+}
+
+impl Source {
+    /// The preamble to send after the Login answer.
+    fn preamble(&mut self, out: &mut Vec<u8>) {
+        match self {
+            Source::Generator(gen) => {
+                let mut pre = Vec::new();
+                Synthetic::next_chunk(gen, &mut pre);
+                out.extend_from_slice(fully_booted_on(&pre));
+            }
+            Source::Memory { stream, .. } => out.extend_from_slice(&stream.preamble),
+        }
+    }
+
+    /// The next batch of whole calls, about [`WRITE_BATCH`] bytes: appended to `out` (generator) or returned
+    /// as a slice of the shared stream (memory). `more` is set to false after the last call.
+    fn next_batch(&mut self, out: &mut Vec<u8>, more: &mut bool) -> Option<Bytes> {
+        match self {
+            Source::Generator(gen) => {
+                while out.len() < WRITE_BATCH {
+                    if !Synthetic::next_chunk(gen, out) {
+                        *more = false;
+                        break;
+                    }
+                }
+                None
+            }
+            Source::Memory { stream, next } => {
+                let want = *next + WRITE_BATCH;
+                let ends = &stream.call_ends;
+                let end = match ends.partition_point(|&e| e < want) {
+                    i if i < ends.len() => ends[i],
+                    _ => stream.calls.len(),
+                };
+                let batch = stream.calls.slice(*next..end);
+                *next = end;
+                if end == stream.calls.len() {
+                    *more = false;
+                }
+                Some(batch)
+            }
+        }
     }
 }
 
@@ -170,7 +279,12 @@ fn poll_input(rd: &OwnedReadHalf, rbuf: &mut BytesMut) -> bool {
     }
 }
 
-async fn serve(stream: TcpStream, config: &LoadConfig, counters: &Counters) -> std::io::Result<()> {
+async fn serve(
+    stream: TcpStream,
+    mut source: Source,
+    config: &LoadConfig,
+    counters: &Counters,
+) -> std::io::Result<()> {
     let (mut rd, mut wr) = stream.into_split();
     let mut parser = Parser::without_banner(Limits::default());
     let mut rbuf = BytesMut::with_capacity(4096);
@@ -202,31 +316,23 @@ async fn serve(stream: TcpStream, config: &LoadConfig, counters: &Counters) -> s
             break id;
         }
     };
-    let mut gen = Synthetic::new(config.calls, config.seed);
     let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BATCH + 64 * 1024);
     buf.extend_from_slice(&login_accepted(login_id.as_deref()));
-    // The generator's preamble: skip its banner and its own Login response, keep FullyBooted.
-    let mut pre = Vec::new();
-    gen.next_chunk(&mut pre);
-    if let Some(at) = pre.windows(19).position(|w| w == b"Event: FullyBooted\r") {
-        buf.extend_from_slice(&pre[at..]);
-    }
+    source.preamble(&mut buf);
     let mut more = true;
     while more {
-        while buf.len() < WRITE_BATCH {
-            if !gen.next_chunk(&mut buf) {
-                more = false;
-                break;
-            }
-        }
+        let batch = source.next_batch(&mut buf, &mut more);
         if !poll_input(&rd, &mut rbuf) {
             return Ok(());
         }
         let logoff = answer(&mut parser, &mut rbuf, &mut buf);
         wr.write_all(&buf).await?;
-        counters
-            .bytes
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        let mut sent = buf.len();
+        if let Some(batch) = batch {
+            wr.write_all(&batch).await?;
+            sent += batch.len();
+        }
+        counters.bytes.fetch_add(sent as u64, Ordering::Relaxed);
         buf.clear();
         if logoff {
             let _ = wr.shutdown().await;

@@ -7,27 +7,22 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clock::{Clock, SharedClock};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::channels::ChannelMap;
 use crate::client::{Client, Command, Event, Shared, State, Subscriber};
-use crate::codec::{AmiCodec, Decoded};
+use crate::codec::AmiCodec;
 use crate::config::Config;
 use crate::connector::{BoxedTransport, Connector, TcpConnector};
 use crate::core::{Core, Output, Reply, RequestId};
 use crate::error::Error;
+use crate::reader::{self, Read};
 
 /// Capacity of the client-to-connection request queue.
 const COMMAND_QUEUE: usize = 1024;
-/// Read buffer headroom reserved before each read.
-const READ_CHUNK: usize = 256 * 1024;
-/// Decoded reads queued between the reader task and the connection task. The reader waits when it is
-/// full: that is the core's own pace, never a consumer's (subscribers are fed without waiting).
-const DECODED_QUEUE: usize = 4;
 
 /// A wall clock that advances with tokio's monotonic clock (and so with `tokio::time::pause` in tests).
 ///
@@ -210,14 +205,9 @@ impl Connection {
         let now = self.clock.now();
         let mut core = Core::new(self.cfg.clone(), self.shared.channels.clone(), now);
         let (rd, mut wr) = tokio::io::split(stream);
-        // Reading and framing run on their own task, beside the core (channel map, correlation, fan-out):
-        // on a busy PBX the two halves then use two cores.
-        let (decoded_tx, mut decoded) = mpsc::channel(DECODED_QUEUE);
-        let _reader = AbortOnDrop(tokio::spawn(read_frames(
-            rd,
-            AmiCodec::new(self.cfg.limits),
-            decoded_tx,
-        )));
+        // Reading and framing run beside the core (channel map, correlation, fan-out): see `reader`.
+        let (decoded_tx, mut decoded) = mpsc::channel(reader::QUEUE);
+        let _reader = reader::spawn(rd, AmiCodec::new(self.cfg.limits), decoded_tx);
         let mut wbuf = bytes::BytesMut::new();
         let mut replies: HashMap<RequestId, oneshot::Sender<Result<Reply, Error>>> = HashMap::new();
         let mut logged_in = false;
@@ -274,9 +264,16 @@ impl Connection {
                     }
                 }
             }
+            let delivered = fanout.has_events();
             if fanout.flush(&self.shared) {
                 core.request_resync(self.clock.now());
                 continue;
+            }
+            if delivered {
+                // Let the subscribers run: woken from this task, they are scheduled next on this worker,
+                // but only once it yields. Without this a busy stream would run this task through many
+                // reads (its whole cooperative budget) while their queues fill.
+                tokio::task::yield_now().await;
             }
             if let Some(bytes) = core.poll_transmit() {
                 wbuf.extend_from_slice(&bytes);
@@ -324,58 +321,6 @@ impl Connection {
     }
 }
 
-/// What the reader task hands to the connection task.
-enum Read {
-    /// One read's complete frames (and skipped bad ones), out of `bytes` received bytes.
-    Frames { items: Vec<Decoded>, bytes: usize },
-    /// The peer closed the connection with `pending` bytes of an unfinished frame unread.
-    Eof { pending: usize },
-    /// Reading failed.
-    Failed(std::io::Error),
-}
-
-/// Aborts the task when dropped (the reader ends with its session).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Reads the socket and splits it into frames until EOF or an error, handing each read's frames to the
-/// connection task. Stops when the connection task is gone.
-async fn read_frames<R: tokio::io::AsyncRead + Unpin>(
-    mut rd: R,
-    mut codec: AmiCodec,
-    out: mpsc::Sender<Read>,
-) {
-    let mut buf = bytes::BytesMut::with_capacity(READ_CHUNK);
-    loop {
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        let read = match rd.read_buf(&mut buf).await {
-            Ok(0) => Read::Eof {
-                pending: codec.pending_bytes(&buf),
-            },
-            Ok(bytes) => {
-                let mut items = Vec::with_capacity(bytes / 256 + 1);
-                while let Ok(Some(item)) = codec.decode(&mut buf) {
-                    items.push(item);
-                }
-                Read::Frames { items, bytes }
-            }
-            Err(err) => Read::Failed(err),
-        };
-        let last = !matches!(read, Read::Frames { .. });
-        if out.send(read).await.is_err() || last {
-            return;
-        }
-        tokio::task::yield_now().await;
-    }
-}
-
 async fn write_all<W: tokio::io::AsyncWrite + Unpin>(
     wr: &mut W,
     buf: &mut bytes::BytesMut,
@@ -415,6 +360,10 @@ struct Fanout {
 }
 
 impl Fanout {
+    fn has_events(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
     fn push(&mut self, e: Event) {
         self.queue.push(e);
     }

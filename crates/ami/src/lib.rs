@@ -43,6 +43,7 @@ pub mod connection;
 pub mod connector;
 pub mod core;
 pub mod error;
+mod reader;
 pub mod tls;
 pub mod url;
 
