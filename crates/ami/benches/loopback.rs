@@ -2,10 +2,15 @@
 //!
 //! A [`ami_testkit::LoadServer`] streams a generated `read = all` session (about 490 bytes per event) as
 //! fast as the socket takes it; the client logs in, lists the channels, applies every event to the channel
-//! map and hands it to one subscriber that classifies and counts it. Reports events/s, losses (lag) and the
-//! process's peak RSS (server included).
+//! map and hands it to one subscriber that classifies and counts it. Reports events/s, losses (lag), CPU
+//! and this process's peak RSS.
 //!
-//! Run: `cargo bench -p ami --bench loopback` (optionally `-- CALLS`, default 10 753 calls = 1 000 030 events).
+//! The server runs in a child process (this binary again, with `--serve`) that generates the stream before
+//! listening, so that neither its memory nor its generator's CPU is counted as the client's; `--live-server`
+//! instead runs it in this process, generating as it goes (then RSS and CPU include the server).
+//!
+//! Run: `cargo bench -p ami --bench loopback` (optionally `-- CALLS`, default 10 753 calls = 1 000 030 events;
+//! `--tombstones N` keeps N ended channels in the map, default 1 024).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,58 +38,120 @@ fn cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// Server mode: pregenerate, listen, print the address, serve until stdin closes (the parent is gone).
+fn serve(calls: usize) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let mut cfg = LoadConfig::new(calls);
+        cfg.pregenerate = true;
+        let server = LoadServer::start(cfg).await.unwrap();
+        println!("{}", server.local_addr());
+        let mut stdin = tokio::io::stdin();
+        let mut sink = [0u8; 64];
+        while tokio::io::AsyncReadExt::read(&mut stdin, &mut sink)
+            .await
+            .is_ok_and(|n| n > 0)
+        {}
+        // The bytes it sent, for the parent's report.
+        println!("{}", server.bytes_sent());
+    });
+}
+
+/// The server the client connects to: a child process, or one in this process.
+enum Server {
+    Child(
+        std::process::Child,
+        std::io::BufReader<std::process::ChildStdout>,
+    ),
+    InProcess(LoadServer),
+}
+
+impl Server {
+    async fn start(calls: usize, in_process: bool) -> (Self, std::net::SocketAddr) {
+        use std::io::BufRead;
+        if in_process {
+            let server = LoadServer::start(LoadConfig::new(calls)).await.unwrap();
+            let addr = server.local_addr();
+            return (Server::InProcess(server), addr);
+        }
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--serve", &calls.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let addr = line.trim().parse().unwrap();
+        (Server::Child(child, out), addr)
+    }
+
+    fn finish(self) -> u64 {
+        use std::io::BufRead;
+        match self {
+            Server::InProcess(server) => server.bytes_sent(),
+            Server::Child(mut child, mut out) => {
+                drop(child.stdin.take());
+                let mut line = String::new();
+                out.read_line(&mut line).unwrap();
+                let _ = child.wait();
+                line.trim().parse().unwrap_or(0)
+            }
+        }
+    }
+}
+
 fn main() {
-    let calls: usize = std::env::args()
-        .skip(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let calls: usize = args
+        .iter()
+        .take_while(|a| *a != "--tombstones")
         .find_map(|a| a.parse().ok())
         .unwrap_or(10_753);
+    if args.iter().any(|a| a == "--serve") {
+        return serve(calls);
+    }
+    let in_process = args.iter().any(|a| a == "--live-server");
+    // Ended channels the map keeps as history (the daemon's default is 20 000, about 19 MB here); the
+    // streaming path itself needs none, so the default here is that of `callwatch events --ami`.
+    let tombstones: usize = args
+        .iter()
+        .position(|a| a == "--tombstones")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(1024);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async move {
-        let server = LoadServer::start(LoadConfig::new(calls)).await.unwrap();
-        let addr = server.local_addr();
+        let (server, addr) = Server::start(calls, in_process).await;
         let mut cfg = Config::new(addr.ip().to_string(), "watchdog", Secret::new("lab-secret"));
         cfg.port = addr.port();
         cfg.server = "load".into();
         let map = ChannelMap::new(MapOptions {
             gone_queue: 0,
+            max_tombstones: tombstones,
             ..MapOptions::default()
         });
         let (client, connection) = ami::connect(cfg, map.clone(), Arc::new(TokioClock::new()));
-        let mut events = client.subscribe();
+        let events = client.subscribe();
         let task = tokio::spawn(connection.run());
-        let mut counts: HashMap<String, u64> = HashMap::new();
-        let (mut total, mut responses, mut lagged) = (0u64, 0u64, 0u64);
-        let mut started = None;
-        let mut batch = Vec::with_capacity(1024);
-        'run: while events.recv_many(&mut batch, 1024).await > 0 {
-            for e in batch.drain(..) {
-                match e {
-                    Event::Connected { .. } => {
-                        started = Some((Instant::now(), cpu_seconds().unwrap_or(0.0)))
-                    }
-                    Event::Message(m) => match m.event() {
-                        Some(name) => {
-                            total += 1;
-                            match counts.get_mut(name) {
-                                Some(c) => *c += 1,
-                                None => {
-                                    counts.insert(name.to_string(), 1);
-                                }
-                            }
-                        }
-                        None => responses += 1,
-                    },
-                    Event::Lagged(n) => lagged += n,
-                    Event::Disconnected { .. } => break 'run,
-                    _ => {}
-                }
-            }
-        }
-        let (t0, cpu0) = started.unwrap();
+        // The consumer is a runtime task, as in `callwatch events --ami`: woken by the connection task, it
+        // runs next on the same worker.
+        let tally = tokio::spawn(consume(events)).await.unwrap();
+        let Tally {
+            counts,
+            total,
+            responses,
+            lagged,
+            started,
+        } = tally;
+        let (t0, cpu0) = started.expect("never logged in");
         let elapsed = t0.elapsed().as_secs_f64();
         let cpu = cpu_seconds().unwrap_or(0.0) - cpu0;
         let expected = Totals::expected(calls as u64);
@@ -98,31 +165,83 @@ fn main() {
             "lagged: {lagged}, client lag counter: {}",
             client.stats().lagged
         );
-        println!("bytes sent by the server: {}", server.bytes_sent());
+        drop(client);
+        let _ = task.await;
+        let sent = server.finish();
+        println!("bytes sent by the server: {sent}");
         println!("elapsed: {elapsed:.3} s");
         println!(
             "throughput: {:.0} events/s ({:.1} MiB/s)",
             total as f64 / elapsed,
-            server.bytes_sent() as f64 / elapsed / 1048576.0
+            sent as f64 / elapsed / 1048576.0
         );
         println!(
-            "map: live {} ended {} (retained)",
+            "map: live {} ended {} (retained, cap {tombstones})",
             snap.live.len(),
             snap.ended.len()
         );
+        let whose = if in_process {
+            "client, map, consumer and in-process server"
+        } else {
+            "client, map and consumer; the server is another process"
+        };
         println!(
-            "CPU: {cpu:.2} s user+system (client, map, consumer and server together) = {:.0} events per CPU-second",
+            "CPU: {cpu:.2} s user+system ({whose}) = {:.0} events per CPU-second",
             total as f64 / cpu
         );
         println!(
-            "peak RSS (process, server included): {} KiB",
+            "peak RSS of this process ({whose}): {} KiB",
             peak_rss_kib().unwrap_or(0)
         );
         println!("distinct event names: {}", counts.len());
         assert_eq!(total, expected.events, "events lost");
         assert_eq!(lagged, 0);
-        drop(events);
-        drop(client);
-        let _ = task.await;
     });
+}
+
+/// What the consumer saw.
+struct Tally {
+    counts: HashMap<String, u64>,
+    total: u64,
+    responses: u64,
+    lagged: u64,
+    /// Wall time and CPU time at login.
+    started: Option<(Instant, f64)>,
+}
+
+/// Classifies and counts every event until the session ends.
+async fn consume(mut events: ami::Subscription) -> Tally {
+    let mut t = Tally {
+        counts: HashMap::new(),
+        total: 0,
+        responses: 0,
+        lagged: 0,
+        started: None,
+    };
+    let mut batch = Vec::with_capacity(1024);
+    while events.recv_many(&mut batch, 1024).await > 0 {
+        for e in batch.drain(..) {
+            match e {
+                Event::Connected { .. } => {
+                    t.started = Some((Instant::now(), cpu_seconds().unwrap_or(0.0)))
+                }
+                Event::Message(m) => match m.event() {
+                    Some(name) => {
+                        t.total += 1;
+                        match t.counts.get_mut(name) {
+                            Some(c) => *c += 1,
+                            None => {
+                                t.counts.insert(name.to_string(), 1);
+                            }
+                        }
+                    }
+                    None => t.responses += 1,
+                },
+                Event::Lagged(n) => t.lagged += n,
+                Event::Disconnected { .. } => return t,
+                _ => {}
+            }
+        }
+    }
+    t
 }

@@ -528,3 +528,91 @@ async fn dropping_every_client_logs_off_and_stops() {
         .await;
     task.await.unwrap().unwrap();
 }
+
+/// Threads named `ami-reader` in this process. Only this test runs a multi-thread runtime in this binary,
+/// so the count is this test's own.
+fn reader_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .filter_map(Result::ok)
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.trim_end() == "ami-reader")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Waits (real time, bounded) until `reader_threads()` is `n`.
+async fn expect_reader_threads(n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while reader_threads() != n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} ami-reader threads, expected {n}",
+            reader_threads()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_multi_thread_runtime_each_session_reads_on_its_own_thread_which_ends_with_it() {
+    let mut cfg = config();
+    cfg.ping_interval = Duration::from_millis(300);
+    cfg.ping_timeout = Duration::from_millis(300);
+    let (mut h, conn) = Harness::start(cfg);
+    let task = tokio::spawn(conn.run());
+    let mut events = h.client.subscribe();
+    let mut peer = h.accept();
+    peer.login_and_list(&["1.1"]).await;
+    h.wait_for(|s| *s == State::Synced).await;
+    expect_reader_threads(1).await;
+    // Events flow through the reader thread, in order.
+    for i in 0..1000 {
+        peer.send_msg(&[
+            ("Event", "VarSet"),
+            ("Uniqueid", "1.1"),
+            ("Linkedid", "1.1"),
+            ("Value", &i.to_string()),
+        ])
+        .await;
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 1000 {
+        if let Some(Event::Message(m)) = events.recv().await {
+            if m.event() == Some("VarSet") {
+                seen.push(m.get_str("Value").unwrap().parse::<u32>().unwrap());
+            }
+        }
+    }
+    assert!(seen.iter().copied().eq(0..1000), "order kept");
+    // The server goes silent: the keepalive ends the session, and its reader thread (blocked in a read
+    // that will never complete) ends with it.
+    let silent = tokio::spawn(async move { while peer.action().await.is_some() {} });
+    let State::Disconnected { reason, .. } = h.wait_for(is_disconnected).await else {
+        unreachable!()
+    };
+    assert!(reason.contains("keepalive"), "{reason}");
+    expect_reader_threads(0).await;
+    // Forced reconnects: one reader per live session, never more.
+    for _ in 0..3 {
+        let mut next = h.accept();
+        next.login_and_list(&["1.1"]).await;
+        h.wait_for(|s| *s == State::Synced).await;
+        expect_reader_threads(1).await;
+        h.client.force_reconnect();
+        // Disconnected, or already connecting again.
+        h.wait_for(|s| *s != State::Synced).await;
+        expect_reader_threads(0).await;
+        drop(next);
+    }
+    drop(events);
+    drop(h);
+    task.await.unwrap().unwrap();
+    silent.abort();
+    expect_reader_threads(0).await;
+}
