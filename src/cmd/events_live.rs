@@ -49,9 +49,14 @@ pub async fn run(url: &str, sink: &mut EventSink) -> anyhow::Result<()> {
                         break 'session;
                     }
                 }
-                Event::Connected { epoch } => {
+                Event::Connected { epoch, banner } => {
                     logged_in = true;
                     tracing::info!(epoch, "logged in");
+                    if let Some(banner) = banner {
+                        if sink.frame(&Ok(Frame::Banner(banner)))? == Flow::Stop {
+                            break 'session;
+                        }
+                    }
                 }
                 Event::Lagged(n) => {
                     lagged += n;

@@ -14,10 +14,13 @@ async fn run(args: Vec<String>) -> std::process::Output {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_summary_counts_every_generated_event() {
+/// `events --ami --summary --json` against a load server generating as it goes, or serving a stream it
+/// generated before listening.
+async fn live_summary(pregenerate: bool) {
     let calls = 200;
-    let server = LoadServer::start(LoadConfig::new(calls)).await.unwrap();
+    let mut cfg = LoadConfig::new(calls);
+    cfg.pregenerate = pregenerate;
+    let server = LoadServer::start(cfg).await.unwrap();
     let url = format!(
         "ami://watchdog:lab-secret@{}?server=load",
         server.local_addr()
@@ -36,7 +39,22 @@ async fn live_summary_counts_every_generated_event() {
     let expected = Totals::expected(calls as u64);
     assert_eq!(summary["events"], expected.events, "{summary}");
     assert_eq!(summary["event_counts"]["Hangup"], 4 * calls as u64);
+    assert_eq!(
+        summary["banner"], "Asterisk Call Manager/11.0.0",
+        "{summary}"
+    );
     assert!(!stderr.contains("lab-secret"), "{stderr}");
+    assert!(!stderr.contains("dropped"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_summary_counts_every_generated_event() {
+    live_summary(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_summary_counts_every_pregenerated_event() {
+    live_summary(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

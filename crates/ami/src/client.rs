@@ -40,6 +40,8 @@ pub enum Event {
     Connected {
         /// The new epoch.
         epoch: u64,
+        /// The server's greeting line (`Asterisk Call Manager/X.Y.Z`), when it sent one.
+        banner: Option<bytes::Bytes>,
     },
     /// An AMI event (already applied to the channel map).
     Message(Message),

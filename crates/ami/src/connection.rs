@@ -224,11 +224,11 @@ impl Connection {
                             let _ = tx.send(result);
                         }
                     }
-                    Output::LoggedIn { epoch } => {
+                    Output::LoggedIn { epoch, banner } => {
                         logged_in = true;
                         self.shared.logins.fetch_add(1, Ordering::Relaxed);
                         self.set_state(State::LoggedIn);
-                        fanout.push(Event::Connected { epoch });
+                        fanout.push(Event::Connected { epoch, banner });
                     }
                     Output::Syncing => self.set_state(State::Syncing),
                     Output::ResyncRefused { .. } => self.set_state(State::LoggedIn),

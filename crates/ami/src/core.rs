@@ -78,6 +78,8 @@ pub enum Output {
     LoggedIn {
         /// The new epoch.
         epoch: u64,
+        /// The server's greeting line (`Asterisk Call Manager/X.Y.Z`), when it sent one.
+        banner: Option<Bytes>,
     },
     /// A `CoreShowChannels` listing started.
     Syncing,
@@ -181,6 +183,7 @@ pub struct Core {
     ping_in_flight: bool,
     resync_in_flight: bool,
     booted_checked: bool,
+    banner: Option<Bytes>,
     stats: CoreStats,
 }
 
@@ -205,6 +208,7 @@ impl Core {
             ping_in_flight: false,
             resync_in_flight: false,
             booted_checked: false,
+            banner: None,
             stats: CoreStats::default(),
         }
     }
@@ -293,8 +297,9 @@ impl Core {
                 tracing::warn!(server = %self.channels.name(), error = %err, "skipped a malformed AMI frame");
                 false
             }
-            Ok(Frame::Banner(_)) => {
+            Ok(Frame::Banner(banner)) => {
                 if self.phase == Phase::AwaitBanner {
+                    self.banner = Some(banner);
                     self.start_login(now);
                 }
                 false
@@ -647,7 +652,10 @@ impl Core {
         self.login_deadline = None;
         let epoch = self.channels.begin_session(now);
         tracing::info!(server = %self.channels.name(), user = %self.cfg.username, epoch, "AMI logged in");
-        self.outputs.push_back(Output::LoggedIn { epoch });
+        self.outputs.push_back(Output::LoggedIn {
+            epoch,
+            banner: self.banner.clone(),
+        });
         self.next_ping = Some(after(now, self.cfg.ping_interval));
         for (id, action, kind, deadline) in std::mem::take(&mut self.queued) {
             self.send(action, Origin::User(id), kind, deadline);
