@@ -130,6 +130,9 @@ fn main() {
         .unwrap();
     runtime.block_on(async move {
         let (server, addr) = Server::start(calls, in_process).await;
+        // The limit first: a bare reader that logs in, reads the same stream with the same read size and
+        // splits it with memchr, on its own connection to the same server.
+        let (split_frames, split_secs) = memchr_split_over_tcp(addr).await;
         let mut cfg = Config::new(addr.ip().to_string(), "watchdog", Secret::new("lab-secret"));
         cfg.port = addr.port();
         cfg.server = "load".into();
@@ -167,8 +170,9 @@ fn main() {
         );
         drop(client);
         let _ = task.await;
-        let sent = server.finish();
-        println!("bytes sent by the server: {sent}");
+        // Two connections got the whole stream: the bare reader's and the client's.
+        let sent = server.finish() / 2;
+        println!("bytes of the stream: {sent}");
         println!("elapsed: {elapsed:.3} s");
         println!(
             "throughput: {:.0} events/s ({:.1} MiB/s)",
@@ -194,9 +198,50 @@ fn main() {
             peak_rss_kib().unwrap_or(0)
         );
         println!("distinct event names: {}", counts.len());
+        let frames = total + responses;
+        println!(
+            "bare TCP read + memchr split of the same stream: {split_frames} frames in {split_secs:.3} s = {:.0} frames/s; \
+             client {:.0} frames/s: ratio {:.2}",
+            split_frames as f64 / split_secs,
+            frames as f64 / elapsed,
+            (split_frames as f64 / split_secs) / (frames as f64 / elapsed)
+        );
         assert_eq!(total, expected.events, "events lost");
         assert_eq!(lagged, 0);
     });
+}
+
+/// Logs in on a raw socket, reads until EOF in reads of the client's size and counts frames by splitting
+/// lines with memchr (a blank line ends a frame): what any client must at least do. Returns (frames after
+/// the login answer, seconds from the first byte of the stream to EOF).
+async fn memchr_split_over_tcp(addr: std::net::SocketAddr) -> (u64, f64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"Action: Login\r\nActionID: 1\r\nUsername: bench\r\nSecret: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 256 * 1024];
+    // `carry`: bytes of the current line that came in earlier reads.
+    let (mut frames, mut carry) = (0u64, 0usize);
+    let mut started = None;
+    loop {
+        let n = s.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        started.get_or_insert_with(Instant::now);
+        let mut line_start = 0;
+        for nl in memchr::memchr_iter(b'\n', &buf[..n]) {
+            if carry + nl - line_start <= 1 {
+                frames += 1;
+            }
+            line_start = nl + 1;
+            carry = 0;
+        }
+        carry += n - line_start;
+    }
+    let secs = started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    (frames, secs)
 }
 
 /// What the consumer saw.
