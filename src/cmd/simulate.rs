@@ -53,6 +53,10 @@ pub struct SimulateArgs {
     /// Leave out recorded responses to actions the client never sends, instead of waiting for them.
     #[arg(long)]
     pub skip_unsent: bool,
+    /// Wait at most this long (e.g. `300ms`, `2s`) for a recorded action the client has not sent, then go on
+    /// without its response. Without it the stream waits until the client sends it (or a later action).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, conflicts_with = "skip_unsent")]
+    pub unsent_grace: Option<std::time::Duration>,
     /// Play one `.json` flow through the scripted PBX, answering listings from its channel table.
     #[arg(long)]
     pub scripted: bool,
@@ -166,6 +170,9 @@ pub async fn run(args: SimulateArgs, _global: &GlobalArgs) -> anyhow::Result<Exi
     };
     if args.skip_unsent {
         config = config.policy(UnsentPolicy::Skip);
+    }
+    if let Some(grace) = args.unsent_grace {
+        config = config.unsent_grace(grace);
     }
     let server = FakeAmi::start(config)
         .await

@@ -237,3 +237,63 @@ async fn a_missing_session_is_an_error_naming_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/nothing.subject-1"), "{err}");
 }
+
+#[tokio::test]
+async fn unsent_grace_goes_on_without_actions_the_client_never_sends() {
+    let prefix = fixture("ami/disconnect-gap.subject-2");
+    let (mut child, mut lines, addr) = simulate(&[
+        "--max-speed",
+        "--unsent-grace",
+        "100ms",
+        prefix.to_str().unwrap(),
+    ])
+    .await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // A client that logs in and lists, but never sends the recording's `Status` nor its `Logoff`.
+    send(
+        &mut s,
+        "Login",
+        Some("L"),
+        &[("Username", "watchdog"), ("Secret", "lab-secret")],
+    )
+    .await;
+    send(&mut s, "CoreShowChannels", Some("C"), &[]).await;
+    // Without the grace the stream would wait for `Status` forever.
+    let got = tokio::time::timeout(Duration::from_secs(60), read_to_end(&mut s))
+        .await
+        .expect("the stream waited for an action the client never sent");
+    let got = messages(&got);
+
+    let recorded = std::fs::read(prefix.with_extension("subject-2.ami")).unwrap();
+    let expected: Vec<Message> = messages(&recorded)
+        .into_iter()
+        .filter(|m| {
+            !matches!(
+                m.action_id(),
+                Some("subject-2-status-3") | Some("subject-2-logoff-4")
+            )
+        })
+        .collect();
+    assert!(expected.len() > 100, "{}", expected.len());
+    assert_eq!(got.len(), expected.len(), "every other recorded message");
+    for (g, e) in got.iter().zip(&expected) {
+        assert_eq!(g.event(), e.event());
+        assert_eq!(g.response(), e.response());
+        assert_eq!(g.get("Uniqueid"), e.get("Uniqueid"));
+        match e.action_id() {
+            Some("subject-2-login-1") => assert_eq!(g.action_id(), Some("L")),
+            Some("subject-2-coreshowchannels-2") => assert_eq!(g.action_id(), Some("C")),
+            other => assert_eq!(g.action_id(), other),
+        }
+    }
+    assert!(child.wait().await.unwrap().success());
+    let out = rest(&mut lines).await;
+    assert!(out.contains("(the recording ends here)"), "{out}");
+}
+
+#[tokio::test]
+async fn unsent_grace_and_skip_unsent_are_exclusive() {
+    let out = crate::common::callwatch(&["simulate", "--unsent-grace", "1s", "--skip-unsent", "x"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+}
