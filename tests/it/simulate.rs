@@ -56,6 +56,20 @@ async fn send(stream: &mut TcpStream, name: &str, id: Option<&str>, headers: &[(
     stream.write_all(&a.to_bytes()).await.unwrap();
 }
 
+/// Connects, logs in (ActionID `L`) and asks for the channels (ActionID `C`).
+async fn login_and_list(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    send(
+        &mut s,
+        "Login",
+        Some("L"),
+        &[("Username", "watchdog"), ("Secret", "lab-secret")],
+    )
+    .await;
+    send(&mut s, "CoreShowChannels", Some("C"), &[]).await;
+    s
+}
+
 async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
     stream.read_to_end(&mut out).await.unwrap();
@@ -86,15 +100,7 @@ async fn rest(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
 async fn serves_a_recording_with_the_clients_action_ids_then_exits() {
     let prefix = fixture("ami/disconnect-gap.subject-2");
     let (mut child, mut lines, addr) = simulate(&["--max-speed", prefix.to_str().unwrap()]).await;
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    send(
-        &mut s,
-        "Login",
-        Some("L"),
-        &[("Username", "watchdog"), ("Secret", "lab-secret")],
-    )
-    .await;
-    send(&mut s, "CoreShowChannels", Some("C"), &[]).await;
+    let mut s = login_and_list(addr).await;
     send(&mut s, "Status", Some("S"), &[]).await;
     send(&mut s, "Logoff", Some("O"), &[]).await;
     let got = read_to_end(&mut s).await;
@@ -248,16 +254,8 @@ async fn unsent_grace_goes_on_without_actions_the_client_never_sends() {
         prefix.to_str().unwrap(),
     ])
     .await;
-    let mut s = TcpStream::connect(addr).await.unwrap();
     // A client that logs in and lists, but never sends the recording's `Status` nor its `Logoff`.
-    send(
-        &mut s,
-        "Login",
-        Some("L"),
-        &[("Username", "watchdog"), ("Secret", "lab-secret")],
-    )
-    .await;
-    send(&mut s, "CoreShowChannels", Some("C"), &[]).await;
+    let mut s = login_and_list(addr).await;
     // Without the grace the stream would wait for `Status` forever.
     let got = tokio::time::timeout(Duration::from_secs(60), read_to_end(&mut s))
         .await
