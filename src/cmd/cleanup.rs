@@ -33,8 +33,8 @@ use crate::oneshot::groups::{self, Group, Watched};
 use crate::oneshot::listing::{Listings, Outcome};
 use crate::oneshot::plan::{self, Plan};
 use crate::oneshot::prompt::{self, Consent};
-use crate::oneshot::render;
-use crate::pipeline::ServerMemory;
+use crate::oneshot::render::{self, RowList};
+use crate::pipeline::{ClosedRow, ServerMemory};
 use crate::settings::{self, ServerConfig, Settings};
 
 /// Default wait for each AMI server's channel listing.
@@ -84,25 +84,61 @@ struct Report {
 }
 
 impl Report {
-    fn json(&self) -> Value {
-        let (to_close, long_but_live, held, kept) = render::plan_json(&self.plan, self.checked_at);
-        json!({
-            "outcome": self.outcome,
-            "dry_run": self.dry_run,
-            "timeout_minutes": self.timeout.as_secs() / 60,
-            "checked_at": self.checked_at,
-            "servers": self.servers,
-            "to_close": to_close,
-            "long_but_live": long_but_live,
-            "held": held,
-            "kept": kept,
-            "closed": self.applied.closed,
-            "skipped": self.applied.skipped,
-            "run_id": self.run_id,
-            "error": self.applied.error,
-            "message": self.message,
-        })
+    /// The `--json` object. Its fields are written in alphabetical order, as a `serde_json` map would
+    /// write them, and the row lists are serialized as they are written.
+    fn json(&self) -> ReportJson<'_> {
+        let rows = |list| render::RowsJson::new(&self.plan, self.checked_at, list);
+        ReportJson {
+            checked_at: self.checked_at,
+            closed: SortedKeys(&self.applied.closed),
+            dry_run: self.dry_run,
+            error: &self.applied.error,
+            held: rows(RowList::Held),
+            kept: rows(RowList::Kept),
+            long_but_live: rows(RowList::LongButLive),
+            message: &self.message,
+            outcome: self.outcome,
+            run_id: &self.run_id,
+            servers: &self.servers,
+            skipped: &self.applied.skipped,
+            timeout_minutes: self.timeout.as_secs() / 60,
+            to_close: rows(RowList::ToClose),
+        }
     }
+}
+
+/// A list written with each element's keys in alphabetical order (as through a `serde_json::Value`), one
+/// element at a time.
+struct SortedKeys<'a, T>(&'a [T]);
+
+impl<T: serde::Serialize> serde::Serialize for SortedKeys<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeSeq as _};
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for item in self.0 {
+            seq.serialize_element(&serde_json::to_value(item).map_err(S::Error::custom)?)?;
+        }
+        seq.end()
+    }
+}
+
+/// `cleanup --json`'s object.
+#[derive(serde::Serialize)]
+struct ReportJson<'a> {
+    checked_at: DateTime<Utc>,
+    closed: SortedKeys<'a, ClosedRow>,
+    dry_run: bool,
+    error: &'a Option<String>,
+    held: render::RowsJson<'a>,
+    kept: render::RowsJson<'a>,
+    long_but_live: render::RowsJson<'a>,
+    message: &'a Option<String>,
+    outcome: &'static str,
+    run_id: &'a Option<String>,
+    servers: &'a [Value],
+    skipped: &'a [store::CallId],
+    timeout_minutes: u64,
+    to_close: render::RowsJson<'a>,
 }
 
 /// Runs `callwatch cleanup`.

@@ -66,22 +66,55 @@ pub fn row_json(p: &Planned, now: DateTime<Utc>) -> Value {
     v
 }
 
-/// The plan's rows as JSON lists: `(to_close, long_but_live, held, kept)`.
-pub fn plan_json(
-    plan: &Plan,
-    now: DateTime<Utc>,
-) -> (Vec<Value>, Vec<Value>, Vec<Value>, Vec<Value>) {
-    let mut lists = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for p in &plan.rows {
-        let v = row_json(p, now);
-        match p.action {
-            Action::Close(_) => lists.0.push(v),
-            Action::LongButLive { .. } => lists.1.push(v),
-            Action::Held { .. } => lists.2.push(v),
-            _ => lists.3.push(v),
+/// Which of the plan's `--json` lists a row belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowList {
+    /// `to_close`
+    ToClose,
+    /// `long_but_live`
+    LongButLive,
+    /// `held`
+    Held,
+    /// `kept`
+    Kept,
+}
+
+impl RowList {
+    fn of(action: &Action) -> Self {
+        match action {
+            Action::Close(_) => RowList::ToClose,
+            Action::LongButLive { .. } => RowList::LongButLive,
+            Action::Held { .. } => RowList::Held,
+            _ => RowList::Kept,
         }
     }
-    lists
+}
+
+/// One of the plan's `--json` lists, serialized row by row as it is written: a report of many thousand
+/// rows never exists as one JSON tree in memory.
+pub struct RowsJson<'a> {
+    plan: &'a Plan,
+    now: DateTime<Utc>,
+    list: RowList,
+}
+
+impl<'a> RowsJson<'a> {
+    /// The rows of `plan` that belong to `list`, aged at `now`.
+    pub fn new(plan: &'a Plan, now: DateTime<Utc>, list: RowList) -> Self {
+        Self { plan, now, list }
+    }
+}
+
+impl serde::Serialize for RowsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            self.plan
+                .rows
+                .iter()
+                .filter(|p| RowList::of(&p.action) == self.list)
+                .map(|p| row_json(p, self.now)),
+        )
+    }
 }
 
 fn head(p: &Planned, now: DateTime<Utc>) -> String {
