@@ -103,7 +103,10 @@ impl Store {
             key,
             conn: tokio::sync::Mutex::new(None),
             session: std::sync::Mutex::new(0),
-            holder: token("h"),
+            holder: match process_tag() {
+                Some(tag) => format!("{}@{tag}", token("h")),
+                None => token("h"),
+            },
             released: AtomicBool::new(false),
         });
         if !self.try_take(&inner).await? {
@@ -182,15 +185,20 @@ impl Store {
                     b.text(Some(lease_text(now))),
                 );
                 b.push(&format!(
-                    "SELECT COUNT(*) FROM callwatch_locks WHERE name = {pn} AND holder <> {ph} AND expires_at > {pnow}"
+                    "SELECT holder FROM callwatch_locks WHERE name = {pn} AND holder <> {ph} AND expires_at > {pnow}"
                 ));
                 let (sql, args) = b.build();
-                let others: i64 = sqlx::query_scalar_with(&sql, args)
-                    .fetch_one(&mut *tx)
+                let other: Option<String> = sqlx::query_scalar_with(&sql, args)
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(|e| Error::sqlx(ctx, e))?;
-                if others > 0 {
-                    return Ok(false);
+                if let Some(other) = other {
+                    if !holder_is_dead(&other) {
+                        return Ok(false);
+                    }
+                    // A process on this host that died holding the lease (a crashed cleanup): its lease would
+                    // block everyone until it expires; the process is gone, so take it now.
+                    tracing::warn!(lock = %lock.name, holder = %other, "taking over the lease of a process that is gone");
                 }
                 let mut b = SqlBuilder::new(Dialect::Sqlite);
                 let (pn, ph, pexp) = (
@@ -279,6 +287,49 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// `HOST:PID:START` of this process (START: its start time in clock ticks since boot, which tells a reused
+/// PID apart), appended to SQLite lease holders so that another process on the same host can tell when the
+/// holder is gone. `None` where the process table cannot be read (then leases only expire).
+fn process_tag() -> Option<String> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let pid = std::process::id();
+    Some(format!("{}:{pid}:{}", host.trim(), start_time(pid)?))
+}
+
+/// Start time of process `pid` (field 22 of `/proc/PID/stat`), `None` if there is no such process.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces: count from the last `)`.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// True only when `holder` carries a process tag of this host and that process no longer exists (or its
+/// PID now belongs to a process started later). Anything else, untagged holders included, counts as alive.
+fn holder_is_dead(holder: &str) -> bool {
+    let Some((_, tag)) = holder.rsplit_once('@') else {
+        return false;
+    };
+    let mut parts = tag.rsplitn(3, ':');
+    let (Some(start), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let (Ok(start), Ok(pid)) = (start.parse::<u64>(), pid.parse::<u32>()) else {
+        return false;
+    };
+    let Ok(our_host) = std::fs::read_to_string("/proc/sys/kernel/hostname") else {
+        return false;
+    };
+    if host != our_host.trim() {
+        return false;
+    }
+    start_time(pid) != Some(start)
 }
 
 fn lease_text(t: chrono::DateTime<Utc>) -> String {

@@ -100,3 +100,61 @@ async fn a_lost_lock_stops_writes_until_reacquired() {
         assert_eq!(out.closed.len(), 1);
     }
 }
+
+/// `HOST:PID:START` as the store tags SQLite lease holders (Linux `/proc`).
+#[cfg(target_os = "linux")]
+fn process_tag(pid: u32) -> Option<String> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let start = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .to_string();
+    Some(format!("{}:{pid}:{start}", host.trim()))
+}
+
+#[cfg(target_os = "linux")]
+async fn write_lease(s: &store::Store, holder: &str) {
+    let until = (chrono::Utc::now() + chrono::Duration::seconds(60))
+        .format("%Y-%m-%d %H:%M:%S%.6f")
+        .to_string();
+    sqlx::query(
+        "INSERT OR REPLACE INTO callwatch_locks (name, holder, expires_at) VALUES ('pbx1', ?, ?)",
+    )
+    .bind(holder)
+    .bind(until)
+    .execute(s.pool())
+    .await
+    .unwrap();
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn sqlite_lease_of_a_dead_process_on_this_host_is_taken_at_once() {
+    let db = store::testing::TestDb::create(Engine::Sqlite)
+        .await
+        .unwrap();
+    let (s, _) = store(&db).await;
+    // A process that held the lease and died without releasing it (a crashed cleanup): its PID is gone.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = child.id();
+    let dead_tag = process_tag(dead_pid).expect("the child is not reaped yet");
+    child.wait().unwrap();
+    write_lease(&s, &format!("h-crashed@{dead_tag}")).await;
+    let lock = s.acquire_lock("pbx1").await.unwrap();
+    assert!(lock.is_some(), "a dead holder's live lease is taken over");
+    drop(lock);
+
+    // A live holder (this very process, another store) keeps it until it expires or is released.
+    let live_tag = process_tag(std::process::id()).unwrap();
+    write_lease(&s, &format!("h-other-store@{live_tag}")).await;
+    assert!(s.acquire_lock("pbx1").await.unwrap().is_none());
+    // As does a holder on another host, or one without a tag.
+    let (_, rest) = live_tag.split_once(':').unwrap();
+    write_lease(&s, &format!("h-remote@other-host:{rest}")).await;
+    assert!(s.acquire_lock("pbx1").await.unwrap().is_none());
+    write_lease(&s, "h-untagged").await;
+    assert!(s.acquire_lock("pbx1").await.unwrap().is_none());
+}
