@@ -338,9 +338,15 @@ impl Store {
         let m = &self.inner.map;
         let mut b = SqlBuilder::new(d);
         let id_match = if d == Dialect::Postgres {
-            // One array parameter instead of one parameter per id.
+            // One array parameter instead of one parameter per id, unnested once in a subquery: written as
+            // `= ANY(CAST($1 AS bigint[]))` the cast of the text parameter was evaluated again for every row
+            // scanned (660 ms per 1,000-id batch over 22,000 open rows).
             let ids: Vec<&CallId> = part.iter().map(|r| &r.call_id).collect();
-            format!("{} = ANY({})", col(d, &m.id), pg_id_array(&mut b, &ids))
+            format!(
+                "{} IN (SELECT unnest({}))",
+                col(d, &m.id),
+                pg_id_array(&mut b, &ids)
+            )
         } else {
             let ids: Vec<String> = part.iter().map(|r| bind_id(&mut b, &r.call_id)).collect();
             format!("{} IN ({})", col(d, &m.id), ids.join(", "))
