@@ -276,9 +276,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
             signals: true,
             clock: Some(clock.clone()),
             health: Some(health.clone()),
+            // Reconnect promptly: the simulator starts a session's recording when the client connects, so a
+            // reconnect that lands late makes the stream (and its channel listing) lag the demo's clock by
+            // that delay times the speed-up. At 12x a 500 ms backoff was up to 6 s behind, more than the 5 s
+            // skew allowance, and a call answered in that window was judged by a listing that predates it.
             tweak_ami: Some(|cfg: &mut ami::Config| {
-                cfg.backoff.initial = Duration::from_millis(200);
-                cfg.backoff.max = Duration::from_millis(500);
+                cfg.backoff.initial = Duration::from_millis(50);
+                cfg.backoff.max = Duration::from_millis(120);
             }),
             skip_metrics: true,
             ..DaemonOptions::default()
