@@ -18,7 +18,7 @@ use super::events::{EventSink, Flow};
 const BATCH: usize = 1024;
 /// Subscriber buffer, in events (about 0.5 KiB each): absorbs bursts while the output catches up, and bounds
 /// memory.
-const BUFFER: usize = 8 * 1024;
+const BUFFER: usize = 16 * 1024;
 
 /// Connects to `url`, logs in and prints every message into `sink` until the session ends.
 pub async fn run(url: &str, sink: &mut EventSink) -> anyhow::Result<()> {
