@@ -23,7 +23,7 @@ const BUFFER: usize = 16 * 1024;
 /// Connects to `url`, logs in and prints every message into `sink` until the session ends.
 pub async fn run(url: &str, sink: &mut EventSink) -> anyhow::Result<()> {
     let mut cfg = Config::from_url(url).context("invalid --ami URL")?;
-    cfg.event_buffer = BUFFER;
+    cfg.event_buffer = cfg.event_buffer.max(BUFFER);
     // The map is only needed for the resync; keep no history of ended channels.
     let map = ChannelMap::new(MapOptions {
         max_tombstones: 1024,

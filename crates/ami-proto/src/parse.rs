@@ -72,7 +72,7 @@ pub struct Parser {
     spans: BytesMut,
     /// Header lines of the pending frame.
     headers: usize,
-    /// Where the pending frame's `Event`, `Response` and `ActionID` headers are.
+    /// Where the pending frame's `Event`, `Response`, `ActionID`, `Uniqueid` and `Linkedid` headers are.
     landmarks: Landmarks,
     /// The pending frame is legacy `Response: Follows` output still waiting for `--END COMMAND--`.
     follows_open: bool,

@@ -347,7 +347,6 @@ impl ChannelMap {
     }
 }
 
-/// Header values of one event that the map cares about, read in one pass.
 /// The headers of one event that the map reads, gathered in one pass over the message. Values are kept as
 /// bytes and turned into text only when used.
 #[derive(Default)]
@@ -364,15 +363,6 @@ struct Fields<'a> {
     other_uniqueids: Vec<(&'a [u8], &'a [u8])>,
     /// `(prefix, value)` of every `<prefix>Linkedid` header.
     other_linkedids: Vec<(&'a [u8], &'a [u8])>,
-}
-
-/// 8 bytes as one word with ASCII letters folded to lower case: equal for two all-letter words exactly
-/// when they are equal ignoring ASCII case (a byte folds onto a letter only when it is that letter).
-#[inline(always)]
-fn fold_case8(bytes: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&bytes[..8]);
-    u64::from_le_bytes(w) | 0x2020_2020_2020_2020
 }
 
 /// The value as text, when present and valid UTF-8.
@@ -398,12 +388,10 @@ impl<'a> Fields<'a> {
                 9 if key.eq_ignore_ascii_case(b"Timestamp") => &mut f.timestamp,
                 16 if key.eq_ignore_ascii_case(b"ChannelStateDesc") => &mut f.state,
                 n if n > UID.len() => {
-                    // Most keys are not `…Uniqueid`/`…Linkedid`: compare the tail as one folded word.
                     let (prefix, tail) = key.split_at(n - UID.len());
-                    let tail = fold_case8(tail);
-                    if tail == fold_case8(UID) {
+                    if tail.eq_ignore_ascii_case(UID) {
                         f.other_uniqueids.push((prefix, h.value));
-                    } else if tail == fold_case8(LID) {
+                    } else if tail.eq_ignore_ascii_case(LID) {
                         f.other_linkedids.push((prefix, h.value));
                     }
                     continue;

@@ -293,9 +293,14 @@ impl Store {
 /// PID apart), appended to SQLite lease holders so that another process on the same host can tell when the
 /// holder is gone. `None` where the process table cannot be read (then leases only expire).
 fn process_tag() -> Option<String> {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
     let pid = std::process::id();
-    Some(format!("{}:{pid}:{}", host.trim(), start_time(pid)?))
+    Some(format!("{}:{pid}:{}", hostname()?, start_time(pid)?))
+}
+
+/// This host's name, as the kernel has it.
+fn hostname() -> Option<String> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    Some(host.trim().to_owned())
 }
 
 /// Start time of process `pid` (field 22 of `/proc/PID/stat`), `None` if there is no such process.
@@ -323,10 +328,7 @@ fn holder_is_dead(holder: &str) -> bool {
     let (Ok(start), Ok(pid)) = (start.parse::<u64>(), pid.parse::<u32>()) else {
         return false;
     };
-    let Ok(our_host) = std::fs::read_to_string("/proc/sys/kernel/hostname") else {
-        return false;
-    };
-    if host != our_host.trim() {
+    if hostname().as_deref() != Some(host) {
         return false;
     }
     start_time(pid) != Some(start)
