@@ -79,6 +79,28 @@ enum Trigger {
     Server(String),
 }
 
+/// What woke the daemon's loop.
+enum Wake {
+    /// SIGTERM/SIGINT or the caller's token: stop.
+    Cancelled,
+    /// A server's map completed a listing (or every supervisor stopped: `None`).
+    Trigger(Option<Trigger>),
+    /// Channels ended (seen Hangups, a listing that found channels gone, an Asterisk restart).
+    ChannelsEnded,
+    /// `sweep_interval` elapsed: a round for every server and a fresh listing.
+    SweepInterval,
+    /// The mass-close guard's confirming listing is due.
+    RelistDue,
+    /// A failed round's retry is due.
+    RetryDue,
+    /// Time to check (or try to take) the instance lock.
+    LockCheck,
+    /// An unsynced server may have crossed `fallback_after`.
+    FallbackDue,
+    /// Time to tell systemd's watchdog that the loop is alive.
+    Watchdog,
+}
+
 /// Runs the daemon until cancelled; returns a summary.
 pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<DaemonSummary> {
     let clock: clock::SharedClock = opts
@@ -144,7 +166,7 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
         std::process::id()
     );
     tracing::info!(%run_id, servers = servers.len(), database = %store.redacted_url(), "callwatch daemon starting");
-    let mut sweeper = Sweeper::new(
+    let sweeper = Sweeper::new(
         store.clone(),
         settings.policy.to_policy(),
         clock.clone(),
@@ -158,7 +180,7 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
         max_tombstones: MAX_TOMBSTONES,
         ..ami::channels::MapOptions::default()
     });
-    let (trigger_tx, mut trigger_rx) = mpsc::channel::<Trigger>(1024);
+    let (trigger_tx, trigger_rx) = mpsc::channel::<Trigger>(1024);
     let mut clients = Vec::new();
     for server in &servers {
         let (client, connection) = ami::connect(server.ami.clone(), map.clone(), clock.clone());
@@ -185,151 +207,25 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
     }
     drop(trigger_tx);
 
-    let watchdog_health = health.clone();
-    let _watchdog = crate::shutdown::spawn_watchdog(cancel.clone(), move || {
-        watchdog_health.snapshot().database_ok || !watchdog_health.snapshot().lock_held
-    });
-
-    let mut summary = DaemonSummary::default();
-    let mut lock = acquire(&store, &health).await;
-    summary.held_lock |= lock.is_some();
+    let mut daemon = Daemon::new(DaemonParts {
+        all: servers.iter().map(|s| s.name.clone()).collect(),
+        servers,
+        clients,
+        map,
+        sweeper,
+        store: store.clone(),
+        health,
+        clock,
+        trigger_rx,
+        settings: &settings,
+    })
+    .await;
     crate::shutdown::notify_ready();
-
-    let all: BTreeSet<String> = servers.iter().map(|s| s.name.clone()).collect();
-    let mut pending: BTreeSet<String> = all.clone(); // a first round at start
-    let mut interval = tokio::time::interval(settings.policy.sweep_interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    interval.tick().await; // the first tick is immediate; the start round is already pending
-    let mut lock_tick = tokio::time::interval(LOCK_CHECK_INTERVAL);
-    lock_tick.tick().await;
-    let mut retry_delay = RETRY_INITIAL;
-    let mut retry_at: Option<tokio::time::Instant> = None;
-    // Servers whose held closes wait for a confirming listing, and when to ask for it.
-    let mut relist_at: BTreeMap<String, tokio::time::Instant> = BTreeMap::new();
-    let confirm_delay = settings.policy.confirm_delay;
-    let relist = |name: &str| {
-        if let Some(i) = servers.iter().position(|s| s.name == name) {
-            clients[i].resync();
-        }
-    };
-
-    loop {
-        // The map's notification only wakes a waiting loop: collect what ended while we were busy.
-        for gone in map.take_gone() {
-            pending.insert(gone.server.to_string());
-        }
-        if lock.is_some() && !pending.is_empty() && retry_at.is_none() {
-            let mut failed = BTreeSet::new();
-            for name in std::mem::take(&mut pending) {
-                let Some(server) = servers.iter().find(|s| s.name == name) else {
-                    continue;
-                };
-                let target = ServerTarget {
-                    name: server.name.clone(),
-                    is_default: server.is_default,
-                };
-                let snapshot = map.snapshot(&server.name);
-                match sweeper.sweep(&target, &snapshot).await {
-                    Ok(report) => {
-                        summary.sweeps += 1;
-                        health.update(|s| {
-                            s.database_ok = true;
-                            s.closed_total += report.closed.len();
-                            s.last_sweep = SweepHealth {
-                                at: Some(clock.now()),
-                                run_id: Some(sweeper.run_id().to_string()),
-                                open: report.open,
-                                closed: report.closed.len(),
-                                skipped: report.skipped.len(),
-                                held: report.held.len(),
-                                queued: 0,
-                            };
-                            s.alerts = report
-                                .held
-                                .iter()
-                                .filter(|h| h.why == "ids_never_matched")
-                                .map(|h| format!("{}: row {} would be closed but no open row's id ever matched a channel (check the mapping)", server.name, h.id))
-                                .take(20)
-                                .collect();
-                        });
-                        if report.held.iter().any(|h| h.why == "awaiting_confirmation") {
-                            // The mass-close guard wants a second listing at least confirm_delay later.
-                            relist_at
-                                .entry(server.name.clone())
-                                .or_insert_with(|| tokio::time::Instant::now() + confirm_delay);
-                        }
-                        summary.closed.extend(report.closed);
-                    }
-                    Err(err) => {
-                        summary.failed_sweeps += 1;
-                        tracing::warn!(server = %server.name, error = %err, retry_in = ?retry_delay, "sweep failed; keeping the evidence and retrying");
-                        health.update(|s| {
-                            s.database_ok = false;
-                            s.last_sweep.queued += 1;
-                        });
-                        failed.insert(name);
-                    }
-                }
-            }
-            if failed.is_empty() {
-                retry_delay = RETRY_INITIAL;
-                let ended_meanwhile = map.take_gone();
-                if !ended_meanwhile.is_empty() {
-                    pending.extend(ended_meanwhile.into_iter().map(|g| g.server.to_string()));
-                    continue;
-                }
-            } else {
-                pending.extend(failed);
-                retry_at = Some(tokio::time::Instant::now() + retry_delay);
-                retry_delay = (retry_delay * 2).min(RETRY_MAX);
-            }
-        }
-
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => break,
-            trigger = trigger_rx.recv() => match trigger {
-                Some(Trigger::Server(name)) => { pending.insert(name); }
-                None => { if !cancel.is_cancelled() { tracing::error!("every AMI supervisor stopped"); } break; }
-            },
-            _ = map.gone_ready() => {
-                tokio::time::sleep(GONE_DEBOUNCE).await;
-                for gone in map.take_gone() {
-                    pending.insert(gone.server.to_string());
-                }
-            },
-            _ = interval.tick() => {
-                // A round now on what the map knows, and a fresh listing so that rows answered since the
-                // last one can be judged; its completion brings another round.
-                pending.extend(all.iter().cloned());
-                for name in &all {
-                    relist(name);
-                }
-            }
-            _ = sleep_until(relist_at.values().min().copied()) => {
-                let now = tokio::time::Instant::now();
-                let due: Vec<String> = relist_at.iter().filter(|(_, at)| **at <= now).map(|(n, _)| n.clone()).collect();
-                for name in due {
-                    relist_at.remove(&name);
-                    relist(&name);
-                }
-            }
-            _ = sleep_until(retry_at) => retry_at = None,
-            _ = lock_tick.tick() => {
-                lock = check_lock(&store, lock, &health).await;
-                summary.held_lock |= lock.is_some();
-            }
-        }
-    }
+    daemon.watch(&cancel).await;
 
     crate::shutdown::notify_stopping();
     tracing::info!("stopping: releasing the lock and logging off");
-    if let Some(lock) = lock.take() {
-        if let Err(err) = lock.release().await {
-            tracing::warn!(error = %err, "could not release the instance lock (it is freed when the connection closes)");
-        }
-    }
-    drop(clients);
+    let summary = daemon.finish().await;
     tracker.close();
     if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
         .await
@@ -346,9 +242,340 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
     Ok(summary)
 }
 
+/// What [`Daemon::new`] is made of.
+struct DaemonParts<'a> {
+    servers: Vec<ResolvedServer>,
+    all: BTreeSet<String>,
+    clients: Vec<ami::Client>,
+    map: ami::channels::ChannelMap,
+    sweeper: Sweeper,
+    store: store::Store,
+    health: Health,
+    clock: clock::SharedClock,
+    trigger_rx: mpsc::Receiver<Trigger>,
+    settings: &'a Settings,
+}
+
+/// The daemon's loop state. Each pass: collect what ended, run the pending rounds (when the lock is
+/// held and no retry is waiting), then wait for the next [`Wake`] and note what it asks for.
+struct Daemon {
+    servers: Vec<ResolvedServer>,
+    /// Every server's name.
+    all: BTreeSet<String>,
+    clients: Vec<ami::Client>,
+    map: ami::channels::ChannelMap,
+    sweeper: Sweeper,
+    store: store::Store,
+    health: Health,
+    clock: clock::SharedClock,
+    trigger_rx: mpsc::Receiver<Trigger>,
+    /// The instance lock, while held: only then are rounds run.
+    lock: Option<store::InstanceLock>,
+    /// Servers that need a round.
+    pending: BTreeSet<String>,
+    /// Delay before the next retry of failed rounds, and when it is due.
+    retry_delay: Duration,
+    retry_at: Option<tokio::time::Instant>,
+    /// Servers whose held closes wait for a confirming listing, and when to ask for it.
+    relist_at: BTreeMap<String, tokio::time::Instant>,
+    /// Unsynced servers and when they cross `fallback_after` (a round is due then).
+    fallback_at: BTreeMap<String, chrono::DateTime<chrono::Utc>>,
+    confirm_delay: Duration,
+    fallback_after: chrono::Duration,
+    sweep_interval: tokio::time::Interval,
+    lock_tick: tokio::time::Interval,
+    /// systemd's watchdog, pinged from this loop (so a loop stuck in a round stops the pings).
+    watchdog: Option<tokio::time::Interval>,
+    summary: DaemonSummary,
+}
+
+impl Daemon {
+    async fn new(parts: DaemonParts<'_>) -> Self {
+        let mut sweep_interval = tokio::time::interval(parts.settings.policy.sweep_interval);
+        sweep_interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        sweep_interval.tick().await; // the first tick is immediate; the start round is already pending
+        let mut lock_tick = tokio::time::interval(LOCK_CHECK_INTERVAL);
+        lock_tick.tick().await;
+        let watchdog = crate::shutdown::watchdog_period().map(|period| {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick
+        });
+        let mut daemon = Self {
+            pending: parts.all.clone(), // a first round at start
+            all: parts.all,
+            servers: parts.servers,
+            clients: parts.clients,
+            map: parts.map,
+            sweeper: parts.sweeper,
+            store: parts.store,
+            health: parts.health,
+            clock: parts.clock,
+            trigger_rx: parts.trigger_rx,
+            lock: None,
+            retry_delay: RETRY_INITIAL,
+            retry_at: None,
+            relist_at: BTreeMap::new(),
+            fallback_at: BTreeMap::new(),
+            confirm_delay: parts.settings.policy.confirm_delay,
+            fallback_after: chrono::Duration::from_std(parts.settings.policy.fallback_after)
+                .unwrap_or(chrono::Duration::MAX),
+            sweep_interval,
+            lock_tick,
+            watchdog,
+            summary: DaemonSummary::default(),
+        };
+        daemon.lock = acquire(&daemon.store, &daemon.health).await;
+        daemon.summary.held_lock |= daemon.lock.is_some();
+        daemon
+    }
+
+    /// The main loop, until cancelled (or every AMI supervisor stopped).
+    async fn watch(&mut self, cancel: &CancellationToken) {
+        loop {
+            self.collect_ended();
+            if self.may_write() && self.run_pending_rounds().await {
+                continue; // channels ended meanwhile: round again before waiting
+            }
+            let wake = self.next_wake(cancel).await;
+            if !self.handle(wake).await {
+                return;
+            }
+        }
+    }
+
+    /// The map's notification only wakes a waiting loop: collect what ended while we were busy.
+    fn collect_ended(&mut self) {
+        for gone in self.map.take_gone() {
+            self.pending.insert(gone.server.to_string());
+        }
+    }
+
+    /// Rounds run only under the lock, and not while a failed round waits for its retry.
+    fn may_write(&self) -> bool {
+        self.lock.is_some() && !self.pending.is_empty() && self.retry_at.is_none()
+    }
+
+    /// Runs a round for every pending server. True when channels ended meanwhile (round again at once).
+    async fn run_pending_rounds(&mut self) -> bool {
+        let mut failed = BTreeSet::new();
+        for name in std::mem::take(&mut self.pending) {
+            if !self.round(&name).await {
+                failed.insert(name);
+            }
+        }
+        if failed.is_empty() {
+            self.retry_delay = RETRY_INITIAL;
+            let ended_meanwhile = self.map.take_gone();
+            let again = !ended_meanwhile.is_empty();
+            self.pending
+                .extend(ended_meanwhile.into_iter().map(|g| g.server.to_string()));
+            again
+        } else {
+            self.pending.extend(failed);
+            self.retry_at = Some(tokio::time::Instant::now() + self.retry_delay);
+            self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
+            false
+        }
+    }
+
+    /// One round for server `name`; false when it failed (to be retried).
+    async fn round(&mut self, name: &str) -> bool {
+        let Some(server) = self.servers.iter().find(|s| s.name == name) else {
+            return true;
+        };
+        let target = ServerTarget {
+            name: server.name.clone(),
+            is_default: server.is_default,
+        };
+        let snapshot = self.map.snapshot(&server.name);
+        self.schedule_fallback(&target.name, &snapshot);
+        match self.sweeper.sweep(&target, &snapshot).await {
+            Ok(report) => {
+                self.summary.sweeps += 1;
+                self.record_round(&target.name, &report);
+                if report.held.iter().any(|h| h.why == "awaiting_confirmation") {
+                    // The mass-close guard wants a second listing at least confirm_delay later.
+                    let at = tokio::time::Instant::now() + self.confirm_delay;
+                    self.relist_at.entry(target.name.clone()).or_insert(at);
+                }
+                self.summary.closed.extend(report.closed);
+                true
+            }
+            Err(err) => {
+                self.summary.failed_sweeps += 1;
+                tracing::warn!(server = %target.name, error = %err, retry_in = ?self.retry_delay, "sweep failed; keeping the evidence and retrying");
+                self.health.update(|s| {
+                    s.database_ok = false;
+                    s.last_sweep.queued += 1;
+                });
+                false
+            }
+        }
+    }
+
+    /// An unsynced server's rows become judgeable by age once it has been unsynced for `fallback_after`
+    /// (counted from process start when it was never synced): make sure a round runs then.
+    fn schedule_fallback(&mut self, name: &str, snapshot: &ami::channels::MapSnapshot) {
+        if snapshot.synced {
+            self.fallback_at.remove(name);
+            return;
+        }
+        let since = snapshot
+            .unsynced_since
+            .unwrap_or_else(|| self.sweeper.started_at());
+        let due = since + self.fallback_after + chrono::Duration::seconds(1);
+        if due > self.clock.now() {
+            self.fallback_at.insert(name.to_string(), due);
+        } else {
+            self.fallback_at.remove(name);
+        }
+    }
+
+    /// Publishes a successful round's outcome to `/status`.
+    fn record_round(&self, server: &str, report: &crate::pipeline::SweepReport) {
+        let now = self.clock.now();
+        let run_id = self.sweeper.run_id().to_string();
+        self.health.update(|s| {
+            s.database_ok = true;
+            s.closed_total += report.closed.len();
+            s.last_sweep = SweepHealth {
+                at: Some(now),
+                run_id: Some(run_id),
+                open: report.open,
+                closed: report.closed.len(),
+                skipped: report.skipped.len(),
+                held: report.held.len(),
+                queued: 0,
+            };
+            s.alerts = report
+                .held
+                .iter()
+                .filter(|h| h.why == "ids_never_matched")
+                .map(|h| format!("{server}: row {} would be closed but no open row's id ever matched a channel (check the mapping)", h.id))
+                .take(20)
+                .collect();
+        });
+    }
+
+    /// Waits for the next thing to do.
+    async fn next_wake(&mut self, cancel: &CancellationToken) -> Wake {
+        let fallback_sleep = self.fallback_sleep();
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Wake::Cancelled,
+            trigger = self.trigger_rx.recv() => Wake::Trigger(trigger),
+            _ = self.map.gone_ready() => Wake::ChannelsEnded,
+            _ = self.sweep_interval.tick() => Wake::SweepInterval,
+            _ = sleep_until(self.relist_at.values().min().copied()) => Wake::RelistDue,
+            _ = sleep_until(self.retry_at) => Wake::RetryDue,
+            _ = self.lock_tick.tick() => Wake::LockCheck,
+            _ = sleep_until(fallback_sleep) => Wake::FallbackDue,
+            _ = tick_opt(self.watchdog.as_mut()) => Wake::Watchdog,
+        }
+    }
+
+    /// When to look at the fallback deadlines again: the earliest, at most 5 s from now (the clock may run
+    /// faster than real time, as in the demo).
+    fn fallback_sleep(&self) -> Option<tokio::time::Instant> {
+        let due = self.fallback_at.values().min()?;
+        let wait = (*due - self.clock.now())
+            .to_std()
+            .unwrap_or_default()
+            .min(Duration::from_secs(5));
+        Some(tokio::time::Instant::now() + wait)
+    }
+
+    /// Acts on one wake-up; false to stop.
+    async fn handle(&mut self, wake: Wake) -> bool {
+        match wake {
+            Wake::Cancelled => return false,
+            Wake::Trigger(Some(Trigger::Server(name))) => {
+                self.pending.insert(name);
+            }
+            Wake::Trigger(None) => {
+                tracing::error!("every AMI supervisor stopped");
+                return false;
+            }
+            Wake::ChannelsEnded => {
+                tokio::time::sleep(GONE_DEBOUNCE).await;
+                self.collect_ended();
+            }
+            Wake::SweepInterval => {
+                // A round now on what the map knows, and a fresh listing so that rows answered since the
+                // last one can be judged; its completion brings another round.
+                self.pending.extend(self.all.iter().cloned());
+                for name in self.all.clone() {
+                    self.relist(&name);
+                }
+            }
+            Wake::RelistDue => {
+                let now = tokio::time::Instant::now();
+                let due: Vec<String> = self
+                    .relist_at
+                    .iter()
+                    .filter(|(_, at)| **at <= now)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                for name in due {
+                    self.relist_at.remove(&name);
+                    self.relist(&name);
+                }
+            }
+            Wake::RetryDue => self.retry_at = None,
+            Wake::LockCheck => {
+                self.lock = check_lock(&self.store, self.lock.take(), &self.health).await;
+                self.summary.held_lock |= self.lock.is_some();
+            }
+            Wake::FallbackDue => {
+                let now = self.clock.now();
+                let due: Vec<String> = self
+                    .fallback_at
+                    .iter()
+                    .filter(|(_, at)| **at <= now)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                for name in due {
+                    self.fallback_at.remove(&name);
+                    self.pending.insert(name);
+                }
+            }
+            Wake::Watchdog => crate::shutdown::notify_watchdog(),
+        }
+        true
+    }
+
+    /// Asks server `name` for a fresh `CoreShowChannels` listing.
+    fn relist(&self, name: &str) {
+        if let Some(i) = self.servers.iter().position(|s| s.name == name) {
+            self.clients[i].resync();
+        }
+    }
+
+    /// Releases the lock and logs off; returns the summary.
+    async fn finish(mut self) -> DaemonSummary {
+        if let Some(lock) = self.lock.take() {
+            if let Err(err) = lock.release().await {
+                tracing::warn!(error = %err, "could not release the instance lock (it is freed when the connection closes)");
+            }
+        }
+        drop(self.clients);
+        self.summary
+    }
+}
+
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn tick_opt(interval: Option<&mut tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
         None => std::future::pending().await,
     }
 }
@@ -362,7 +589,7 @@ async fn connect_store(
 ) -> anyhow::Result<Option<store::Store>> {
     let mut delay = RETRY_INITIAL;
     loop {
-        match store::Store::connect(&settings.database, clock.clone()).await {
+        match store::Store::connect_existing(&settings.database, clock.clone()).await {
             Ok(store) => {
                 health.update(|s| s.database_ok = true);
                 return Ok(Some(store));

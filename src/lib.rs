@@ -15,6 +15,7 @@ pub mod cli;
 pub mod cmd;
 pub mod daemon;
 pub mod demo;
+pub mod error_text;
 pub mod health;
 pub mod http;
 pub mod metrics;

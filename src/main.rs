@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     match runtime.block_on(cmd::dispatch(cli)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", callwatch::error_text::one_line(&err));
             ExitCode::from(1)
         }
     }

@@ -13,8 +13,10 @@ pub const RECONNECTS_TOTAL: &str = "callwatch_reconnects_total";
 pub const RESYNC_SECONDS: &str = "callwatch_resync_seconds";
 /// Live channels in the map, by server.
 pub const CHANNELS_LIVE: &str = "callwatch_channels_live";
-/// Open (in-progress) rows seen by the last sweep.
+/// Open (in-progress) rows seen by the last sweep, by server.
 pub const CALLS_OPEN: &str = "callwatch_calls_open";
+/// Open rows that cannot be read (quarantined, never judged), by server.
+pub const ROWS_UNREADABLE: &str = "callwatch_rows_unreadable";
 /// Rows closed, by reason.
 pub const CLOSES_TOTAL: &str = "callwatch_closes_total";
 /// Duration of a sweep (read open rows, decide, write).
@@ -48,6 +50,10 @@ fn describe() {
     );
     describe_gauge!(CHANNELS_LIVE, "Live channels in the map");
     describe_gauge!(CALLS_OPEN, "In-progress rows at the last sweep");
+    describe_gauge!(
+        ROWS_UNREADABLE,
+        "Open rows that cannot be read (skipped until their values are fixed)"
+    );
     describe_counter!(CLOSES_TOTAL, "Rows closed by callwatch, by reason");
     describe_histogram!(SWEEP_SECONDS, Unit::Seconds, "Sweep duration");
     describe_counter!(DB_ERRORS_TOTAL, "Database errors");

@@ -110,7 +110,7 @@ impl<'a> Replayer<'a> {
             self.report.sessions.push(report);
         }
         self.sweep().await?;
-        let open = self.sweeper.open_rows(&self.target, None).await?;
+        let open = self.sweeper.open_rows(&self.target, None).await?.calls;
         let still_open = if self.sweeper.is_dry_run() {
             open.len().saturating_sub(self.report.closed.len())
         } else {

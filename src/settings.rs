@@ -78,6 +78,31 @@ impl ServerConfig {
             default: true,
         }
     }
+
+    /// A server given by its URL on the command line or in `CALLWATCH_AMI_URL`: when the URL carries no
+    /// secret of its own and `CALLWATCH_AMI_SECRET` is set (`secret_set`), the secret is read from there.
+    pub fn from_cli_url(url: &str, secret_set: bool) -> Self {
+        let mut server = Self::from_url(url);
+        if secret_set && !url_names_secret(url) {
+            server.secret_env = Some(AMI_SECRET_ENV.to_string());
+        }
+        server
+    }
+}
+
+/// The environment variable that holds the AMI secret for `CALLWATCH_AMI_URL` / `--ami`.
+pub const AMI_SECRET_ENV: &str = "CALLWATCH_AMI_SECRET";
+
+/// True when `url` gives the secret itself (a password) or says where it is (`secret_env` / `secret_file`).
+fn url_names_secret(url: &str) -> bool {
+    match url::Url::parse(url) {
+        Ok(u) => {
+            u.password().is_some()
+                || u.query_pairs()
+                    .any(|(k, _)| k == "secret_env" || k == "secret_file")
+        }
+        Err(_) => false,
+    }
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -216,7 +241,7 @@ fn read_file(path: &Path) -> anyhow::Result<Settings> {
         anyhow::anyhow!(
             "{}: {}",
             path.display(),
-            crate::redact::text(&e.to_string())
+            crate::redact::config_error(&e.to_string(), &text)
         )
     })
 }
@@ -226,9 +251,10 @@ fn read_file(path: &Path) -> anyhow::Result<Settings> {
 /// `CALLWATCH_TIMEZONE`.
 fn apply_env(settings: &mut Settings, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
     if let Some(url) = get("CALLWATCH_AMI_URL") {
-        let mut server = ServerConfig::from_url(&url);
-        server.secret_env = get("CALLWATCH_AMI_SECRET").map(|_| "CALLWATCH_AMI_SECRET".to_string());
-        settings.servers = vec![server];
+        settings.servers = vec![ServerConfig::from_cli_url(
+            &url,
+            get(AMI_SECRET_ENV).is_some(),
+        )];
     }
     let duration = |key: &str| -> anyhow::Result<Option<std::time::Duration>> {
         get(key)

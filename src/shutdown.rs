@@ -46,28 +46,18 @@ pub fn notify_stopping() {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
 }
 
-/// Sends systemd watchdog keep-alives at half the configured `WatchdogSec`, while `alive()` says the
-/// daemon's loop is making progress. No-op when systemd did not enable the watchdog.
-pub fn spawn_watchdog(
-    cancel: CancellationToken,
-    alive: impl Fn() -> bool + Send + 'static,
-) -> Option<tokio::task::JoinHandle<()>> {
+/// The period at which to ping systemd's watchdog (half the configured `WatchdogSec`), or `None` when
+/// systemd did not enable it for this process.
+pub fn watchdog_period() -> Option<Duration> {
     let mut usec = 0u64;
     if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
         return None;
     }
-    let period = Duration::from_micros(usec / 2);
-    Some(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(period);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tick.tick() => {
-                    if alive() {
-                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-                    }
-                }
-            }
-        }
-    }))
+    Some(Duration::from_micros(usec / 2))
+}
+
+/// Tells systemd's watchdog that the daemon's loop made progress. The daemon calls it from its own loop,
+/// never from a side task, so a loop stuck in a round stops the pings and systemd restarts the service.
+pub fn notify_watchdog() {
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
 }

@@ -81,7 +81,7 @@ pub async fn run(args: CheckConfigArgs, global: &GlobalArgs) -> anyhow::Result<E
         Err(err) => checks.report(false, "database settings", &err.to_string()),
     }
     if !args.offline && checks.failed == 0 {
-        match store::Store::connect(db, Arc::new(clock::SystemClock)).await {
+        match store::Store::connect_without_creating(db, Arc::new(clock::SystemClock)).await {
             Ok(store) => {
                 checks.report(true, "database connection", &url);
                 match store.check_mapping().await {

@@ -81,6 +81,8 @@ struct Report {
     applied: Applied,
     run_id: Option<String>,
     message: Option<String>,
+    /// Open rows that could not be read (skipped, never written).
+    unreadable: Vec<store::UnreadableRow>,
 }
 
 impl Report {
@@ -103,6 +105,7 @@ impl Report {
             skipped: &self.applied.skipped,
             timeout_minutes: self.timeout.as_secs() / 60,
             to_close: rows(RowList::ToClose),
+            unreadable: SortedKeys(&self.unreadable),
         }
     }
 }
@@ -139,13 +142,17 @@ struct ReportJson<'a> {
     skipped: &'a [store::CallId],
     timeout_minutes: u64,
     to_close: render::RowsJson<'a>,
+    unreadable: SortedKeys<'a, store::UnreadableRow>,
 }
 
 /// Runs `callwatch cleanup`.
 pub async fn run(args: CleanupArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let mut settings = settings::load(global)?;
     if let Some(url) = &args.ami {
-        settings.servers = vec![ServerConfig::from_url(url)];
+        settings.servers = vec![ServerConfig::from_cli_url(
+            url,
+            std::env::var_os(settings::AMI_SECRET_ENV).is_some(),
+        )];
         settings.validate()?;
     }
     if args.no_ami {
@@ -155,7 +162,7 @@ pub async fn run(args: CleanupArgs, global: &GlobalArgs) -> anyhow::Result<ExitC
         settings.policy.timeout = Duration::from_secs(min * 60);
     }
     let clock: clock::SharedClock = Arc::new(clock::SystemClock);
-    let store = store::Store::connect(&settings.database, clock.clone())
+    let store = store::Store::connect_existing(&settings.database, clock.clone())
         .await
         .context("cannot open the database")?;
     let result = cleanup(&args, &settings, &store, clock).await;
@@ -206,6 +213,7 @@ async fn cleanup(
         applied: Applied::default(),
         run_id: None,
         message: None,
+        unreadable: Vec::new(),
     };
 
     // 1. The lock.
@@ -278,10 +286,15 @@ async fn cleanup(
     }
 
     // 3. The plan.
-    let open = store
-        .in_progress(store::ServerFilter::Any, None)
+    let store::OpenRows {
+        calls: open,
+        unreadable,
+    } = store
+        .in_progress_rows(store::ServerFilter::Any, None)
         .await
         .context("cannot read the calls in progress")?;
+    lines.push_str(&quarantine(&unreadable));
+    report.unreadable = unreadable;
     let now = clock.now();
     report.checked_at = now;
     let by_group = groups::split(open, &watched);
@@ -313,6 +326,7 @@ async fn cleanup(
                 let memory = ServerMemory {
                     held: plan::holds(&rows),
                     ids_matched_before: false,
+                    ..ServerMemory::default()
                 };
                 rows = plan::plan_group(group, calls, Some(&second), &memory, &policy, clock.now());
             } else {
@@ -472,6 +486,20 @@ async fn cleanup(
     }
     say(args.json, &done);
     Ok((incomplete, report))
+}
+
+/// Logs each unreadable row once and returns the lines that tell the operator about them.
+fn quarantine(unreadable: &[store::UnreadableRow]) -> String {
+    let mut lines = String::new();
+    for row in unreadable {
+        tracing::warn!(call_id = %row.id, column = %row.column, value = row.value.as_deref().unwrap_or(""),
+            detail = %row.detail, "unreadable call row skipped; fix the value to let callwatch judge it");
+        lines.push_str(&format!(
+            "Skipped call {}: its {} cannot be read ({}).\n",
+            row.id, row.column, row.detail
+        ));
+    }
+    lines
 }
 
 async fn release(lock: Option<store::InstanceLock>) {

@@ -29,7 +29,10 @@ pub struct RunArgs {
 pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let mut settings = crate::settings::load(global)?;
     if let Some(url) = &args.ami {
-        settings.servers = vec![crate::settings::ServerConfig::from_url(url)];
+        settings.servers = vec![crate::settings::ServerConfig::from_cli_url(
+            url,
+            std::env::var_os(crate::settings::AMI_SECRET_ENV).is_some(),
+        )];
         settings.validate()?;
     }
     if let Some(listen) = &args.http_listen {

@@ -51,7 +51,7 @@ pub async fn run(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<ExitCo
     let clock: clock::SharedClock = Arc::new(clock::SystemClock);
     let daemon = daemon_status::fetch(&settings.http.listen, settings.http.enabled);
     let db = async {
-        let store = store::Store::connect(&settings.database, clock.clone())
+        let store = store::Store::connect_existing(&settings.database, clock.clone())
             .await
             .context("cannot open the database")?;
         let result = async {
@@ -59,32 +59,30 @@ pub async fn run(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<ExitCo
                 .stats(stuck_after_c, WINDOW)
                 .await
                 .context("cannot read the statistics")?;
-            let busy = if stats.busy_extensions.is_empty() {
-                Vec::new()
-            } else {
-                let open = store
-                    .in_progress(ServerFilter::Any, None)
-                    .await
-                    .context("cannot read the calls in progress")?;
-                busy_calls(&stats, open)
-            };
-            anyhow::Ok((stats, busy))
+            let open = store
+                .in_progress_rows(ServerFilter::Any, None)
+                .await
+                .context("cannot read the calls in progress")?;
+            let busy = busy_calls(&stats, open.calls);
+            anyhow::Ok((stats, busy, open.unreadable))
         }
         .await;
         let url = store.redacted_url().to_string();
         store.shutdown().await;
-        result.map(|(s, b)| (s, b, url))
+        result.map(|(s, b, u)| (s, b, u, url))
     };
     let (daemon, db) = tokio::join!(daemon, db);
-    let (stats, busy, url) = db?;
+    let (stats, busy, unreadable, url) = db?;
     let now = stats.at.unwrap_or_else(|| clock.now());
     if args.json {
-        let v = status_json(&stats, &busy, &daemon, &url, stuck_after, now);
+        let mut v = status_json(&stats, &busy, &daemon, &url, stuck_after, now);
+        v["unreadable"] = serde_json::to_value(&unreadable)?;
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!(
-            "{}",
-            status_text(&stats, &busy, &daemon, &url, stuck_after, now)
+            "{}{}",
+            status_text(&stats, &busy, &daemon, &url, stuck_after, now),
+            unreadable_text(&unreadable)
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -114,6 +112,31 @@ fn busy_calls(stats: &Stats, open: Vec<OpenCall>) -> Vec<Busy> {
             .sort_by(|x, y| (x.answered_at, &x.id).cmp(&(y.answered_at, &y.id)));
     }
     out
+}
+
+/// The open rows that cannot be read, one line each (empty when there are none).
+fn unreadable_text(rows: &[store::UnreadableRow]) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    if rows.is_empty() {
+        return o;
+    }
+    let _ = writeln!(
+        o,
+        "\nUnreadable rows ({}), skipped until their values are fixed:",
+        rows.len()
+    );
+    for r in rows {
+        let _ = writeln!(
+            o,
+            "  #{:<8} {} = {:?}: {}",
+            r.id.to_text(),
+            r.column,
+            r.value.as_deref().unwrap_or(""),
+            r.detail
+        );
+    }
+    o
 }
 
 fn call_json(c: &OpenCall) -> Value {

@@ -54,7 +54,7 @@ pub async fn run(args: UndoArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode
     } else {
         UndoSelector::Closures(args.closure.clone())
     };
-    let store = store::Store::connect(&settings.database, clock.clone())
+    let store = store::Store::connect_existing(&settings.database, clock.clone())
         .await
         .context("cannot open the database")?;
     let outcome = store.undo(selector.clone(), args.dry_run).await;

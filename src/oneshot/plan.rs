@@ -432,6 +432,7 @@ mod tests {
         let memory = ServerMemory {
             held: holds(&got),
             ids_matched_before: false,
+            ..ServerMemory::default()
         };
         // too early: still held
         let early = listing(&["alive"], t0() + Duration::seconds(10));

@@ -14,7 +14,9 @@ use ami::channels::MapSnapshot;
 use chrono::{DateTime, Utc};
 use reconciler::{Decision, HoldReason, OpenRow, Reason};
 use serde::Serialize;
-use store::{CallId, CloseReason, CloseRequest, OpenCall, ServerFilter, Store};
+use store::{
+    CallId, CloseReason, CloseRequest, OpenCall, OpenRows, ServerFilter, Store, UnreadableRow,
+};
 
 use crate::broadcast::{Broadcaster, CallUpdate};
 use crate::metrics as m;
@@ -82,6 +84,8 @@ pub struct SweepReport {
     pub held: Vec<HeldRow>,
     /// Rows kept open.
     pub kept: usize,
+    /// Open rows that could not be read (quarantined: never judged, never written).
+    pub unreadable: Vec<UnreadableRow>,
 }
 
 /// Runs rounds; see the module docs.
@@ -95,6 +99,14 @@ pub struct Sweeper {
     memory: HashMap<String, ServerMemory>,
     /// Rows already reported closed on a dry run, so repeated rounds report each once.
     dry_closed: HashSet<CallId>,
+    /// Unreadable rows already logged (each is logged once per process).
+    unreadable_logged: HashSet<CallId>,
+    /// Closes whose commit may or may not have happened (the connection died after `COMMIT` was sent), by
+    /// server: the next round asks the audit table which of them this run did close, and announces those.
+    in_doubt: HashMap<String, Vec<ClosedRow>>,
+    /// When this sweeper was made (the process started watching): the start of `fallback_after` for a map
+    /// that has never been synced.
+    started_at: DateTime<Utc>,
 }
 
 impl Sweeper {
@@ -108,6 +120,7 @@ impl Sweeper {
         broadcaster: Broadcaster,
     ) -> Self {
         Self {
+            started_at: clock.now(),
             store,
             policy,
             clock,
@@ -116,7 +129,14 @@ impl Sweeper {
             broadcaster,
             memory: HashMap::new(),
             dry_closed: HashSet::new(),
+            unreadable_logged: HashSet::new(),
+            in_doubt: HashMap::new(),
         }
+    }
+
+    /// When this sweeper was made: the start of `fallback_after` for a server never synced.
+    pub fn started_at(&self) -> DateTime<Utc> {
+        self.started_at
     }
 
     /// The audit run id.
@@ -134,24 +154,72 @@ impl Sweeper {
         &self.store
     }
 
-    /// Reads the open rows of `target` answered before `before` (all when `None`).
+    /// Reads the open rows of `target` answered before `before` (all when `None`), with the ones that
+    /// cannot be read set apart.
     pub async fn open_rows(
         &self,
         target: &ServerTarget,
         before: Option<DateTime<Utc>>,
-    ) -> Result<Vec<OpenCall>, store::Error> {
+    ) -> Result<OpenRows, store::Error> {
         let mut rows = self
             .store
-            .in_progress(ServerFilter::Named(&target.name), before)
+            .in_progress_rows(ServerFilter::Named(&target.name), before)
             .await?;
         if target.is_default {
-            rows.extend(
-                self.store
-                    .in_progress(ServerFilter::Default, before)
-                    .await?,
-            );
+            let default = self
+                .store
+                .in_progress_rows(ServerFilter::Default, before)
+                .await?;
+            rows.calls.extend(default.calls);
+            rows.unreadable.extend(default.unreadable);
         }
         Ok(rows)
+    }
+
+    /// Resolves the closes left in doubt by a broken commit: those the audit table shows this run made are
+    /// announced now (logged, counted, broadcast: exactly once); the others were rolled back and their rows
+    /// are judged again like any open row.
+    async fn settle_in_doubt(
+        &mut self,
+        target: &ServerTarget,
+    ) -> Result<Vec<ClosedRow>, store::Error> {
+        let Some(rows) = self.in_doubt.get(&target.name).filter(|r| !r.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let ids: Vec<CallId> = rows.iter().map(|r| r.id.clone()).collect();
+        let recorded = self.store.closes_in_run(&self.run_id, &ids).await?;
+        let rows = self.in_doubt.remove(&target.name).unwrap_or_default();
+        let mut settled = Vec::new();
+        for mut row in rows {
+            let Some(done) = recorded.iter().find(|r| r.call_id == row.id) else {
+                continue;
+            };
+            tracing::info!(call_id = %row.id, server = %target.name, "the close whose commit was not confirmed did commit");
+            row.ended_at = done.ended_at;
+            row.talk_seconds = done.talk_seconds;
+            row.closure_id = Some(done.closure_id);
+            self.announce(target, &row);
+            settled.push(row);
+        }
+        Ok(settled)
+    }
+
+    /// Quarantines unreadable rows: each is logged once (not every round), and counted per server.
+    fn quarantine(&mut self, target: &ServerTarget, unreadable: &[UnreadableRow]) {
+        metrics::gauge!(m::ROWS_UNREADABLE, "server" => target.name.clone())
+            .set(unreadable.len() as f64);
+        for row in unreadable {
+            if self.unreadable_logged.insert(row.id.clone()) {
+                tracing::warn!(
+                    call_id = %row.id,
+                    column = %row.column,
+                    value = row.value.as_deref().unwrap_or(""),
+                    server = %target.name,
+                    detail = %row.detail,
+                    "unreadable call row skipped; fix the value to let callwatch judge it"
+                );
+            }
+        }
     }
 
     /// One round for one server: decide from `snapshot` and close what is over.
@@ -166,13 +234,21 @@ impl Sweeper {
         let started = std::time::Instant::now();
         // Rows answered in the future (clock skew) are never judged, so they are not even read.
         let before = self.clock.now() + chrono::Duration::seconds(1);
-        let calls = match self.open_rows(target, Some(before)).await {
+        let settled = match self.settle_in_doubt(target).await {
+            Ok(rows) => rows,
+            Err(err) => {
+                metrics::counter!(m::DB_ERRORS_TOTAL).increment(1);
+                return Err(err);
+            }
+        };
+        let OpenRows { calls, unreadable } = match self.open_rows(target, Some(before)).await {
             Ok(c) => c,
             Err(err) => {
                 metrics::counter!(m::DB_ERRORS_TOTAL).increment(1);
                 return Err(err);
             }
         };
+        self.quarantine(target, &unreadable);
         let calls: Vec<OpenCall> = if self.dry_run {
             calls
                 .into_iter()
@@ -184,6 +260,7 @@ impl Sweeper {
         let now = self.clock.now();
         tracing::debug!(server = %target.name, open = calls.len(), "round started");
         let memory = self.memory.entry(target.name.clone()).or_default();
+        memory.watching_since.get_or_insert(self.started_at);
         let view = view::server_view(snapshot, memory);
         let rows: Vec<OpenRow> = calls.iter().map(open_row).collect();
         if !memory.ids_matched_before {
@@ -191,8 +268,11 @@ impl Sweeper {
         }
         let decisions = reconciler::decide(&rows, &view, &self.policy, now);
 
+        let settled_count = settled.len();
         let mut report = SweepReport {
             open: calls.len(),
+            unreadable,
+            closed: settled,
             ..SweepReport::default()
         };
         let mut batch = Vec::new();
@@ -297,11 +377,20 @@ impl Sweeper {
                     for req in &batch {
                         tracing::error!(call_id = %req.call_id, error = %err, "Failed to clean up stuck call");
                     }
+                    if matches!(err, store::Error::Unavailable { .. }) {
+                        // The link broke: the commit may have happened. The next round finds out.
+                        self.in_doubt
+                            .entry(target.name.clone())
+                            .or_default()
+                            .extend(planned.into_values());
+                    }
                     return Err(err);
                 }
             }
         }
-        metrics::gauge!(m::CALLS_OPEN).set((report.open - report.closed.len()) as f64);
+        let closed_now = report.closed.len() - settled_count;
+        metrics::gauge!(m::CALLS_OPEN, "server" => target.name.clone())
+            .set(report.open.saturating_sub(closed_now) as f64);
         metrics::histogram!(m::SWEEP_SECONDS).record(started.elapsed().as_secs_f64());
         Ok(report)
     }

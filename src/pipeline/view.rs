@@ -11,6 +11,10 @@ pub struct ServerMemory {
     pub held: std::collections::HashMap<String, DateTime<Utc>>,
     /// Some open row of this server has matched a channel before.
     pub ids_matched_before: bool,
+    /// Since when this process has been watching the server (its start). A map that has never been synced
+    /// counts as unsynced since then, so `fallback_after` runs from process start when AMI was never
+    /// reachable (wrong port or password, Asterisk down at boot, listing refused).
+    pub watching_since: Option<DateTime<Utc>>,
 }
 
 /// Builds the reconciler's view of one server from a map snapshot and the runner's memory.
@@ -21,7 +25,7 @@ pub fn server_view(snapshot: &MapSnapshot, memory: &ServerMemory) -> ServerView 
         unsynced_since: if snapshot.synced {
             None
         } else {
-            snapshot.unsynced_since
+            snapshot.unsynced_since.or(memory.watching_since)
         },
         listing_at: snapshot.listing_at,
         epoch: snapshot.epoch,

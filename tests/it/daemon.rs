@@ -18,10 +18,10 @@ use store::testing::{Engine, TestDb};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-const DEADLINE: Duration = Duration::from_secs(20);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Polls `f` every 20 ms until it returns `Some`, or panics after [`DEADLINE`].
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -36,12 +36,12 @@ where
     }
 }
 
-fn sql_time(t: DateTime<Utc>) -> String {
+pub(crate) fn sql_time(t: DateTime<Utc>) -> String {
     t.format("'%Y-%m-%d %H:%M:%S'").to_string()
 }
 
 /// Inserts an open row.
-async fn insert_row(
+pub(crate) async fn insert_row(
     db: &TestDb,
     id: i64,
     uniqueid: &str,
@@ -57,7 +57,7 @@ async fn insert_row(
 }
 
 /// `(ended_at, hangup_cause)` of a row, as text.
-async fn row(db: &TestDb, id: i64) -> (Option<String>, Option<String>) {
+pub(crate) async fn row(db: &TestDb, id: i64) -> (Option<String>, Option<String>) {
     let (cast, _) = casts(db.engine());
     let store = db.store().await;
     let r: (Option<String>, Option<String>) = sqlx::query_as(&format!(
@@ -71,7 +71,7 @@ async fn row(db: &TestDb, id: i64) -> (Option<String>, Option<String>) {
 }
 
 /// Waits until row `id` is closed; returns its `ended_at` and `hangup_cause`.
-async fn closed(db: &TestDb, id: i64, what: &str) -> (DateTime<Utc>, Option<String>) {
+pub(crate) async fn closed(db: &TestDb, id: i64, what: &str) -> (DateTime<Utc>, Option<String>) {
     let (ended, cause) = eventually(what, || async {
         let (ended, cause) = row(db, id).await;
         ended.map(|e| (e, cause))
@@ -84,7 +84,7 @@ async fn closed(db: &TestDb, id: i64, what: &str) -> (DateTime<Utc>, Option<Stri
 }
 
 /// Audit rows per call id.
-async fn audit_counts(db: &TestDb) -> BTreeMap<String, i64> {
+pub(crate) async fn audit_counts(db: &TestDb) -> BTreeMap<String, i64> {
     let (text, int) = casts(db.engine());
     let store = db.store().await;
     let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
@@ -98,7 +98,7 @@ async fn audit_counts(db: &TestDb) -> BTreeMap<String, i64> {
 }
 
 /// SQL types to cast to for text and integers, per engine (sqlx's Any driver decodes only a few types).
-fn casts(engine: Engine) -> (&'static str, &'static str) {
+pub(crate) fn casts(engine: Engine) -> (&'static str, &'static str) {
     match engine {
         Engine::Postgres => ("VARCHAR(32)", "BIGINT"),
         Engine::MySql => ("CHAR(32)", "SIGNED"),
@@ -107,7 +107,7 @@ fn casts(engine: Engine) -> (&'static str, &'static str) {
 }
 
 /// A scripted PBX with one answered call from 5550100 to `ext`; returns the server and the agent's Uniqueid.
-async fn pbx_with_call(ext: &str) -> (PbxServer, ami_testkit::CallId, String) {
+pub(crate) async fn pbx_with_call(ext: &str) -> (PbxServer, ami_testkit::CallId, String) {
     let server = PbxServer::start(
         ScriptedPbx::new(Utc::now()).with_credentials("watchdog", "lab-secret"),
         "127.0.0.1:0".parse().unwrap(),
@@ -118,7 +118,7 @@ async fn pbx_with_call(ext: &str) -> (PbxServer, ami_testkit::CallId, String) {
     (server, call, agent)
 }
 
-fn start_answered(server: &PbxServer, ext: &str) -> (ami_testkit::CallId, String) {
+pub(crate) fn start_answered(server: &PbxServer, ext: &str) -> (ami_testkit::CallId, String) {
     server.with(|p| {
         let call = p.start_call("5550100", ext);
         p.answer(call).unwrap();
@@ -133,7 +133,7 @@ fn start_answered(server: &PbxServer, ext: &str) -> (ami_testkit::CallId, String
     })
 }
 
-fn settings_for(db_url: &str, ami: SocketAddr) -> Settings {
+pub(crate) fn settings_for(db_url: &str, ami: SocketAddr) -> Settings {
     let mut s = Settings {
         servers: vec![ServerConfig::from_url(&format!(
             "ami://watchdog:lab-secret@{ami}?server=pbx1&ping=1&ping_timeout=1"
@@ -145,13 +145,19 @@ fn settings_for(db_url: &str, ami: SocketAddr) -> Settings {
     s
 }
 
-struct Running {
+pub(crate) struct Running {
+    pub(crate) cancel: CancellationToken,
+    pub(crate) health: Health,
+    pub(crate) task: JoinHandle<anyhow::Result<DaemonSummary>>,
+}
+
+struct _RunningOld {
     cancel: CancellationToken,
     health: Health,
     task: JoinHandle<anyhow::Result<DaemonSummary>>,
 }
 
-fn start_daemon(settings: Settings) -> Running {
+pub(crate) fn start_daemon(settings: Settings) -> Running {
     let cancel = CancellationToken::new();
     let health = Health::new(Utc::now());
     let task = tokio::spawn(daemon::run(
@@ -175,7 +181,7 @@ fn start_daemon(settings: Settings) -> Running {
 }
 
 impl Running {
-    async fn synced(&self) {
+    pub(crate) async fn synced(&self) {
         eventually("the map to be synced", || async {
             let s = self.health.snapshot();
             (s.servers.first().is_some_and(|s| s.synced) && s.lock_held).then_some(())
@@ -183,7 +189,7 @@ impl Running {
         .await;
     }
 
-    async fn stop(self) -> DaemonSummary {
+    pub(crate) async fn stop(self) -> DaemonSummary {
         self.cancel.cancel();
         self.task.await.unwrap().unwrap()
     }

@@ -337,6 +337,9 @@ impl ChannelMap {
     }
 
     /// Waits until a [`ChannelGone`] notification may be queued (then call [`ChannelMap::take_gone`]).
+    ///
+    /// Meant for one consumer. A notification queued while nobody waits leaves a permit, so a consumer that
+    /// took the queue and then waits is woken at once: no hangup waits for the next periodic round.
     pub async fn gone_ready(&self) {
         self.inner.gone_notify.notified().await
     }
@@ -863,7 +866,9 @@ impl ServerChannels {
                     end: end.clone(),
                 });
                 drop(q);
-                self.map.gone_notify.notify_waiters();
+                // `notify_one` keeps a permit when nobody is waiting yet: a consumer that took the queue
+                // and is about to wait still wakes for what was queued in between.
+                self.map.gone_notify.notify_one();
             } else {
                 self.map.gone_dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -1103,6 +1108,22 @@ mod tests {
         let mut v: Vec<String> = s.live.keys().cloned().collect();
         v.sort();
         v
+    }
+
+    /// The race of a consumer that takes the queue, then waits: a channel that ends in between (after the
+    /// take, before the wait) must still wake it.
+    #[tokio::test]
+    async fn a_channel_ending_between_take_and_wait_wakes_the_consumer() {
+        let map = ChannelMap::default();
+        let s = map.server("pbx");
+        s.begin_session(t(0));
+        s.apply(&newchannel("a", "a"), t(1));
+        assert!(map.take_gone().is_empty());
+        s.apply(&hangup("a", "16"), t(2)); // nobody is waiting yet
+        tokio::time::timeout(std::time::Duration::from_secs(2), map.gone_ready())
+            .await
+            .expect("the notification queued before the wait was lost");
+        assert_eq!(map.take_gone().len(), 1);
     }
 
     #[test]

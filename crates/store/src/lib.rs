@@ -76,8 +76,8 @@ pub use error::{DbError, Error, Result};
 pub use lock::InstanceLock;
 pub use model::{
     BusyExtension, CallId, CloseOutcome, CloseReason, CloseRequest, ClosedCall, LastRun,
-    MappingCheck, MappingReport, MigrateReport, OpenCall, ServerFilter, Stats, UndoOutcome,
-    UndoSelector,
+    MappingCheck, MappingReport, MigrateReport, OpenCall, OpenRows, RecordedClose, ServerFilter,
+    Stats, UndoOutcome, UndoSelector, UnreadableRow,
 };
 pub use time::TimeCodec;
 
@@ -123,13 +123,55 @@ impl Store {
     /// `statement_timeout`; MySQL `time_zone = '+00:00'`, lock wait and statement timeouts; SQLite WAL and
     /// `busy_timeout`.
     pub async fn connect(cfg: &DatabaseConfig, clock: clock::SharedClock) -> Result<Store> {
+        Self::open(cfg, clock, true).await
+    }
+
+    /// Connects to a database that must already hold callwatch's schema: unlike [`connect`](Self::connect)
+    /// it never creates a SQLite file, and it fails with a message saying what is missing and what to do
+    /// (run `callwatch migrate`, or fix the mapping) when the calls table, a mapped column, the audit table
+    /// or the lock table is not there. Every command but `migrate` (and the throw-away databases of
+    /// `replay` and `demo`) opens the database this way.
+    pub async fn connect_existing(
+        cfg: &DatabaseConfig,
+        clock: clock::SharedClock,
+    ) -> Result<Store> {
+        let store = Self::connect_without_creating(cfg, clock).await?;
+        if let Err(err) = store.require_schema().await {
+            store.shutdown().await;
+            return Err(err);
+        }
+        Ok(store)
+    }
+
+    /// Connects like [`connect`](Self::connect) but never creates a SQLite file (a missing one is an
+    /// [`Error::Config`] saying to run `callwatch migrate`); the schema is not checked.
+    pub async fn connect_without_creating(
+        cfg: &DatabaseConfig,
+        clock: clock::SharedClock,
+    ) -> Result<Store> {
+        Self::open(cfg, clock, false).await
+    }
+
+    async fn open(cfg: &DatabaseConfig, clock: clock::SharedClock, create: bool) -> Result<Store> {
         cfg.validate()?;
         sqlx::any::install_default_drivers();
         let map = cfg.mapping.resolve()?;
         let time = TimeCodec::new(&cfg.timezone)?;
         let dialect = Dialect::from_url(cfg.url.expose())?;
         let redacted = cfg.url.redacted();
-        let (url, memory) = driver_url(dialect, cfg.url.expose());
+        let (url, memory) = driver_url(dialect, cfg.url.expose(), create);
+        if !create && !memory {
+            if let Some(path) = sqlite_file(dialect, cfg.url.expose()) {
+                if !path.exists() {
+                    return Err(Error::Config(format!(
+                        "the SQLite database {redacted} does not exist (no file {}): run `callwatch migrate` \
+                         to create callwatch's schema there, or point --database / DATABASE_URL / [database] url \
+                         at the application's database",
+                        path.display()
+                    )));
+                }
+            }
+        }
         let opts: AnyConnectOptions = url
             .parse()
             .map_err(|_| Error::Config(format!("cannot parse database URL {redacted}")))?;
@@ -258,7 +300,9 @@ fn session_setup(dialect: Dialect, tz: &str, statement_timeout: Duration) -> Arc
 }
 
 /// The URL handed to the driver: SQLite files are created when missing. Returns (url, is_memory).
-fn driver_url(dialect: Dialect, url: &str) -> (String, bool) {
+/// The driver's URL and whether it is an in-memory SQLite database. A SQLite file is opened read-write,
+/// and created when missing only if `create` (an explicit `mode=` in the URL is kept as given).
+fn driver_url(dialect: Dialect, url: &str, create: bool) -> (String, bool) {
     if dialect != Dialect::Sqlite {
         return (url.to_string(), false);
     }
@@ -267,7 +311,20 @@ fn driver_url(dialect: Dialect, url: &str) -> (String, bool) {
         return (url.to_string(), memory);
     }
     let sep = if url.contains('?') { '&' } else { '?' };
-    (format!("{url}{sep}mode=rwc"), false)
+    let mode = if create { "rwc" } else { "rw" };
+    (format!("{url}{sep}mode={mode}"), false)
+}
+
+/// The file of a `sqlite://PATH` / `sqlite:PATH` URL (None for other engines and in-memory databases).
+fn sqlite_file(dialect: Dialect, url: &str) -> Option<std::path::PathBuf> {
+    if dialect != Dialect::Sqlite || url.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty()).then(|| std::path::PathBuf::from(path))
 }
 
 #[cfg(test)]
@@ -277,21 +334,30 @@ mod tests {
     #[test]
     fn sqlite_urls_create_their_file() {
         assert_eq!(
-            driver_url(Dialect::Sqlite, "sqlite://a.db").0,
+            driver_url(Dialect::Sqlite, "sqlite://a.db", true).0,
             "sqlite://a.db?mode=rwc"
         );
         assert_eq!(
-            driver_url(Dialect::Sqlite, "sqlite://a.db?cache=shared").0,
+            driver_url(Dialect::Sqlite, "sqlite://a.db?cache=shared", true).0,
             "sqlite://a.db?cache=shared&mode=rwc"
         );
         assert_eq!(
-            driver_url(Dialect::Sqlite, "sqlite://a.db?mode=ro").0,
+            driver_url(Dialect::Sqlite, "sqlite://a.db?mode=ro", true).0,
             "sqlite://a.db?mode=ro"
         );
-        assert!(driver_url(Dialect::Sqlite, "sqlite::memory:").1);
+        assert!(driver_url(Dialect::Sqlite, "sqlite::memory:", true).1);
         assert_eq!(
-            driver_url(Dialect::Postgres, "postgres://x/y").0,
+            driver_url(Dialect::Postgres, "postgres://x/y", true).0,
             "postgres://x/y"
         );
+        assert_eq!(
+            driver_url(Dialect::Sqlite, "sqlite://a.db", false).0,
+            "sqlite://a.db?mode=rw"
+        );
+        assert_eq!(
+            sqlite_file(Dialect::Sqlite, "sqlite://dir/a.db?mode=rw"),
+            Some(std::path::PathBuf::from("dir/a.db"))
+        );
+        assert_eq!(sqlite_file(Dialect::Sqlite, "sqlite::memory:"), None);
     }
 }

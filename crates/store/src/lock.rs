@@ -357,12 +357,20 @@ impl InstanceLock {
     }
 
     /// Takes the lock again after it was lost (no-op if still held). False if another instance has it now.
+    ///
+    /// When the check itself fails (the database is unreachable, the pool timed out), the lock cannot be
+    /// trusted: its session is closed first, so that it can never be left holding the lock unseen, and
+    /// the lock is taken anew.
     pub async fn reacquire(&self) -> Result<bool> {
         if self.inner.released.load(Ordering::SeqCst) {
             return Ok(false);
         }
-        if self.is_held().await? {
-            return Ok(true);
+        match self.is_held().await {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            Err(err) => {
+                tracing::debug!(lock = %self.inner.name, error = %err, "cannot check the instance lock; taking it anew");
+            }
         }
         if let Some(old) = self.inner.conn.lock().await.take() {
             let _ = old.close_hard().await;
@@ -370,12 +378,17 @@ impl InstanceLock {
         self.store.try_take(&self.inner).await
     }
 
-    /// Releases the lock and stops checking it on writes.
-    pub async fn release(self) -> Result<()> {
+    /// Stops checking this lock on writes (it is released, lost or dropped).
+    fn unregister(&self) {
         self.inner.released.store(true, Ordering::SeqCst);
         if let Ok(mut locks) = self.store.inner.locks.lock() {
             locks.retain(|l| !Arc::ptr_eq(l, &self.inner));
         }
+    }
+
+    /// Releases the lock and stops checking it on writes.
+    pub async fn release(self) -> Result<()> {
+        self.unregister();
         let ctx = "releasing the instance lock";
         match &self.inner.key {
             LockKey::Pg(k) => {
@@ -411,6 +424,19 @@ impl InstanceLock {
             }
         }
         Ok(())
+    }
+}
+
+/// A lock given up without [`InstanceLock::release`] (lost, replaced, or the holder stopping): it is no
+/// longer checked on writes, and its session is closed, so the server frees a PostgreSQL advisory lock
+/// or a MySQL `GET_LOCK` at once (a SQLite lease expires).
+impl Drop for InstanceLock {
+    fn drop(&mut self) {
+        self.unregister();
+        if let Ok(mut conn) = self.inner.conn.try_lock() {
+            // Dropping the connection closes its socket; the server ends the session and its locks.
+            drop(conn.take());
+        }
     }
 }
 

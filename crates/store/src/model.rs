@@ -81,6 +81,31 @@ pub struct OpenCall {
     pub talk_seconds: Option<i64>,
 }
 
+/// An open row that cannot be read (e.g. `answered_at` holding MySQL's zero date `0000-00-00 00:00:00`,
+/// junk text, or a value with a zone suffix). It is left out of every decision and never written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnreadableRow {
+    /// Primary key.
+    pub id: CallId,
+    /// Asterisk server name (None = default server).
+    pub server: Option<String>,
+    /// The column whose value could not be read (as mapped).
+    pub column: String,
+    /// The value as stored, as text (at most 64 characters), when it could be read as text.
+    pub value: Option<String>,
+    /// What was wrong.
+    pub detail: String,
+}
+
+/// The open rows of a read: those that could be read, and those quarantined as unreadable.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OpenRows {
+    /// Rows read, ordered by id.
+    pub calls: Vec<OpenCall>,
+    /// Rows that could not be read, ordered by id.
+    pub unreadable: Vec<UnreadableRow>,
+}
+
 /// Why callwatch closes a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -173,6 +198,19 @@ pub struct ClosedCall {
     pub uniqueid: Option<String>,
     /// Why.
     pub reason: CloseReason,
+}
+
+/// A close found in the audit table (see [`crate::Store::closes_in_run`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordedClose {
+    /// The row.
+    pub call_id: CallId,
+    /// The audit row.
+    pub closure_id: i64,
+    /// The end time written.
+    pub ended_at: DateTime<Utc>,
+    /// The talk seconds written.
+    pub talk_seconds: i64,
 }
 
 /// What [`crate::Store::close`] did.

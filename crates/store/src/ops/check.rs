@@ -35,6 +35,9 @@ const AUDIT_REQUIRED: &[&str] = &[
     "undo_run_id",
 ];
 
+/// How a column's type check starts its detail.
+const TYPE_DETAIL: &str = "type ";
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Int,
@@ -47,6 +50,60 @@ impl Store {
     /// plausible type, the audit table has callwatch's columns. Never fails on a mismatch (that is a failed
     /// check in the report); fails only when the database cannot be asked.
     pub async fn check_mapping(&self) -> Result<MappingReport> {
+        let mut report = self.check_schema().await?;
+        if report.ok() {
+            // Finally read real rows through the mapping, which also checks the stored timestamps parse.
+            match self.in_progress_rows(crate::ServerFilter::Any, None).await {
+                Ok(open) if open.unreadable.is_empty() => report.push(
+                    "reading calls in progress",
+                    true,
+                    format!("{} open rows", open.calls.len()),
+                ),
+                Ok(open) => {
+                    let ids: Vec<String> = open
+                        .unreadable
+                        .iter()
+                        .take(10)
+                        .map(|r| format!("{} ({})", r.id, r.column))
+                        .collect();
+                    report.push(
+                        "reading calls in progress",
+                        true,
+                        format!(
+                            "{} open rows; {} unreadable row(s) skipped until fixed: {}",
+                            open.calls.len(),
+                            open.unreadable.len(),
+                            ids.join(", ")
+                        ),
+                    )
+                }
+                Err(e) => report.push("reading calls in progress", false, e.to_string()),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Fails with [`Error::Mapping`] unless the calls table, its mapped columns, the audit table (and on
+    /// SQLite the lock table) are all there: what every command but `migrate` needs. The message says
+    /// what is missing and what to do (run `callwatch migrate`, or fix the mapping).
+    pub async fn require_schema(&self) -> Result<()> {
+        let report = self.check_schema().await?;
+        let failed: Vec<String> = report
+            .checks
+            .iter()
+            // A column of an unexpected type is check-config's warning, not a reason to refuse to run.
+            .filter(|c| !c.ok && !c.detail.starts_with(TYPE_DETAIL))
+            .map(|c| format!("{}: {}", c.what, c.detail))
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Mapping(failed.join("; ")))
+        }
+    }
+
+    /// The structural part of [`check_mapping`](Self::check_mapping): tables and columns, no rows read.
+    async fn check_schema(&self) -> Result<MappingReport> {
         let d = self.inner.dialect;
         let m = &self.inner.map;
         let mut report = MappingReport::default();
@@ -79,9 +136,9 @@ impl Store {
                     Some(ty) => {
                         let ok = plausible(d, want, ty);
                         let detail = if ok {
-                            format!("type {ty}")
+                            format!("{TYPE_DETAIL}{ty}")
                         } else {
-                            format!("type {ty} does not look like {}", kind_name(want))
+                            format!("{TYPE_DETAIL}{ty} does not look like {}", kind_name(want))
                         };
                         report.push(what, ok, detail);
                     }
@@ -122,17 +179,6 @@ impl Store {
                     "present"
                 },
             );
-        }
-        if report.ok() {
-            // Finally read real rows through the mapping, which also checks the stored timestamps parse.
-            match self.in_progress(crate::ServerFilter::Any, None).await {
-                Ok(open) => report.push(
-                    "reading calls in progress",
-                    true,
-                    format!("{} open rows", open.len()),
-                ),
-                Err(e) => report.push("reading calls in progress", false, e.to_string()),
-            }
         }
         Ok(report)
     }

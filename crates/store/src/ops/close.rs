@@ -18,7 +18,7 @@ use sqlx::Connection;
 use super::{bind_id, col, get, get_id, parse_id, sel_id, sel_int, sel_text, sel_ts, token};
 use crate::dialect::{Dialect, SqlBuilder};
 use crate::error::{Error, Result};
-use crate::model::{CallId, CloseOutcome, CloseRequest, ClosedCall};
+use crate::model::{CallId, CloseOutcome, CloseRequest, ClosedCall, RecordedClose};
 use crate::Store;
 
 /// A row as read before closing.
@@ -638,6 +638,49 @@ impl Store {
                 .map_err(|e| Error::sqlx("writing the audit", e))?;
         }
         Ok(())
+    }
+
+    /// The closes that run `run_id` recorded (and that were not undone) for any of `ids`: after a commit
+    /// whose outcome was not seen (the connection died after `COMMIT` was sent), this tells which rows it
+    /// did close.
+    pub async fn closes_in_run(&self, run_id: &str, ids: &[CallId]) -> Result<Vec<RecordedClose>> {
+        let d = self.inner.dialect;
+        let m = &self.inner.map;
+        let mut out = Vec::new();
+        for chunk in ids.chunks(self.inner.batch_chunk.max(1)) {
+            let mut b = SqlBuilder::new(d);
+            let p = b.text(Some(run_id.to_string()));
+            let list: Vec<String> = chunk.iter().map(|id| b.text(Some(id.to_text()))).collect();
+            b.push(&format!(
+                "SELECT {}, call_id, {}, {} FROM {} WHERE run_id = {p} AND outcome = 'closed' \
+                 AND undone_at IS NULL AND call_id IN ({})",
+                d.as_int("id"),
+                d.ts_text("new_ended_at"),
+                d.as_int("new_talk_seconds"),
+                m.audit_table.quoted(d),
+                list.join(", ")
+            ));
+            let (sql, args) = b.build();
+            let rows = sqlx::query_with(&sql, args)
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(|e| Error::sqlx("reading the audit", e))?;
+            for row in &rows {
+                let call: String = get(row, 1, "call_id")?;
+                let ended: Option<String> = get(row, 2, "new_ended_at")?;
+                let talk: Option<i64> = get(row, 3, "new_talk_seconds")?;
+                out.push(RecordedClose {
+                    closure_id: get(row, 0, "id")?,
+                    call_id: parse_id(&call, m.id_type)?,
+                    ended_at: self
+                        .inner
+                        .time
+                        .decode("new_ended_at", ended.as_deref().unwrap_or(""))?,
+                    talk_seconds: talk.unwrap_or(0),
+                });
+            }
+        }
+        Ok(out)
     }
 
     async fn closure_ids(

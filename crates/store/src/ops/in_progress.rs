@@ -1,11 +1,12 @@
 //! `in_progress`: answered rows without `ended_at`, read in keyset pages.
 
-use super::{bind_id, get, get_id, sel_id, sel_int, sel_text, sel_ts};
+use super::{bind_id, get, get_id, get_text, sel_id, sel_int, sel_text, sel_ts};
 use crate::dialect::SqlBuilder;
 use crate::error::{Error, Result};
-use crate::model::{CallId, OpenCall, ServerFilter};
+use crate::model::{CallId, OpenCall, OpenRows, ServerFilter, UnreadableRow};
 use crate::Store;
 use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
 
 /// Rows per page.
 const PAGE: i64 = 5000;
@@ -13,28 +14,44 @@ const PAGE: i64 = 5000;
 impl Store {
     /// Answered calls whose row has no `ended_at` (`answered_at IS NOT NULL AND ended_at IS NULL`), ordered by id.
     ///
-    /// `server`: see [`ServerFilter`]. When the table has no server column, `Any` and `Default` return every
-    /// open row and `Named` returns none (a table without a server column cannot hold several servers' calls).
-    /// `answered_before`: only rows answered strictly before this instant. Rows are read in pages of 5000
-    /// (keyset on the id), so a huge backlog never holds one long-running statement.
+    /// Rows that cannot be read are left out; [`in_progress_rows`](Self::in_progress_rows) lists them.
     pub async fn in_progress(
         &self,
         server: ServerFilter<'_>,
         answered_before: Option<DateTime<Utc>>,
     ) -> Result<Vec<OpenCall>> {
+        Ok(self.in_progress_rows(server, answered_before).await?.calls)
+    }
+
+    /// Answered calls whose row has no `ended_at`, ordered by id, and the open rows that cannot be read.
+    ///
+    /// `server`: see [`ServerFilter`]. When the table has no server column, `Any` and `Default` return every
+    /// open row and `Named` returns none (a table without a server column cannot hold several servers' calls).
+    /// `answered_before`: only rows answered strictly before this instant. Rows are read in pages of 5000
+    /// (keyset on the id), so a huge backlog never holds one long-running statement.
+    ///
+    /// A row whose values cannot be understood (a timestamp that is not one, MySQL's zero date) is
+    /// quarantined in [`OpenRows::unreadable`] instead of failing the whole read: one odd row never stops
+    /// every other row from being judged.
+    pub async fn in_progress_rows(
+        &self,
+        server: ServerFilter<'_>,
+        answered_before: Option<DateTime<Utc>>,
+    ) -> Result<OpenRows> {
         let m = &self.inner.map;
+        let mut out = OpenRows::default();
         if m.server.is_none() && matches!(server, ServerFilter::Named(_)) {
-            return Ok(Vec::new());
+            return Ok(out);
         }
-        let mut out = Vec::new();
         let mut after: Option<CallId> = None;
         loop {
             let page = self
                 .in_progress_page(server, answered_before, after.as_ref())
                 .await?;
-            let done = (page.len() as i64) < PAGE;
-            after = page.last().map(|c| c.id.clone());
-            out.extend(page);
+            let done = page.read < PAGE as usize;
+            after = page.last_id;
+            out.calls.extend(page.rows.calls);
+            out.unreadable.extend(page.rows.unreadable);
             if done || after.is_none() {
                 return Ok(out);
             }
@@ -46,10 +63,9 @@ impl Store {
         server: ServerFilter<'_>,
         answered_before: Option<DateTime<Utc>>,
         after: Option<&CallId>,
-    ) -> Result<Vec<OpenCall>> {
+    ) -> Result<Page> {
         let d = self.inner.dialect;
         let m = &self.inner.map;
-        let time = &self.inner.time;
         let mut b = SqlBuilder::new(d);
         let id = super::col(d, &m.id);
         let sql = format!(
@@ -84,7 +100,7 @@ impl Store {
             }
         }
         if let Some(before) = answered_before {
-            let p = b.ts(Some(time.encode(before)));
+            let p = b.ts(Some(self.inner.time.encode(before)));
             b.push(&format!(" AND {} < {p}", super::col(d, &m.answered_at)));
         }
         if let Some(after) = after {
@@ -97,28 +113,78 @@ impl Store {
             .fetch_all(&self.inner.pool)
             .await
             .map_err(|e| Error::sqlx("reading calls in progress", e))?;
-        let mut out = Vec::with_capacity(rows.len());
+        let mut page = Page {
+            read: rows.len(),
+            ..Page::default()
+        };
         for row in &rows {
-            let answered: Option<String> = get(row, 9, m.answered_at.name())?;
-            let answered = answered.ok_or_else(|| Error::Decode {
-                column: m.answered_at.name().to_string(),
-                detail: "NULL in a row selected as answered".into(),
-            })?;
-            let started: Option<String> = get(row, 8, "started_at")?;
-            out.push(OpenCall {
-                id: get_id(row, 0, m.id_type)?,
-                uniqueid: get(row, 1, "uniqueid")?,
-                linkedid: get(row, 2, "linkedid")?,
-                channel: get(row, 3, "channel")?,
-                extension: get(row, 4, "extension")?,
-                caller: get(row, 5, "caller")?,
-                server: get(row, 6, "server")?,
-                status: get(row, 7, "status")?,
-                started_at: time.decode_opt("started_at", started.as_deref())?,
-                answered_at: time.decode(m.answered_at.name(), &answered)?,
-                talk_seconds: get(row, 10, "talk_seconds")?,
-            });
+            let id = get_id(row, 0, m.id_type)?;
+            page.last_id = Some(id.clone());
+            match self.open_call(row, id.clone()) {
+                Ok(call) => page.rows.calls.push(call),
+                Err(Error::Decode { column, detail }) => page.rows.unreadable.push(UnreadableRow {
+                    value: raw_text(row, &column, m),
+                    server: get_text(row, 6, "server").ok().flatten(),
+                    id,
+                    column,
+                    detail,
+                }),
+                Err(other) => return Err(other),
+            }
         }
-        Ok(out)
+        Ok(page)
     }
+
+    /// Reads one selected row (see [`in_progress_page`](Self::in_progress_page) for the columns).
+    fn open_call(&self, row: &AnyRow, id: CallId) -> Result<OpenCall> {
+        let m = &self.inner.map;
+        let time = &self.inner.time;
+        let answered: Option<String> = get(row, 9, m.answered_at.name())?;
+        let answered = answered.ok_or_else(|| Error::Decode {
+            column: m.answered_at.name().to_string(),
+            detail: "NULL in a row selected as answered".into(),
+        })?;
+        let started_col = m.started_at.as_ref().map_or("started_at", |c| c.name());
+        let started: Option<String> = get(row, 8, started_col)?;
+        Ok(OpenCall {
+            id,
+            uniqueid: get(row, 1, "uniqueid")?,
+            linkedid: get(row, 2, "linkedid")?,
+            channel: get(row, 3, "channel")?,
+            extension: get(row, 4, "extension")?,
+            caller: get(row, 5, "caller")?,
+            server: get(row, 6, "server")?,
+            status: get(row, 7, "status")?,
+            started_at: time.decode_opt(started_col, started.as_deref())?,
+            answered_at: time.decode(m.answered_at.name(), &answered)?,
+            talk_seconds: get(
+                row,
+                10,
+                m.talk_seconds.as_ref().map_or("talk_seconds", |c| c.name()),
+            )?,
+        })
+    }
+}
+
+/// One page of a keyset read.
+#[derive(Default)]
+struct Page {
+    /// Rows the statement returned (readable or not).
+    read: usize,
+    /// The last id returned, to continue after.
+    last_id: Option<CallId>,
+    rows: OpenRows,
+}
+
+/// The stored text of the timestamp column `column` of a selected row, for the quarantine report.
+fn raw_text(row: &AnyRow, column: &str, m: &crate::config::ResolvedMapping) -> Option<String> {
+    let idx = if column == m.answered_at.name() {
+        9
+    } else if m.started_at.as_ref().is_some_and(|c| c.name() == column) {
+        8
+    } else {
+        return None;
+    };
+    let text = get_text(row, idx, column).ok().flatten()?;
+    Some(text.chars().take(64).collect())
 }

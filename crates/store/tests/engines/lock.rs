@@ -158,3 +158,101 @@ async fn sqlite_lease_of_a_dead_process_on_this_host_is_taken_at_once() {
     write_lease(&s, "h-untagged").await;
     assert!(s.acquire_lock("pbx1").await.unwrap().is_none());
 }
+
+/// The session that holds `name` on PostgreSQL/MySQL, seen from another connection (None: nobody holds it).
+async fn holder_session(admin: &store::Store, name: &str) -> Option<i64> {
+    match admin.dialect() {
+        store::Dialect::Postgres => sqlx::query_scalar::<_, i64>(
+            "SELECT CAST(pid AS BIGINT) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_optional(admin.pool())
+        .await
+        .unwrap(),
+        _ => sqlx::query_scalar::<_, Option<i64>>(&format!(
+            "SELECT CAST(IS_USED_LOCK(CONCAT('callwatch:', DATABASE(), ':{name}')) AS SIGNED)"
+        ))
+        .fetch_one(admin.pool())
+        .await
+        .unwrap(),
+    }
+}
+
+/// `reacquire` when the check itself fails (the pool is exhausted: acquiring a connection times out) while
+/// the lock's own session is still alive: that session is closed, never left holding the lock unseen.
+#[tokio::test]
+async fn reacquire_closes_the_old_session_when_the_check_fails() {
+    for db in dbs().await {
+        if db.engine() == Engine::Sqlite {
+            continue; // a lease has no session to leave behind
+        }
+        let mut cfg = db.config();
+        cfg.max_connections = 2;
+        cfg.acquire_timeout = std::time::Duration::from_millis(300);
+        let (_, shared) = clock();
+        let s = db.store_with(&cfg, shared).await;
+        s.migrate().await.unwrap();
+        let (admin, _) = store(&db).await;
+        let lock = s.acquire_lock("pbx1").await.unwrap().unwrap();
+        let session = holder_session(&admin, "pbx1").await;
+        assert!(session.is_some(), "{:?}: the lock is held", db.engine());
+        // Every pooled connection busy: the check cannot get one.
+        let busy = (
+            s.pool().acquire().await.unwrap(),
+            s.pool().acquire().await.unwrap(),
+        );
+        assert!(lock.is_held().await.is_err(), "{:?}", db.engine());
+        let _ = lock.reacquire().await;
+        assert_eq!(
+            holder_session(&admin, "pbx1").await,
+            None,
+            "{:?}: the old session still holds the lock",
+            db.engine()
+        );
+        drop(busy);
+        assert!(lock.reacquire().await.unwrap(), "{:?}", db.engine());
+        assert!(holder_session(&admin, "pbx1").await.is_some());
+        let taken_elsewhere = admin.acquire_lock("pbx1").await.unwrap();
+        assert!(taken_elsewhere.is_none(), "{:?}", db.engine());
+    }
+}
+
+/// A lock that was lost, given up and replaced by a new one is no longer checked on writes: the store
+/// writes under its new lock instead of refusing with `LockLost` forever.
+#[tokio::test]
+async fn a_replaced_lock_no_longer_refuses_writes() {
+    for db in dbs().await {
+        let (s, _) = store(&db).await;
+        let (other, _) = store(&db).await;
+        let id = insert_call(&s, "101", None, Some("2026-11-24 12:00:00"), None).await;
+        let lost = s.acquire_lock("pbx1").await.unwrap().unwrap();
+        match db.engine() {
+            Engine::Sqlite => {
+                sqlx::query("DELETE FROM callwatch_locks")
+                    .execute(s.pool())
+                    .await
+                    .unwrap();
+            }
+            _ => {
+                let session = holder_session(&other, "pbx1").await.unwrap();
+                let kill = match db.engine() {
+                    Engine::Postgres => format!("SELECT pg_terminate_backend({session})"),
+                    _ => format!("KILL CONNECTION {session}"),
+                };
+                sqlx::query(&kill).execute(other.pool()).await.unwrap();
+            }
+        }
+        let theirs = other.acquire_lock("pbx1").await.unwrap();
+        let theirs = theirs.unwrap_or_else(|| panic!("{:?}: free after the loss", db.engine()));
+        assert!(!lost.reacquire().await.unwrap(), "{:?}", db.engine());
+        drop(lost); // what the daemon does with a lock it could not take back
+        theirs.release().await.unwrap();
+        let mine = s.acquire_lock("pbx1").await.unwrap();
+        assert!(mine.is_some(), "{:?}", db.engine());
+        let out = s
+            .close(&[req(id, t0(), CloseReason::ChannelGone)], "r")
+            .await
+            .unwrap_or_else(|e| panic!("{:?}: {e}", db.engine()));
+        assert_eq!(out.closed.len(), 1);
+    }
+}

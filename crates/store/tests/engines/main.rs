@@ -10,3 +10,4 @@ mod migrate;
 mod stats;
 mod timezone;
 mod undo;
+mod unreadable;
