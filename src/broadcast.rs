@@ -3,7 +3,8 @@
 //! Three transports, each optional, all fed from one bounded queue so that a slow or failing transport never
 //! blocks (or undoes) a close:
 //! - Laravel's Redis broadcaster: `PUBLISH <prefix><channel>` with `{"event": …, "data": {…}, "socket": null}`,
-//!   which Laravel Echo Server / Soketi relays to `Echo.channel('calls').listen('CallStatusUpdated', …)`;
+//!   which Laravel Echo Server / Soketi relays to `Echo.channel('calls').listen('CallStatusUpdated', …)`
+//!   (Echo prefixes the name with `App\Events\`, the namespace Laravel's broadcaster sends with the class name);
 //! - the Pusher-compatible HTTP API (Pusher, Laravel Reverb, Soketi): a signed `POST /apps/{id}/events`;
 //! - a generic webhook: a JSON `POST` with an HMAC-SHA256 signature header.
 //!
@@ -22,21 +23,22 @@ use tokio_util::task::TaskTracker;
 
 /// Default broadcast channel (Laravel `new Channel('calls')`).
 pub const DEFAULT_CHANNEL: &str = "calls";
-/// Default event name (the application's `CallStatusUpdated` event class).
-pub const DEFAULT_EVENT: &str = "CallStatusUpdated";
+/// Default event name: the application's event class, as Laravel's broadcaster sends it when the event defines
+/// no `broadcastAs()` (Echo's `listen('CallStatusUpdated')` expects exactly this name).
+pub const DEFAULT_EVENT: &str = "App\\Events\\CallStatusUpdated";
 /// Attempts per message and transport before it is dropped (and counted).
 const MAX_ATTEMPTS: u32 = 5;
 /// Messages waiting for delivery; beyond this the oldest are not waited for (counted as errors).
 const QUEUE_CAPACITY: usize = 10_000;
 
 /// `[broadcast]` section of the configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BroadcastConfig {
     /// Channel name (default `calls`).
     #[serde(default = "default_channel")]
     pub channel: String,
-    /// Event name (default `CallStatusUpdated`).
+    /// Event name (default `App\Events\CallStatusUpdated`; the `broadcastAs()` name if the app's event has one).
     #[serde(default = "default_event")]
     pub event: String,
     /// Laravel Redis broadcaster.
@@ -45,6 +47,18 @@ pub struct BroadcastConfig {
     pub pusher: Option<PusherConfig>,
     /// Generic webhook.
     pub webhook: Option<WebhookConfig>,
+}
+
+impl Default for BroadcastConfig {
+    fn default() -> Self {
+        Self {
+            channel: default_channel(),
+            event: default_event(),
+            redis: None,
+            pusher: None,
+            webhook: None,
+        }
+    }
 }
 
 fn default_channel() -> String {
@@ -460,6 +474,22 @@ mod tests {
     }
 
     #[test]
+    fn default_event_is_the_class_name_laravel_sends() {
+        // Echo's `listen('CallStatusUpdated')` prefixes its default namespace `App.Events` (as `App\Events\`).
+        assert_eq!(DEFAULT_EVENT, r"App\Events\CallStatusUpdated");
+        let cfg: BroadcastConfig = toml::from_str("[redis]\nurl = \"redis://127.0.0.1/\"").unwrap();
+        assert_eq!(cfg.event, r"App\Events\CallStatusUpdated");
+        assert_eq!(cfg.channel, "calls");
+        assert_eq!(BroadcastConfig::default().event, DEFAULT_EVENT);
+        assert_eq!(BroadcastConfig::default().channel, DEFAULT_CHANNEL);
+        let cfg: BroadcastConfig = toml::from_str("event = \"CallStatusUpdated\"").unwrap();
+        assert_eq!(
+            cfg.event, "CallStatusUpdated",
+            "a broadcastAs() name is kept as written"
+        );
+    }
+
+    #[test]
     fn laravel_envelope_shape() {
         let u = CallUpdate {
             id: "7".into(),
@@ -470,8 +500,8 @@ mod tests {
             talk_seconds: 42,
             reason: "hangup_seen".into(),
         };
-        let v = laravel_envelope("CallStatusUpdated", &u);
-        assert_eq!(v["event"], "CallStatusUpdated");
+        let v = laravel_envelope(DEFAULT_EVENT, &u);
+        assert_eq!(v["event"], DEFAULT_EVENT);
         assert_eq!(v["data"]["talk_seconds"], 42);
         assert!(v["socket"].is_null());
     }

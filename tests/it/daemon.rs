@@ -419,7 +419,7 @@ async fn closes_are_broadcast_on_redis_like_laravel() {
         .await
         .expect("no broadcast received");
     let payload: serde_json::Value = serde_json::from_str(&msg).unwrap();
-    assert_eq!(payload["event"], "CallStatusUpdated");
+    assert_eq!(payload["event"], r"App\Events\CallStatusUpdated");
     assert_eq!(payload["data"]["id"], "1");
     assert_eq!(payload["data"]["extension"], "2001");
     assert_eq!(payload["data"]["reason"], "hangup_seen");
@@ -516,7 +516,7 @@ async fn pusher_and_webhook_requests_are_signed() {
         hex::encode(mac.finalize().into_bytes())
     );
     let body: serde_json::Value = serde_json::from_slice(&pusher.3).unwrap();
-    assert_eq!(body["name"], "CallStatusUpdated");
+    assert_eq!(body["name"], r"App\Events\CallStatusUpdated");
     assert_eq!(body["channels"][0], "calls");
     let data: serde_json::Value = serde_json::from_str(body["data"].as_str().unwrap()).unwrap();
     assert_eq!(data["id"], "1");
