@@ -13,13 +13,17 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use md5::{Digest as _, Md5};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use store::CallId;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::pipeline::ClosedRow;
 
 /// Default broadcast channel (Laravel `new Channel('calls')`).
 pub const DEFAULT_CHANNEL: &str = "calls";
@@ -140,16 +144,19 @@ impl std::fmt::Debug for WebhookConfig {
     }
 }
 
-/// What the frontend is told about a closed call (the `data` of the broadcast event).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What the frontend is told about a closed call (the `data` of the broadcast event), serialised as the
+/// application's own event would serialise the row: the key set is fixed and documented (README, "Listening with
+/// Echo").
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CallUpdate {
-    /// The row's id, as text.
-    pub id: String,
+    /// The row's id: a JSON number for integer ids, a string for string ids.
+    pub id: CallId,
     /// Agent extension, if known.
     pub extension: Option<String>,
     /// New status (`completed`).
     pub status: String,
-    /// When the call ended (`YYYY-MM-DD HH:MM:SS`, UTC).
+    /// When the call ended, as Eloquent serialises dates (ISO-8601 UTC with microseconds:
+    /// `2026-12-02T05:51:41.000000Z`).
     pub ended_at: String,
     /// Value written to `hangup_cause`.
     pub hangup_cause: String,
@@ -157,6 +164,28 @@ pub struct CallUpdate {
     pub talk_seconds: i64,
     /// Why callwatch closed it (`hangup_seen`, `channel_gone`…).
     pub reason: String,
+}
+
+impl CallUpdate {
+    /// The update announcing `row`'s close, with exactly the values written to it.
+    pub fn completed(row: &ClosedRow) -> Self {
+        Self {
+            id: row.id.clone(),
+            extension: row.extension.clone(),
+            status: "completed".into(),
+            ended_at: laravel_date(row.ended_at),
+            hangup_cause: row.hangup_cause.clone(),
+            talk_seconds: row.talk_seconds,
+            reason: row.reason.clone(),
+        }
+    }
+}
+
+/// A time as Laravel (≥ 7) serialises dates (`Model::serializeDate`, Carbon's `toJSON`): UTC, microseconds,
+/// `Z`. The table stores whole seconds, so this is the value read back from the row.
+pub fn laravel_date(at: DateTime<Utc>) -> String {
+    let stored = DateTime::from_timestamp(at.timestamp(), 0).unwrap_or(at);
+    stored.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 /// The Laravel broadcast envelope published on Redis.
@@ -473,6 +502,23 @@ mod tests {
         );
     }
 
+    fn closed_row(id: CallId, ended_at: DateTime<Utc>) -> ClosedRow {
+        ClosedRow {
+            id,
+            uniqueid: Some("1700000000.1".into()),
+            linkedid: None,
+            extension: Some("2001".into()),
+            ended_at,
+            hangup_cause: "normal_clearing".into(),
+            reason: "hangup_seen".into(),
+            ended_after: None,
+            ended_before: None,
+            talk_seconds: 42,
+            answered_at: ended_at - chrono::Duration::seconds(42),
+            closure_id: Some(1),
+        }
+    }
+
     #[test]
     fn default_event_is_the_class_name_laravel_sends() {
         // Echo's `listen('CallStatusUpdated')` prefixes its default namespace `App.Events` (as `App\Events\`).
@@ -490,19 +536,41 @@ mod tests {
     }
 
     #[test]
+    fn payload_is_serialised_like_the_apps_own_event() {
+        let ended = DateTime::parse_from_rfc3339("2026-12-02T05:51:41.734Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let v = serde_json::to_value(CallUpdate::completed(&closed_row(CallId::Int(1), ended)))
+            .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "id": 1,
+                "extension": "2001",
+                "status": "completed",
+                "ended_at": "2026-12-02T05:51:41.000000Z",
+                "hangup_cause": "normal_clearing",
+                "talk_seconds": 42,
+                "reason": "hangup_seen",
+            }),
+            "the documented key set, an integer id and Eloquent's date format"
+        );
+        let v = serde_json::to_value(CallUpdate::completed(&closed_row(
+            CallId::Text("9b2f-uuid".into()),
+            ended,
+        )))
+        .unwrap();
+        assert_eq!(v["id"], "9b2f-uuid", "string ids stay strings");
+    }
+
+    #[test]
     fn laravel_envelope_shape() {
-        let u = CallUpdate {
-            id: "7".into(),
-            extension: Some("2001".into()),
-            status: "completed".into(),
-            ended_at: "2026-11-24 12:00:00".into(),
-            hangup_cause: "normal_clearing".into(),
-            talk_seconds: 42,
-            reason: "hangup_seen".into(),
-        };
+        let ended = DateTime::from_timestamp(1_795_000_000, 0).unwrap();
+        let u = CallUpdate::completed(&closed_row(CallId::Int(7), ended));
         let v = laravel_envelope(DEFAULT_EVENT, &u);
         assert_eq!(v["event"], DEFAULT_EVENT);
         assert_eq!(v["data"]["talk_seconds"], 42);
+        assert_eq!(v["data"]["id"], 7);
         assert!(v["socket"].is_null());
     }
 }

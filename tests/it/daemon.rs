@@ -420,7 +420,13 @@ async fn closes_are_broadcast_on_redis_like_laravel() {
         .expect("no broadcast received");
     let payload: serde_json::Value = serde_json::from_str(&msg).unwrap();
     assert_eq!(payload["event"], r"App\Events\CallStatusUpdated");
-    assert_eq!(payload["data"]["id"], "1");
+    assert_eq!(payload["data"]["id"], 1);
+    let ended_at = payload["data"]["ended_at"].as_str().unwrap();
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(ended_at, "%Y-%m-%dT%H:%M:%S%.6fZ").is_ok()
+            && ended_at.len() == "2026-12-02T05:51:41.000000Z".len(),
+        "Eloquent's date format: {ended_at}"
+    );
     assert_eq!(payload["data"]["extension"], "2001");
     assert_eq!(payload["data"]["reason"], "hangup_seen");
     assert_eq!(payload["data"]["hangup_cause"], "normal_clearing");
@@ -519,7 +525,7 @@ async fn pusher_and_webhook_requests_are_signed() {
     assert_eq!(body["name"], r"App\Events\CallStatusUpdated");
     assert_eq!(body["channels"][0], "calls");
     let data: serde_json::Value = serde_json::from_str(body["data"].as_str().unwrap()).unwrap();
-    assert_eq!(data["id"], "1");
+    assert_eq!(data["id"], 1);
 
     let hook = seen
         .iter()
