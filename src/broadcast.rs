@@ -65,6 +65,16 @@ impl Default for BroadcastConfig {
     }
 }
 
+impl BroadcastConfig {
+    /// Checks what can be checked without connecting (the Redis prefix settings).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(r) = &self.redis {
+            r.effective_prefix()?;
+        }
+        Ok(())
+    }
+}
+
 fn default_channel() -> String {
     DEFAULT_CHANNEL.into()
 }
@@ -78,9 +88,68 @@ fn default_event() -> String {
 pub struct RedisConfig {
     /// `redis://host:6379/0` (a password in the URL is never logged).
     pub url: String,
-    /// Key prefix Laravel adds to channel names (`database.redis.options.prefix`, e.g. `laravel_database_`).
-    #[serde(default)]
-    pub prefix: String,
+    /// Key prefix Laravel adds to channel names (`database.redis.options.prefix`, `REDIS_PREFIX`); `""` for none.
+    /// Default: derived from `app_name` as Laravel does, else `laravel_database_` (the default app name's).
+    pub prefix: Option<String>,
+    /// The app's `APP_NAME`: the prefix is then `Str::slug(APP_NAME, '_').'_database_'`, Laravel's default.
+    pub app_name: Option<String>,
+}
+
+/// Laravel's default Redis prefix, the one derived from the default `APP_NAME` (`Laravel`).
+pub const DEFAULT_REDIS_PREFIX: &str = "laravel_database_";
+
+impl RedisConfig {
+    /// The prefix Laravel puts before channel names: `prefix` as written, else derived from `app_name`, else
+    /// [`DEFAULT_REDIS_PREFIX`].
+    pub fn effective_prefix(&self) -> anyhow::Result<String> {
+        match (&self.prefix, &self.app_name) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "[broadcast.redis]: set either prefix or app_name (the prefix is derived from app_name), not both"
+            ),
+            (Some(prefix), None) => Ok(prefix.clone()),
+            (None, Some(app)) => Ok(laravel_redis_prefix(app)),
+            (None, None) => Ok(DEFAULT_REDIS_PREFIX.to_string()),
+        }
+    }
+}
+
+/// Laravel's default Redis prefix for an app name: `Str::slug($appName, '_').'_database_'`
+/// (`config/database.php`).
+pub fn laravel_redis_prefix(app_name: &str) -> String {
+    format!("{}_database_", laravel_slug(app_name, '_'))
+}
+
+/// Laravel's `Str::slug($title, $separator)`: transliterated to ASCII, the other separator (`-` or `_`) turned
+/// into this one, `@` into `at`, lower-cased, everything but letters, digits, whitespace and the separator
+/// dropped, runs of separators and whitespace folded into one separator, trimmed.
+pub fn laravel_slug(title: &str, separator: char) -> String {
+    let flip = if separator == '-' { '_' } else { '-' };
+    let ascii = deunicode::deunicode(title);
+    let sep = separator.to_string();
+    let replaced: String = ascii
+        .chars()
+        .map(|c| if c == flip { separator } else { c })
+        .collect::<String>()
+        .replace('@', &format!("{sep}at{sep}"))
+        .to_lowercase();
+    let kept: String = replaced
+        .chars()
+        .filter(|c| *c == separator || c.is_alphanumeric() || c.is_whitespace())
+        .collect();
+    let mut out = String::with_capacity(kept.len());
+    let mut pending = false;
+    for c in kept.chars() {
+        if c == separator || c.is_whitespace() {
+            pending = true;
+        } else {
+            if pending && !out.is_empty() {
+                out.push(separator);
+            }
+            pending = false;
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl std::fmt::Debug for RedisConfig {
@@ -88,6 +157,7 @@ impl std::fmt::Debug for RedisConfig {
         f.debug_struct("RedisConfig")
             .field("url", &crate::redact::url(&self.url))
             .field("prefix", &self.prefix)
+            .field("app_name", &self.app_name)
             .finish()
     }
 }
@@ -369,10 +439,13 @@ impl Broadcaster {
                     crate::redact::text(&e.to_string())
                 )
             })?;
-            transports.push(Transport::Redis {
-                client,
-                channel: format!("{}{}", r.prefix, cfg.channel),
-            });
+            let channel = format!("{}{}", r.effective_prefix()?, cfg.channel);
+            tracing::info!(
+                redis_channel = %channel,
+                event = %cfg.event,
+                "broadcasting closes on Redis channel {channel}"
+            );
+            transports.push(Transport::Redis { client, channel });
         }
         if let Some(p) = &cfg.pusher {
             let secret = resolve_secret(
@@ -533,6 +606,64 @@ mod tests {
             cfg.event, "CallStatusUpdated",
             "a broadcastAs() name is kept as written"
         );
+    }
+
+    #[test]
+    fn redis_prefix_defaults_to_laravels() {
+        let cfg = |text: &str| -> RedisConfig { toml::from_str(text).unwrap() };
+        let url = "url = \"redis://127.0.0.1/\"\n";
+        assert_eq!(cfg(url).effective_prefix().unwrap(), "laravel_database_");
+        assert_eq!(
+            cfg(&format!("{url}prefix = \"\""))
+                .effective_prefix()
+                .unwrap(),
+            "",
+            "an explicit empty prefix is kept"
+        );
+        assert_eq!(
+            cfg(&format!("{url}prefix = \"crm_\""))
+                .effective_prefix()
+                .unwrap(),
+            "crm_"
+        );
+        assert_eq!(
+            cfg(&format!("{url}app_name = \"Call Center\""))
+                .effective_prefix()
+                .unwrap(),
+            "call_center_database_"
+        );
+        let err = cfg(&format!("{url}prefix = \"a_\"\napp_name = \"B\""))
+            .effective_prefix()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("either prefix or app_name"),
+            "{err}"
+        );
+        let both: BroadcastConfig =
+            toml::from_str(&format!("[redis]\n{url}prefix = \"a_\"\napp_name = \"B\"")).unwrap();
+        assert!(
+            both.validate().is_err(),
+            "refused when the configuration is checked"
+        );
+    }
+
+    #[test]
+    fn laravel_slug_matches_str_slug() {
+        // Values of `Str::slug($name, '_')` as Laravel computes them.
+        for (name, slug) in [
+            ("Laravel", "laravel"),
+            ("Call Center", "call_center"),
+            ("  ACME  Call-Center 2 ", "acme_call_center_2"),
+            ("my_app", "my_app"),
+            ("my__app--x", "my_app_x"),
+            ("Sales & Support!", "sales_support"),
+            ("ops@acme", "ops_at_acme"),
+            ("Café Größe", "cafe_grosse"),
+            ("_x_", "x"),
+        ] {
+            assert_eq!(laravel_slug(name, '_'), slug, "{name:?}");
+        }
+        assert_eq!(laravel_redis_prefix("Laravel"), DEFAULT_REDIS_PREFIX);
     }
 
     #[test]

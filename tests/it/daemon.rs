@@ -403,13 +403,15 @@ async fn closes_are_broadcast_on_redis_like_laravel() {
         }
         Err(e) => panic!("Redis is down under CI: {e}"),
     };
-    let prefix = format!("cwtest_{}_", std::process::id());
-    pubsub.subscribe(format!("{prefix}calls")).await.unwrap();
+    // The prefix Laravel derives from APP_NAME "CW Test-<pid>": Str::slug(APP_NAME, '_').'_database_'.
+    let app_name = format!("CW Test-{}", std::process::id());
+    let channel = format!("cw_test_{}_database_calls", std::process::id());
+    pubsub.subscribe(&channel).await.unwrap();
     let (pbx, call_a, agent_a) = pbx_with_call("2001").await;
     insert_row(&db, 1, &agent_a, "2001", Utc::now()).await;
     let mut settings = settings_for(db.url(), pbx.local_addr());
     settings.broadcast = toml::from_str(&format!(
-        "[redis]\nurl = \"redis://127.0.0.1:6379/\"\nprefix = \"{prefix}\""
+        "[redis]\nurl = \"redis://127.0.0.1:6379/\"\napp_name = \"{app_name}\""
     ))
     .unwrap();
     let d = start_daemon(settings);
