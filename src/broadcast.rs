@@ -3,7 +3,8 @@
 //! Three transports, each optional, all fed from one bounded queue so that a slow or failing transport never
 //! blocks (or undoes) a close:
 //! - Laravel's Redis broadcaster: `PUBLISH <prefix><channel>` with `{"event": …, "data": {…}, "socket": null}`,
-//!   which Laravel Echo Server / Soketi relays to `Echo.channel('calls').listen('CallStatusUpdated', …)`;
+//!   which Laravel Echo Server / Soketi relays to `Echo.channel('calls').listen('CallStatusUpdated', …)`
+//!   (Echo prefixes the name with `App\Events\`, the namespace Laravel's broadcaster sends with the class name);
 //! - the Pusher-compatible HTTP API (Pusher, Laravel Reverb, Soketi): a signed `POST /apps/{id}/events`;
 //! - a generic webhook: a JSON `POST` with an HMAC-SHA256 signature header.
 //!
@@ -12,31 +13,36 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use md5::{Digest as _, Md5};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use store::CallId;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::pipeline::ClosedRow;
+
 /// Default broadcast channel (Laravel `new Channel('calls')`).
 pub const DEFAULT_CHANNEL: &str = "calls";
-/// Default event name (the application's `CallStatusUpdated` event class).
-pub const DEFAULT_EVENT: &str = "CallStatusUpdated";
+/// Default event name: the application's event class, as Laravel's broadcaster sends it when the event defines
+/// no `broadcastAs()` (Echo's `listen('CallStatusUpdated')` expects exactly this name).
+pub const DEFAULT_EVENT: &str = "App\\Events\\CallStatusUpdated";
 /// Attempts per message and transport before it is dropped (and counted).
 const MAX_ATTEMPTS: u32 = 5;
 /// Messages waiting for delivery; beyond this the oldest are not waited for (counted as errors).
 const QUEUE_CAPACITY: usize = 10_000;
 
 /// `[broadcast]` section of the configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BroadcastConfig {
     /// Channel name (default `calls`).
     #[serde(default = "default_channel")]
     pub channel: String,
-    /// Event name (default `CallStatusUpdated`).
+    /// Event name (default `App\Events\CallStatusUpdated`; the `broadcastAs()` name if the app's event has one).
     #[serde(default = "default_event")]
     pub event: String,
     /// Laravel Redis broadcaster.
@@ -45,6 +51,28 @@ pub struct BroadcastConfig {
     pub pusher: Option<PusherConfig>,
     /// Generic webhook.
     pub webhook: Option<WebhookConfig>,
+}
+
+impl Default for BroadcastConfig {
+    fn default() -> Self {
+        Self {
+            channel: default_channel(),
+            event: default_event(),
+            redis: None,
+            pusher: None,
+            webhook: None,
+        }
+    }
+}
+
+impl BroadcastConfig {
+    /// Checks what can be checked without connecting (the Redis prefix settings).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(r) = &self.redis {
+            r.effective_prefix()?;
+        }
+        Ok(())
+    }
 }
 
 fn default_channel() -> String {
@@ -60,9 +88,68 @@ fn default_event() -> String {
 pub struct RedisConfig {
     /// `redis://host:6379/0` (a password in the URL is never logged).
     pub url: String,
-    /// Key prefix Laravel adds to channel names (`database.redis.options.prefix`, e.g. `laravel_database_`).
-    #[serde(default)]
-    pub prefix: String,
+    /// Key prefix Laravel adds to channel names (`database.redis.options.prefix`, `REDIS_PREFIX`); `""` for none.
+    /// Default: derived from `app_name` as Laravel does, else `laravel_database_` (the default app name's).
+    pub prefix: Option<String>,
+    /// The app's `APP_NAME`: the prefix is then `Str::slug(APP_NAME, '_').'_database_'`, Laravel's default.
+    pub app_name: Option<String>,
+}
+
+/// Laravel's default Redis prefix, the one derived from the default `APP_NAME` (`Laravel`).
+pub const DEFAULT_REDIS_PREFIX: &str = "laravel_database_";
+
+impl RedisConfig {
+    /// The prefix Laravel puts before channel names: `prefix` as written, else derived from `app_name`, else
+    /// [`DEFAULT_REDIS_PREFIX`].
+    pub fn effective_prefix(&self) -> anyhow::Result<String> {
+        match (&self.prefix, &self.app_name) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "[broadcast.redis]: set either prefix or app_name (the prefix is derived from app_name), not both"
+            ),
+            (Some(prefix), None) => Ok(prefix.clone()),
+            (None, Some(app)) => Ok(laravel_redis_prefix(app)),
+            (None, None) => Ok(DEFAULT_REDIS_PREFIX.to_string()),
+        }
+    }
+}
+
+/// Laravel's default Redis prefix for an app name: `Str::slug($appName, '_').'_database_'`
+/// (`config/database.php`).
+pub fn laravel_redis_prefix(app_name: &str) -> String {
+    format!("{}_database_", laravel_slug(app_name, '_'))
+}
+
+/// Laravel's `Str::slug($title, $separator)`: transliterated to ASCII, the other separator (`-` or `_`) turned
+/// into this one, `@` into `at`, lower-cased, everything but letters, digits, whitespace and the separator
+/// dropped, runs of separators and whitespace folded into one separator, trimmed.
+pub fn laravel_slug(title: &str, separator: char) -> String {
+    let flip = if separator == '-' { '_' } else { '-' };
+    let ascii = deunicode::deunicode(title);
+    let sep = separator.to_string();
+    let replaced: String = ascii
+        .chars()
+        .map(|c| if c == flip { separator } else { c })
+        .collect::<String>()
+        .replace('@', &format!("{sep}at{sep}"))
+        .to_lowercase();
+    let kept: String = replaced
+        .chars()
+        .filter(|c| *c == separator || c.is_alphanumeric() || c.is_whitespace())
+        .collect();
+    let mut out = String::with_capacity(kept.len());
+    let mut pending = false;
+    for c in kept.chars() {
+        if c == separator || c.is_whitespace() {
+            pending = true;
+        } else {
+            if pending && !out.is_empty() {
+                out.push(separator);
+            }
+            pending = false;
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl std::fmt::Debug for RedisConfig {
@@ -70,6 +157,7 @@ impl std::fmt::Debug for RedisConfig {
         f.debug_struct("RedisConfig")
             .field("url", &crate::redact::url(&self.url))
             .field("prefix", &self.prefix)
+            .field("app_name", &self.app_name)
             .finish()
     }
 }
@@ -126,16 +214,19 @@ impl std::fmt::Debug for WebhookConfig {
     }
 }
 
-/// What the frontend is told about a closed call (the `data` of the broadcast event).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What the frontend is told about a closed call (the `data` of the broadcast event), serialised as the
+/// application's own event would serialise the row: the key set is fixed and documented (README, "Listening with
+/// Echo").
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CallUpdate {
-    /// The row's id, as text.
-    pub id: String,
+    /// The row's id: a JSON number for integer ids, a string for string ids.
+    pub id: CallId,
     /// Agent extension, if known.
     pub extension: Option<String>,
     /// New status (`completed`).
     pub status: String,
-    /// When the call ended (`YYYY-MM-DD HH:MM:SS`, UTC).
+    /// When the call ended, as Eloquent serialises dates (ISO-8601 UTC with microseconds:
+    /// `2026-12-02T05:51:41.000000Z`).
     pub ended_at: String,
     /// Value written to `hangup_cause`.
     pub hangup_cause: String,
@@ -143,6 +234,28 @@ pub struct CallUpdate {
     pub talk_seconds: i64,
     /// Why callwatch closed it (`hangup_seen`, `channel_gone`…).
     pub reason: String,
+}
+
+impl CallUpdate {
+    /// The update announcing `row`'s close, with exactly the values written to it.
+    pub fn completed(row: &ClosedRow) -> Self {
+        Self {
+            id: row.id.clone(),
+            extension: row.extension.clone(),
+            status: "completed".into(),
+            ended_at: laravel_date(row.ended_at),
+            hangup_cause: row.hangup_cause.clone(),
+            talk_seconds: row.talk_seconds,
+            reason: row.reason.clone(),
+        }
+    }
+}
+
+/// A time as Laravel (≥ 7) serialises dates (`Model::serializeDate`, Carbon's `toJSON`): UTC, microseconds,
+/// `Z`. The table stores whole seconds, so this is the value read back from the row.
+pub fn laravel_date(at: DateTime<Utc>) -> String {
+    let stored = DateTime::from_timestamp(at.timestamp(), 0).unwrap_or(at);
+    stored.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 /// The Laravel broadcast envelope published on Redis.
@@ -326,10 +439,13 @@ impl Broadcaster {
                     crate::redact::text(&e.to_string())
                 )
             })?;
-            transports.push(Transport::Redis {
-                client,
-                channel: format!("{}{}", r.prefix, cfg.channel),
-            });
+            let channel = format!("{}{}", r.effective_prefix()?, cfg.channel);
+            tracing::info!(
+                redis_channel = %channel,
+                event = %cfg.event,
+                "broadcasting closes on Redis channel {channel}"
+            );
+            transports.push(Transport::Redis { client, channel });
         }
         if let Some(p) = &cfg.pusher {
             let secret = resolve_secret(
@@ -459,20 +575,133 @@ mod tests {
         );
     }
 
+    fn closed_row(id: CallId, ended_at: DateTime<Utc>) -> ClosedRow {
+        ClosedRow {
+            id,
+            uniqueid: Some("1700000000.1".into()),
+            linkedid: None,
+            extension: Some("2001".into()),
+            ended_at,
+            hangup_cause: "normal_clearing".into(),
+            reason: "hangup_seen".into(),
+            ended_after: None,
+            ended_before: None,
+            talk_seconds: 42,
+            answered_at: ended_at - chrono::Duration::seconds(42),
+            closure_id: Some(1),
+        }
+    }
+
+    #[test]
+    fn default_event_is_the_class_name_laravel_sends() {
+        // Echo's `listen('CallStatusUpdated')` prefixes its default namespace `App.Events` (as `App\Events\`).
+        assert_eq!(DEFAULT_EVENT, r"App\Events\CallStatusUpdated");
+        let cfg: BroadcastConfig = toml::from_str("[redis]\nurl = \"redis://127.0.0.1/\"").unwrap();
+        assert_eq!(cfg.event, r"App\Events\CallStatusUpdated");
+        assert_eq!(cfg.channel, "calls");
+        assert_eq!(BroadcastConfig::default().event, DEFAULT_EVENT);
+        assert_eq!(BroadcastConfig::default().channel, DEFAULT_CHANNEL);
+        let cfg: BroadcastConfig = toml::from_str("event = \"CallStatusUpdated\"").unwrap();
+        assert_eq!(
+            cfg.event, "CallStatusUpdated",
+            "a broadcastAs() name is kept as written"
+        );
+    }
+
+    #[test]
+    fn redis_prefix_defaults_to_laravels() {
+        let cfg = |text: &str| -> RedisConfig { toml::from_str(text).unwrap() };
+        let url = "url = \"redis://127.0.0.1/\"\n";
+        assert_eq!(cfg(url).effective_prefix().unwrap(), "laravel_database_");
+        assert_eq!(
+            cfg(&format!("{url}prefix = \"\""))
+                .effective_prefix()
+                .unwrap(),
+            "",
+            "an explicit empty prefix is kept"
+        );
+        assert_eq!(
+            cfg(&format!("{url}prefix = \"crm_\""))
+                .effective_prefix()
+                .unwrap(),
+            "crm_"
+        );
+        assert_eq!(
+            cfg(&format!("{url}app_name = \"Call Center\""))
+                .effective_prefix()
+                .unwrap(),
+            "call_center_database_"
+        );
+        let err = cfg(&format!("{url}prefix = \"a_\"\napp_name = \"B\""))
+            .effective_prefix()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("either prefix or app_name"),
+            "{err}"
+        );
+        let both: BroadcastConfig =
+            toml::from_str(&format!("[redis]\n{url}prefix = \"a_\"\napp_name = \"B\"")).unwrap();
+        assert!(
+            both.validate().is_err(),
+            "refused when the configuration is checked"
+        );
+    }
+
+    #[test]
+    fn laravel_slug_matches_str_slug() {
+        // Values of `Str::slug($name, '_')` as Laravel computes them.
+        for (name, slug) in [
+            ("Laravel", "laravel"),
+            ("Call Center", "call_center"),
+            ("  ACME  Call-Center 2 ", "acme_call_center_2"),
+            ("my_app", "my_app"),
+            ("my__app--x", "my_app_x"),
+            ("Sales & Support!", "sales_support"),
+            ("ops@acme", "ops_at_acme"),
+            ("Café Größe", "cafe_grosse"),
+            ("_x_", "x"),
+        ] {
+            assert_eq!(laravel_slug(name, '_'), slug, "{name:?}");
+        }
+        assert_eq!(laravel_redis_prefix("Laravel"), DEFAULT_REDIS_PREFIX);
+    }
+
+    #[test]
+    fn payload_is_serialised_like_the_apps_own_event() {
+        let ended = DateTime::parse_from_rfc3339("2026-12-02T05:51:41.734Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let v = serde_json::to_value(CallUpdate::completed(&closed_row(CallId::Int(1), ended)))
+            .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "id": 1,
+                "extension": "2001",
+                "status": "completed",
+                "ended_at": "2026-12-02T05:51:41.000000Z",
+                "hangup_cause": "normal_clearing",
+                "talk_seconds": 42,
+                "reason": "hangup_seen",
+            }),
+            "the documented key set, an integer id and Eloquent's date format"
+        );
+        let v = serde_json::to_value(CallUpdate::completed(&closed_row(
+            CallId::Text("9b2f-uuid".into()),
+            ended,
+        )))
+        .unwrap();
+        assert_eq!(v["id"], "9b2f-uuid", "string ids stay strings");
+    }
+
     #[test]
     fn laravel_envelope_shape() {
-        let u = CallUpdate {
-            id: "7".into(),
-            extension: Some("2001".into()),
-            status: "completed".into(),
-            ended_at: "2026-11-24 12:00:00".into(),
-            hangup_cause: "normal_clearing".into(),
-            talk_seconds: 42,
-            reason: "hangup_seen".into(),
-        };
-        let v = laravel_envelope("CallStatusUpdated", &u);
-        assert_eq!(v["event"], "CallStatusUpdated");
+        let ended = DateTime::from_timestamp(1_795_000_000, 0).unwrap();
+        let u = CallUpdate::completed(&closed_row(CallId::Int(7), ended));
+        let v = laravel_envelope(DEFAULT_EVENT, &u);
+        assert_eq!(v["event"], DEFAULT_EVENT);
         assert_eq!(v["data"]["talk_seconds"], 42);
+        assert_eq!(v["data"]["id"], 7);
         assert!(v["socket"].is_null());
     }
 }

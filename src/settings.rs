@@ -161,6 +161,7 @@ impl Settings {
     /// Checks what can be checked without connecting anywhere.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.policy.validate()?;
+        self.broadcast.validate()?;
         self.resolve_servers()?;
         anyhow::ensure!(
             self.servers.iter().filter(|s| s.default).count() <= 1,

@@ -89,6 +89,9 @@ pub async fn run(args: CheckConfigArgs, global: &GlobalArgs) -> anyhow::Result<E
                         for c in &report.checks {
                             checks.report(c.ok, &c.what, &c.detail);
                         }
+                        for hint in &report.hints {
+                            println!("hint {hint}");
+                        }
                     }
                     Err(err) => checks.report(false, "mapping", &err.to_string()),
                 }

@@ -29,6 +29,11 @@ pub async fn run(_args: MigrateArgs, global: &GlobalArgs) -> anyhow::Result<Exit
         .await
         .with_context(|| format!("migrating {url}"))?;
     println!("database: {url} ({})", report.dialect);
+    if let Some(table) = &report.left_alone {
+        println!(
+            "table {table} exists: left as it is (no column or index added; `callwatch check-config` suggests an index)"
+        );
+    }
     for (version, description) in &report.applied {
         println!("applied: {version} {description}");
     }

@@ -125,13 +125,5 @@ fn announce(row: &ClosedRow, broadcaster: &Broadcaster) {
         "Stuck call cleaned up"
     );
     metrics::counter!(crate::metrics::CLOSES_TOTAL, "reason" => row.reason.clone()).increment(1);
-    broadcaster.send(CallUpdate {
-        id: row.id.to_text(),
-        extension: row.extension.clone(),
-        status: "completed".into(),
-        ended_at,
-        hangup_cause: row.hangup_cause.clone(),
-        talk_seconds: row.talk_seconds,
-        reason: row.reason.clone(),
-    });
+    broadcaster.send(CallUpdate::completed(row));
 }

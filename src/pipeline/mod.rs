@@ -408,15 +408,7 @@ impl Sweeper {
             "Stuck call cleaned up"
         );
         metrics::counter!(m::CLOSES_TOTAL, "reason" => row.reason.clone()).increment(1);
-        self.broadcaster.send(CallUpdate {
-            id: row.id.to_text(),
-            extension: row.extension.clone(),
-            status: "completed".into(),
-            ended_at: row.ended_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-            hangup_cause: row.hangup_cause.clone(),
-            talk_seconds: row.talk_seconds,
-            reason: row.reason.clone(),
-        });
+        self.broadcaster.send(CallUpdate::completed(row));
     }
 }
 

@@ -409,13 +409,15 @@ async fn closes_are_broadcast_on_redis_like_laravel() {
         }
         Err(e) => panic!("Redis is down under CI: {e}"),
     };
-    let prefix = format!("cwtest_{}_", std::process::id());
-    pubsub.subscribe(format!("{prefix}calls")).await.unwrap();
+    // The prefix Laravel derives from APP_NAME "CW Test-<pid>": Str::slug(APP_NAME, '_').'_database_'.
+    let app_name = format!("CW Test-{}", std::process::id());
+    let channel = format!("cw_test_{}_database_calls", std::process::id());
+    pubsub.subscribe(&channel).await.unwrap();
     let (pbx, call_a, agent_a) = pbx_with_call("2001").await;
     insert_row(&db, 1, &agent_a, "2001", Utc::now()).await;
     let mut settings = settings_for(db.url(), pbx.local_addr());
     settings.broadcast = toml::from_str(&format!(
-        "[redis]\nurl = \"redis://127.0.0.1:6379/\"\nprefix = \"{prefix}\""
+        "[redis]\nurl = \"redis://127.0.0.1:6379/\"\napp_name = \"{app_name}\""
     ))
     .unwrap();
     let d = start_daemon(settings);
@@ -425,8 +427,14 @@ async fn closes_are_broadcast_on_redis_like_laravel() {
         .await
         .expect("no broadcast received");
     let payload: serde_json::Value = serde_json::from_str(&msg).unwrap();
-    assert_eq!(payload["event"], "CallStatusUpdated");
-    assert_eq!(payload["data"]["id"], "1");
+    assert_eq!(payload["event"], r"App\Events\CallStatusUpdated");
+    assert_eq!(payload["data"]["id"], 1);
+    let ended_at = payload["data"]["ended_at"].as_str().unwrap();
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(ended_at, "%Y-%m-%dT%H:%M:%S%.6fZ").is_ok()
+            && ended_at.len() == "2026-12-02T05:51:41.000000Z".len(),
+        "Eloquent's date format: {ended_at}"
+    );
     assert_eq!(payload["data"]["extension"], "2001");
     assert_eq!(payload["data"]["reason"], "hangup_seen");
     assert_eq!(payload["data"]["hangup_cause"], "normal_clearing");
@@ -522,10 +530,10 @@ async fn pusher_and_webhook_requests_are_signed() {
         hex::encode(mac.finalize().into_bytes())
     );
     let body: serde_json::Value = serde_json::from_slice(&pusher.3).unwrap();
-    assert_eq!(body["name"], "CallStatusUpdated");
+    assert_eq!(body["name"], r"App\Events\CallStatusUpdated");
     assert_eq!(body["channels"][0], "calls");
     let data: serde_json::Value = serde_json::from_str(body["data"].as_str().unwrap()).unwrap();
-    assert_eq!(data["id"], "1");
+    assert_eq!(data["id"], 1);
 
     let hook = seen
         .iter()

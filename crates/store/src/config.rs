@@ -133,6 +133,10 @@ pub struct DatabaseConfig {
     pub statement_timeout: Duration,
     /// IANA timezone in which the table's timestamps are written (`YYYY-MM-DD HH:MM:SS`, no zone).
     pub timezone: String,
+    /// MySQL/MariaDB only: the session `time_zone` to set (`"+00:00"`, `"SYSTEM"`, a named zone), as Laravel's
+    /// `connections.mysql.timezone`. Unset (the default), sessions keep the server's zone, as Laravel's do:
+    /// `TIMESTAMP` columns then read and write the same local times the application does.
+    pub session_time_zone: Option<String>,
     /// When closing a row that already has a non-NULL `talk_seconds`, overwrite it (default: keep it).
     pub overwrite_talk_seconds: bool,
     /// Rows per set-based statement when closing.
@@ -149,6 +153,7 @@ impl Default for DatabaseConfig {
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
             timezone: DEFAULT_TIMEZONE.to_string(),
+            session_time_zone: None,
             overwrite_talk_seconds: false,
             batch_chunk: DEFAULT_BATCH_CHUNK,
             mapping: Mapping::default(),
@@ -167,7 +172,20 @@ impl DatabaseConfig {
 
     /// Checks everything that can be checked without a database: URL scheme, timezone, identifiers, sizes.
     pub fn validate(&self) -> Result<(), Error> {
-        crate::dialect::Dialect::from_url(self.url.expose())?;
+        let dialect = crate::dialect::Dialect::from_url(self.url.expose())?;
+        if let Some(zone) = &self.session_time_zone {
+            if dialect != crate::dialect::Dialect::MySql {
+                return Err(Error::Config(
+                    "session_time_zone applies to MySQL/MariaDB only (PostgreSQL sessions use `timezone`)"
+                        .into(),
+                ));
+            }
+            if !valid_session_time_zone(zone) {
+                return Err(Error::Config(format!(
+                    "session_time_zone {zone:?} is not an offset like \"+01:00\", \"SYSTEM\" or a zone name"
+                )));
+            }
+        }
         self.timezone
             .parse::<chrono_tz::Tz>()
             .map_err(|_| Error::Config(format!("unknown timezone {:?}", self.timezone)))?;
@@ -179,6 +197,23 @@ impl DatabaseConfig {
         }
         self.mapping.resolve().map(|_| ())
     }
+}
+
+/// A MySQL `time_zone` value that is safe to quote: `+HH:MM` / `-HH:MM`, `SYSTEM` or a zone name such as
+/// `Europe/Berlin` (letters, digits, `_`, `/`, `+`, `-`).
+fn valid_session_time_zone(zone: &str) -> bool {
+    let b = zone.as_bytes();
+    let offset = b.len() == 6
+        && matches!(b[0], b'+' | b'-')
+        && b[1..3].iter().all(u8::is_ascii_digit)
+        && b[3] == b':'
+        && b[4..6].iter().all(u8::is_ascii_digit);
+    let name = !zone.is_empty()
+        && zone.len() <= 64
+        && b[0].is_ascii_alphabetic()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_/+-".contains(c));
+    offset || name
 }
 
 /// Whether the table's primary key is an integer or a string.
@@ -524,5 +559,23 @@ mod tests {
         assert!(DatabaseConfig::new("oracle://x").validate().is_err());
         assert!(toml::from_str::<DatabaseConfig>("acquire_timeout = \"ten\"").is_err());
         assert!(toml::from_str::<DatabaseConfig>("unknown_key = 1").is_err());
+    }
+
+    #[test]
+    fn session_time_zone_is_checked() {
+        let mut cfg = DatabaseConfig::new("mysql://root@localhost/app");
+        assert_eq!(cfg.session_time_zone, None, "the server's zone by default");
+        for ok in ["+00:00", "-05:30", "SYSTEM", "Europe/Berlin", "Etc/GMT+1"] {
+            cfg.session_time_zone = Some(ok.into());
+            cfg.validate().unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in ["", "+1:00", "UTC'; DROP TABLE calls; --", "+01:00:00", "1"] {
+            cfg.session_time_zone = Some(bad.into());
+            assert!(cfg.validate().is_err(), "{bad:?} accepted");
+        }
+        let mut cfg = DatabaseConfig::new("postgres://x/y");
+        cfg.session_time_zone = Some("+00:00".into());
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("MySQL/MariaDB only"), "{err}");
     }
 }

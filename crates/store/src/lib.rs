@@ -120,8 +120,8 @@ impl Store {
     ///
     /// `sqlite://PATH` creates the file if missing; `sqlite::memory:` gives a private in-memory database
     /// (one connection). Session settings: PostgreSQL `TimeZone` = the configured timezone and
-    /// `statement_timeout`; MySQL `time_zone = '+00:00'`, lock wait and statement timeouts; SQLite WAL and
-    /// `busy_timeout`.
+    /// `statement_timeout`; MySQL the server's `time_zone` (as the application's sessions have it) unless
+    /// `session_time_zone` is set, lock wait and statement timeouts; SQLite WAL and `busy_timeout`.
     pub async fn connect(cfg: &DatabaseConfig, clock: clock::SharedClock) -> Result<Store> {
         Self::open(cfg, clock, true).await
     }
@@ -175,7 +175,12 @@ impl Store {
         let opts: AnyConnectOptions = url
             .parse()
             .map_err(|_| Error::Config(format!("cannot parse database URL {redacted}")))?;
-        let setup = session_setup(dialect, &cfg.timezone, cfg.statement_timeout);
+        let setup = session_setup(
+            dialect,
+            &cfg.timezone,
+            &mysql_time_zone(cfg.session_time_zone.as_deref(), cfg.url.expose()),
+            cfg.statement_timeout,
+        );
         let max = if memory { 1 } else { cfg.max_connections };
         let mut pool_opts = AnyPoolOptions::new()
             .max_connections(max)
@@ -260,7 +265,31 @@ struct SetupStmt {
     required: bool,
 }
 
-fn session_setup(dialect: Dialect, tz: &str, statement_timeout: Duration) -> Arc<Vec<SetupStmt>> {
+/// The MySQL/MariaDB session's `time_zone` statement.
+///
+/// The driver sets `time_zone = '+00:00'` on every connection (or the URL's `timezone=` parameter). Laravel
+/// leaves the session's zone alone unless `connections.mysql.timezone` is set, and `TIMESTAMP` columns convert
+/// through the session's zone: reading them through another zone than the application's shifts every time.
+/// So: `session_time_zone` when configured; else the URL's `timezone=` (already set by the driver, nothing to
+/// do); else back to the server's default, `@@GLOBAL.time_zone`, the zone every other session starts in.
+fn mysql_time_zone(configured: Option<&str>, url: &str) -> Option<String> {
+    if let Some(zone) = configured {
+        // Validated by `DatabaseConfig::validate` (offset, SYSTEM or [A-Za-z0-9_/+-] name): safe to quote.
+        return Some(format!("SET time_zone = '{zone}'"));
+    }
+    let in_url = url::Url::parse(url).is_ok_and(|u| {
+        u.query_pairs()
+            .any(|(k, _)| k == "timezone" || k == "time-zone")
+    });
+    (!in_url).then(|| "SET time_zone = @@GLOBAL.time_zone".to_string())
+}
+
+fn session_setup(
+    dialect: Dialect,
+    tz: &str,
+    mysql_time_zone: &Option<String>,
+    statement_timeout: Duration,
+) -> Arc<Vec<SetupStmt>> {
     // `tz` was validated against the IANA database, so it only holds [A-Za-z0-9_/+-].
     let tz: String = tz
         .chars()
@@ -281,13 +310,16 @@ fn session_setup(dialect: Dialect, tz: &str, statement_timeout: Duration) -> Arc
             req(format!("SET TIME ZONE '{tz}'")),
             req(format!("SET statement_timeout = {ms}")),
         ],
-        Dialect::MySql => vec![
-            req("SET time_zone = '+00:00'".to_string()),
-            opt(format!("SET SESSION innodb_lock_wait_timeout = {secs}")),
-            // MariaDB (seconds) or MySQL (milliseconds, SELECT only): whichever the server knows.
-            opt(format!("SET SESSION max_statement_time = {secs}")),
-            opt(format!("SET SESSION max_execution_time = {ms}")),
-        ],
+        Dialect::MySql => mysql_time_zone
+            .iter()
+            .map(|sql| req(sql.clone()))
+            .chain([
+                opt(format!("SET SESSION innodb_lock_wait_timeout = {secs}")),
+                // MariaDB (seconds) or MySQL (milliseconds, SELECT only): whichever the server knows.
+                opt(format!("SET SESSION max_statement_time = {secs}")),
+                opt(format!("SET SESSION max_execution_time = {ms}")),
+            ])
+            .collect(),
         Dialect::Sqlite => vec![
             req(format!("PRAGMA busy_timeout = {ms}")),
             opt("PRAGMA journal_mode = WAL".to_string()),
@@ -330,6 +362,24 @@ fn sqlite_file(dialect: Dialect, url: &str) -> Option<std::path::PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mysql_sessions_keep_the_servers_zone_unless_configured() {
+        assert_eq!(
+            mysql_time_zone(None, "mysql://root@localhost/app").as_deref(),
+            Some("SET time_zone = @@GLOBAL.time_zone"),
+            "the driver's +00:00 is undone"
+        );
+        assert_eq!(
+            mysql_time_zone(Some("+02:00"), "mysql://root@localhost/app").as_deref(),
+            Some("SET time_zone = '+02:00'")
+        );
+        assert_eq!(
+            mysql_time_zone(None, "mysql://root@localhost/app?timezone=%2B03:00"),
+            None,
+            "the URL's timezone= is already set by the driver"
+        );
+    }
 
     #[test]
     fn sqlite_urls_create_their_file() {

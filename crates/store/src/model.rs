@@ -305,6 +305,8 @@ pub struct MappingCheck {
 pub struct MappingReport {
     /// Every check, in order.
     pub checks: Vec<MappingCheck>,
+    /// Suggestions that are not failures (e.g. an index callwatch's reads would use).
+    pub hints: Vec<String>,
 }
 
 impl MappingReport {
@@ -331,4 +333,6 @@ pub struct MigrateReport {
     pub applied: Vec<(i64, String)>,
     /// Migrations that were already applied.
     pub already_applied: usize,
+    /// The application's table that existed and was left exactly as it was (no index added).
+    pub left_alone: Option<String>,
 }

@@ -145,6 +145,14 @@ impl Store {
                 }
             }
         }
+        if !cols.is_empty() && !self.has_in_progress_index().await? {
+            report.hints.push(format!(
+                "no index on {} covers {}: reading the calls in progress scans the table; consider {}",
+                m.table,
+                m.ended_at.name(),
+                self.suggested_in_progress_index()
+            ));
+        }
         let audit = self.live_columns(&m.audit_table).await?;
         if audit.is_empty() {
             report.push(
@@ -183,8 +191,97 @@ impl Store {
         Ok(report)
     }
 
+    /// Whether some index of the calls table names its `ended_at` column (in its columns or, on SQLite and
+    /// PostgreSQL, in a partial index's condition).
+    async fn has_in_progress_index(&self) -> Result<bool> {
+        let d = self.inner.dialect;
+        let m = &self.inner.map;
+        let mut b = SqlBuilder::new(d);
+        match d {
+            Dialect::Sqlite => {
+                let name = b.text(Some(m.table.name().to_string()));
+                let master = match m.table.schema() {
+                    Some(s) => format!("{s}.sqlite_master"),
+                    None => "sqlite_master".to_string(),
+                };
+                b.push(&format!(
+                    "SELECT sql FROM {master} WHERE type = 'index' AND tbl_name = {name} AND sql IS NOT NULL"
+                ));
+            }
+            Dialect::Postgres => {
+                let schema = match m.table.schema() {
+                    Some(s) => b.text(Some(s.to_string())),
+                    None => "current_schema()".to_string(),
+                };
+                let name = b.text(Some(m.table.name().to_string()));
+                b.push(&format!(
+                    "SELECT CAST(indexdef AS TEXT) FROM pg_indexes WHERE schemaname = {schema} AND tablename = {name}"
+                ));
+            }
+            Dialect::MySql => {
+                let schema = match m.table.schema() {
+                    Some(s) => b.text(Some(s.to_string())),
+                    None => "DATABASE()".to_string(),
+                };
+                let name = b.text(Some(m.table.name().to_string()));
+                b.push(&format!(
+                    "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.statistics \
+                     WHERE table_schema = {schema} AND table_name = {name}"
+                ));
+            }
+        }
+        let (sql, args) = b.build();
+        let rows = sqlx::query_with(&sql, args)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| Error::sqlx("reading the table's indexes", e))?;
+        let column = m.ended_at.name().to_ascii_lowercase();
+        for row in &rows {
+            let def: Option<String> = get(row, 0, "index")?;
+            let def = def.unwrap_or_default().to_ascii_lowercase();
+            let names_it = def
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .any(|w| w == column);
+            if names_it {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The index that serves callwatch's read of the calls in progress, for the mapped table and columns.
+    fn suggested_in_progress_index(&self) -> String {
+        let d = self.inner.dialect;
+        let m = &self.inner.map;
+        let q = |i: &Ident| i.quoted(d);
+        let name = format!("{}_in_progress_index", m.table.name());
+        match d {
+            Dialect::MySql => {
+                let mut cols = vec![q(&m.ended_at)];
+                cols.extend(m.server.iter().map(q));
+                cols.push(q(&m.answered_at));
+                format!(
+                    "CREATE INDEX {name} ON {} ({})",
+                    q(&m.table),
+                    cols.join(", ")
+                )
+            }
+            _ => {
+                let mut cols: Vec<String> = m.server.iter().map(q).collect();
+                cols.push(q(&m.answered_at));
+                format!(
+                    "CREATE INDEX {name} ON {} ({}) WHERE {} IS NULL AND {} IS NOT NULL",
+                    q(&m.table),
+                    cols.join(", "),
+                    q(&m.ended_at),
+                    q(&m.answered_at)
+                )
+            }
+        }
+    }
+
     /// Lower-cased column name → lower-cased type of a live table (empty when the table does not exist).
-    async fn live_columns(&self, table: &Ident) -> Result<HashMap<String, String>> {
+    pub(crate) async fn live_columns(&self, table: &Ident) -> Result<HashMap<String, String>> {
         let d = self.inner.dialect;
         // Bound in SQL text order (MySQL placeholders are positional).
         let mut b = SqlBuilder::new(d);
