@@ -5,6 +5,7 @@ mod common;
 mod daemon;
 mod demo;
 mod events;
+mod laravel;
 mod replay;
 mod simulate;
 mod status;
