@@ -69,9 +69,17 @@ fn missing_tools() -> Option<String> {
     if Command::new("node").arg("--version").output().is_err() {
         return Some("node".into());
     }
-    for m in ["laravel-echo", "laravel-echo-server", "pusher", "pusher-js", "ws"] {
+    for m in [
+        "laravel-echo",
+        "laravel-echo-server",
+        "pusher",
+        "pusher-js",
+        "ws",
+    ] {
         if !app_dir().join("node_modules").join(m).is_dir() {
-            return Some(format!("tests/laravel/node_modules/{m} (npm ci in tests/laravel)"));
+            return Some(format!(
+                "tests/laravel/node_modules/{m} (npm ci in tests/laravel)"
+            ));
         }
     }
     None
@@ -89,19 +97,22 @@ fn tools_present() -> bool {
     false
 }
 
-/// A child process whose stdout lines are read by a thread; killed when dropped.
+/// A child process whose stdout lines are read by a thread; killed when dropped. Its stderr goes to a file,
+/// shown when the test waits for it in vain.
 struct Proc {
     name: String,
     child: Child,
     lines: mpsc::Receiver<String>,
+    stderr: tempfile::NamedTempFile,
 }
 
 impl Proc {
     fn spawn(name: &str, mut cmd: Command) -> Proc {
+        let stderr = tempfile::NamedTempFile::new().unwrap();
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr.reopen().unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let out = child.stdout.take().unwrap();
@@ -117,6 +128,7 @@ impl Proc {
             name: name.into(),
             child,
             lines,
+            stderr,
         }
     }
 
@@ -131,11 +143,18 @@ impl Proc {
                         return v;
                     }
                 }
-                Err(_) => panic!(
-                    "{}: no {what} within {DEADLINE:?} (exit status: {:?})",
-                    self.name,
-                    self.child.try_wait().ok().flatten()
-                ),
+                Err(_) => {
+                    let err = std::fs::read_to_string(self.stderr.path()).unwrap_or_default();
+                    let tail: String = err
+                        .chars()
+                        .skip(err.chars().count().saturating_sub(3000))
+                        .collect();
+                    panic!(
+                        "{}: no {what} within {DEADLINE:?} (exit status: {:?}); stderr:\n{tail}",
+                        self.name,
+                        self.child.try_wait().ok().flatten()
+                    )
+                }
             }
         }
     }
@@ -322,12 +341,18 @@ fn assert_same_reception(transport: &str, callwatch: &[Value], laravel: &[Value]
             c["event"], l["event"],
             "{transport}, call {id}: callwatch's event name differs from the app's own\n callwatch: {c}\n Laravel:   {l}"
         );
-        assert_eq!(l["echo"], true, "{transport}: Echo's listener missed Laravel's own event: {l}");
+        assert_eq!(
+            l["echo"], true,
+            "{transport}: Echo's listener missed Laravel's own event: {l}"
+        );
         assert_eq!(
             c["echo"], true,
             "{transport}, call {id}: Echo.channel('calls').listen('CallStatusUpdated') did not receive callwatch's close: {c}"
         );
-        let (cd, ld) = (c["data"].as_object().unwrap(), l["data"].as_object().unwrap());
+        let (cd, ld) = (
+            c["data"].as_object().unwrap(),
+            l["data"].as_object().unwrap(),
+        );
         let keys = |m: &serde_json::Map<String, Value>| m.keys().cloned().collect::<Vec<_>>();
         assert_eq!(
             keys(cd),
@@ -456,7 +481,9 @@ async fn laravel_app(engine: Engine, timezone: &str) {
     // callwatch closes the gone call and the one it cannot match, keeps the live and the young one.
     let ami = format!("ami://watchdog:{SECRET}@{}?server=pbx1", pbx.local_addr());
     let url = db.url().to_string();
-    let args = ["cleanup", "--config", &config, "--ami", &ami, "--yes", "--json"];
+    let args = [
+        "cleanup", "--config", &config, "--ami", &ami, "--yes", "--json",
+    ];
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let out = tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -472,13 +499,23 @@ async fn laravel_app(engine: Engine, timezone: &str) {
         .iter()
         .map(|c| (c["id"].as_i64().unwrap(), c))
         .collect();
-    assert_eq!(closed.keys().copied().collect::<Vec<_>>(), [2, 3], "{report}");
+    assert_eq!(
+        closed.keys().copied().collect::<Vec<_>>(),
+        [2, 3],
+        "{report}"
+    );
     assert_eq!(closed[&2]["reason"], "channel_gone");
     assert_eq!(closed[&3]["reason"], "timeout_cleanup");
     drop(pbx);
     let from_callwatch = [
-        ("laravel-echo-server", receive(&mut bc.socket_io_client, 2, "callwatch's broadcast")),
-        ("pusher", receive(&mut bc.pusher_client, 2, "callwatch's broadcast")),
+        (
+            "laravel-echo-server",
+            receive(&mut bc.socket_io_client, 2, "callwatch's broadcast"),
+        ),
+        (
+            "pusher",
+            receive(&mut bc.pusher_client, 2, "callwatch's broadcast"),
+        ),
     ];
 
     // Eloquent reads the rows back.
@@ -489,10 +526,16 @@ async fn laravel_app(engine: Engine, timezone: &str) {
     for (call, seed) in calls.iter().zip(seeded.as_array().unwrap()) {
         let id = call["id"].as_i64().unwrap();
         let answered = &call["answered_at"];
-        assert_eq!(answered["utc"], seed["answered_at"], "answered_at of call {id} changed");
+        assert_eq!(
+            answered["utc"], seed["answered_at"],
+            "answered_at of call {id} changed"
+        );
         assert_eq!(answered["timezone"], timezone);
         let (text, raw) = local(utc(&answered["utc"]), timezone);
-        assert_eq!((&answered["local"], &answered["raw"]), (&Value::from(text), &Value::from(raw)));
+        assert_eq!(
+            (&answered["local"], &answered["raw"]),
+            (&Value::from(text), &Value::from(raw))
+        );
         let Some(c) = closed.get(&id) else {
             assert!(call["ended_at"].is_null(), "call {id} was closed: {call}");
             assert_eq!(call["status"], "in_progress");
@@ -503,15 +546,25 @@ async fn laravel_app(engine: Engine, timezone: &str) {
         assert_eq!(ended["timezone"], timezone, "call {id}: {call}");
         // the instant callwatch reported (the table keeps whole seconds)
         let at = utc(&ended["utc"]);
-        assert_eq!(at.timestamp(), utc(&c["ended_at"]).timestamp(), "call {id}: {call} vs {c}");
+        assert_eq!(
+            at.timestamp(),
+            utc(&c["ended_at"]).timestamp(),
+            "call {id}: {call} vs {c}"
+        );
         // stored as the app stores it: its local time, as text
         let (text, raw) = local(at, timezone);
         assert_eq!(ended["local"], text, "call {id}");
-        assert_eq!(ended["raw"], raw, "call {id}: stored text is not the app's local time");
+        assert_eq!(
+            ended["raw"], raw,
+            "call {id}: stored text is not the app's local time"
+        );
         assert_eq!(call["status"], "completed");
         assert_eq!(call["hangup_cause"], c["hangup_cause"]);
         assert_eq!(call["talk_seconds"], c["talk_seconds"], "call {id}");
-        assert_eq!(call["carbon_talk_seconds"], c["talk_seconds"], "call {id}: Carbon's diff");
+        assert_eq!(
+            call["carbon_talk_seconds"], c["talk_seconds"],
+            "call {id}: Carbon's diff"
+        );
         assert!(call["talk_seconds"].as_i64().unwrap() >= 40 * 60);
     }
 
@@ -531,10 +584,11 @@ async fn laravel_app(engine: Engine, timezone: &str) {
             let id = m["data"]["id"].as_i64().unwrap();
             let call = calls.iter().find(|c| c["id"] == id).unwrap();
             assert_eq!(m["data"]["ended_at"], call["ended_at"]["json"]);
-            assert!(
-                NaiveDateTime::parse_from_str(m["data"]["ended_at"].as_str().unwrap(), "%Y-%m-%dT%H:%M:%S%.6fZ")
-                    .is_ok()
-            );
+            assert!(NaiveDateTime::parse_from_str(
+                m["data"]["ended_at"].as_str().unwrap(),
+                "%Y-%m-%dT%H:%M:%S%.6fZ"
+            )
+            .is_ok());
         }
     }
     assert!(bc.socket_io_client.drain().is_empty());
