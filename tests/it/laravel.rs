@@ -196,7 +196,7 @@ struct App {
 }
 
 impl App {
-    fn new(db: &TestDb, timezone: &str, redis_prefix: &str, pusher_port: u16) -> App {
+    fn new(db: &TestDb, timezone: &str, app_name: &str, pusher_port: u16) -> App {
         let dir = tempfile::tempdir().unwrap();
         let mut env = BTreeMap::new();
         let mut set = |k: &str, v: &str| {
@@ -208,7 +208,7 @@ impl App {
         set("APP_STORAGE_PATH", &storage);
         set("APP_PACKAGES_CACHE", &format!("{storage}/packages.php"));
         set("APP_SERVICES_CACHE", &format!("{storage}/services.php"));
-        set("REDIS_PREFIX", redis_prefix);
+        set("APP_NAME", app_name); // the Redis prefix derives from it (config/database.php)
         set("PUSHER_APP_ID", PUSHER_APP_ID);
         set("PUSHER_APP_KEY", PUSHER_KEY);
         set("PUSHER_APP_SECRET", PUSHER_SECRET);
@@ -430,9 +430,12 @@ async fn laravel_app(engine: Engine, timezone: &str) {
     let Some(db) = TestDb::create(engine).await else {
         return;
     };
-    let redis_prefix = format!("cw_it_{:08x}_database_", rand_u32());
-    let mut bc = Broadcasting::start(&redis_prefix);
-    let app = App::new(&db, timezone, &redis_prefix, bc.pusher_port);
+    // Laravel's default Redis prefix is Str::slug(APP_NAME, '_').'_database_'; callwatch derives the same from
+    // `app_name`, and laravel-echo-server is told the prefix as an operator would write it.
+    let tag = format!("{:08x}", rand_u32());
+    let app_name = format!("Call Center {tag}");
+    let mut bc = Broadcasting::start(&format!("call_center_{tag}_database_"));
+    let app = App::new(&db, timezone, &app_name, bc.pusher_port);
 
     // The app's own migration makes the table; callwatch adds only its audit table.
     app.artisan(&["migrate", "--force"], &[]);
@@ -442,7 +445,7 @@ async fn laravel_app(engine: Engine, timezone: &str) {
         &config,
         format!(
             "[database]\ntimezone = \"{timezone}\"\n\n\
-             [broadcast.redis]\nurl = \"redis://127.0.0.1:6379/\"\nprefix = \"{redis_prefix}\"\n\n\
+             [broadcast.redis]\nurl = \"redis://127.0.0.1:6379/\"\napp_name = \"{app_name}\"\n\n\
              [broadcast.pusher]\nurl = \"http://127.0.0.1:{}\"\napp_id = \"{PUSHER_APP_ID}\"\nkey = \"{PUSHER_KEY}\"\n\
              secret_env = \"CW_IT_PUSHER_SECRET\"\n",
             bc.pusher_port
