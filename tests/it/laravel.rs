@@ -277,13 +277,14 @@ struct Broadcasting {
     pusher_server: Proc,
     socket_io_client: Proc,
     pusher_client: Proc,
-    _echo_server: Proc,
+    echo_server: Proc,
 }
 
 impl Broadcasting {
+    /// Starts the servers and the clients; [`Broadcasting::wait_ready`] waits until the clients are subscribed.
     fn start(redis_prefix: &str) -> Broadcasting {
         let echo_port = free_port().to_string();
-        let mut echo_server = Proc::spawn(
+        let echo_server = Proc::spawn(
             "laravel-echo-server",
             node(
                 "echo-server.js",
@@ -294,33 +295,36 @@ impl Broadcasting {
         cmd.env("PUSHER_APP_SECRET", PUSHER_SECRET);
         let mut pusher_server = Proc::spawn("pusher endpoint", cmd);
         let pusher_port = pusher_server.next_json("port")["port"].as_u64().unwrap() as u16;
-        assert_eq!(echo_server.next_json("ready")["ready"], true);
-
+        // (the socket.io client retries until laravel-echo-server listens)
         let echo_addr = format!("127.0.0.1:{echo_port}");
         let pusher_addr = format!("127.0.0.1:{pusher_port}");
-        let mut socket_io_client = Proc::spawn(
+        let socket_io_client = Proc::spawn(
             "Echo client (socket.io)",
             node(
                 "listen.js",
                 &["socket.io", &echo_addr, PUSHER_APP_ID, PUSHER_KEY],
             ),
         );
-        let mut pusher_client = Proc::spawn(
+        let pusher_client = Proc::spawn(
             "Echo client (pusher)",
             node(
                 "listen.js",
                 &["pusher", &pusher_addr, PUSHER_APP_ID, PUSHER_KEY],
             ),
         );
-        assert_eq!(socket_io_client.next_json("ready")["ready"], true);
-        assert_eq!(pusher_client.next_json("ready")["ready"], true);
         Broadcasting {
             pusher_port,
             pusher_server,
             socket_io_client,
             pusher_client,
-            _echo_server: echo_server,
+            echo_server,
         }
+    }
+
+    fn wait_ready(&mut self) {
+        assert_eq!(self.echo_server.next_json("ready")["ready"], true);
+        assert_eq!(self.socket_io_client.next_json("ready")["ready"], true);
+        assert_eq!(self.pusher_client.next_json("ready")["ready"], true);
     }
 }
 
@@ -482,6 +486,7 @@ async fn laravel_app(engine: Engine, timezone: &str) {
     assert_eq!(ids, [1, 2, 3, 4]);
 
     // callwatch closes the gone call and the one it cannot match, keeps the live and the young one.
+    bc.wait_ready();
     let ami = format!("ami://watchdog:{SECRET}@{}?server=pbx1", pbx.local_addr());
     let url = db.url().to_string();
     let args = [

@@ -19,7 +19,14 @@ function raw(event, data) {
 
 let echo;
 if (broadcaster === 'socket.io') {
-  echo = new Echo({ broadcaster: 'socket.io', host: `http://${address}`, client: require('socket.io-client') });
+  echo = new Echo({
+    broadcaster: 'socket.io',
+    host: `http://${address}`,
+    client: require('socket.io-client'),
+    // the test starts this client beside the server: retry soon while it is not listening yet
+    reconnectionDelay: 100,
+    reconnectionDelayMax: 200,
+  });
   const socket = echo.connector.socket;
   const onevent = socket.onevent;
   socket.onevent = function (packet) {
