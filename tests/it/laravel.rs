@@ -12,7 +12,7 @@
 //!   through laravel-echo-server (Redis), and through a Pusher-protocol endpoint whose request signatures
 //!   are checked with the official Pusher Node library (Laravel's side signs with the official PHP SDK).
 //!
-//! Needs `php` (Debian: php-cli, php-laravel-framework, php-sqlite3, php-mysql, php-pgsql, php-redis,
+//! Needs `php` (Debian: php-cli, php-laravel-framework, php-sqlite3, php-mysql, php-pgsql, php-redis, php-curl,
 //! php-guzzlehttp-guzzle), `node` and `tests/laravel/node_modules` (`npm ci`), which `.ci/run` installs.
 //! Outside CI a missing tool skips the tests with a message; with `CI=true` it fails them.
 
@@ -441,7 +441,7 @@ async fn laravel_app(engine: Engine, timezone: &str) {
     let mut bc = Broadcasting::start(&format!("call_center_{tag}_database_"));
     let app = App::new(&db, timezone, &app_name, bc.pusher_port);
 
-    // The app's own migration makes the table; callwatch adds only its audit table.
+    // The app's own migration makes the table; callwatch's adds its audit table.
     app.artisan(&["migrate", "--force"], &[]);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("callwatch.toml");
