@@ -259,8 +259,16 @@ pub fn laravel_date(at: DateTime<Utc>) -> String {
 }
 
 /// The Laravel broadcast envelope published on Redis.
+///
+/// Laravel's `RedisBroadcaster` encodes `['event' => …, 'data' => $payload, 'socket' => Arr::pull($payload,
+/// 'socket')]`: `data` is taken before the pull, so the app's own event carries `"socket": null` in its data
+/// too, and so does this one. (The Pusher broadcaster pulls it first: no `socket` in Pusher data.)
 pub fn laravel_envelope(event: &str, update: &CallUpdate) -> serde_json::Value {
-    serde_json::json!({ "event": event, "data": update, "socket": null })
+    let mut data = serde_json::json!(update);
+    if let Some(map) = data.as_object_mut() {
+        map.insert("socket".into(), serde_json::Value::Null);
+    }
+    serde_json::json!({ "event": event, "data": data, "socket": null })
 }
 
 /// Signs a Pusher HTTP API request: returns the full query string (auth_signature included).
@@ -703,5 +711,7 @@ mod tests {
         assert_eq!(v["data"]["talk_seconds"], 42);
         assert_eq!(v["data"]["id"], 7);
         assert!(v["socket"].is_null());
+        // as Laravel's RedisBroadcaster: `socket` stays in the data as well
+        assert_eq!(v["data"].get("socket"), Some(&serde_json::Value::Null));
     }
 }

@@ -405,7 +405,7 @@ async fn unreachable_ami_falls_back_to_the_timeout_rule(engine: Engine) {
 }
 
 /// A PBX with one answered call 2001 → 3001; returns the server and (caller uniqueid, linkedid).
-async fn pbx_with_a_live_call() -> (PbxServer, String, String) {
+pub async fn pbx_with_a_live_call() -> (PbxServer, String, String) {
     let pbx = ScriptedPbx::new(Utc::now()).with_credentials("watchdog", SECRET);
     let server = PbxServer::start(pbx, "127.0.0.1:0".parse::<SocketAddr>().unwrap())
         .await

@@ -1,0 +1,8 @@
+<?php
+
+return [
+    'default' => 'sync',
+    'connections' => [
+        'sync' => ['driver' => 'sync'],
+    ],
+];
