@@ -44,10 +44,14 @@ pub fn server_view(snapshot: &MapSnapshot, memory: &ServerMemory) -> ServerView 
                 at,
                 cause,
                 cause_txt,
+                after,
+                before,
             } => End::HangupSeen {
                 at: *at,
                 cause: *cause,
                 cause_txt: cause_txt.clone(),
+                after: *after,
+                before: *before,
             },
             // A channel never known alive in a synced view carries no evidence of its own: leave it out, so
             // a row that follows it is judged as "never seen alive" (ended_after = its answered_at).

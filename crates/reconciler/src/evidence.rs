@@ -49,11 +49,13 @@ impl<'a> Evidence<'a> {
                 at,
                 cause,
                 cause_txt,
+                after,
+                before,
             } => Evidence {
                 kind: Kind::Hangup,
                 point: *at,
-                lo: *at,
-                hi: *at,
+                lo: after.unwrap_or(*at).min(*at),
+                hi: before.unwrap_or(*at).max(*at),
                 first_hangup: Some(Hangup {
                     uniqueid,
                     at: *at,

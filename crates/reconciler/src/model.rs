@@ -51,12 +51,18 @@ pub struct EndedChannel {
 pub enum End {
     /// Callwatch received the channel's `Hangup` event.
     HangupSeen {
-        /// The event's `Timestamp:` header when Asterisk sent one, else the time the event was read.
+        /// The event's `Timestamp:` header when Asterisk sent one; else the best estimate within
+        /// `after`/`before`.
         at: DateTime<Utc>,
         /// The numeric Q.850 `Cause`, if the event carried one.
         cause: Option<u16>,
         /// The event's `Cause-txt` (e.g. `Normal Clearing`), if it carried one.
         cause_txt: Option<String>,
+        /// Without a `Timestamp:`: the Hangup happened no earlier than this (`None`: `at` is exact).
+        after: Option<DateTime<Utc>>,
+        /// Without a `Timestamp:`: the Hangup happened no later than this, when it was read (`None`: `at`
+        /// is exact).
+        before: Option<DateTime<Utc>>,
     },
     /// The channel was absent from a complete `CoreShowChannels` listing.
     Gone {

@@ -181,6 +181,8 @@ impl Scenario {
                                 at: t(*at),
                                 cause: *cause,
                                 cause_txt: cause.map(|_| "Normal Clearing".to_owned()),
+                                after: None,
+                                before: None,
                             },
                         },
                     );
