@@ -82,3 +82,72 @@ pub fn server_view(snapshot: &MapSnapshot, memory: &ServerMemory) -> ServerView 
     }
     builder.build()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ami::ChannelMap;
+    use ami_proto::Message;
+    use chrono::{Duration, TimeZone};
+    use reconciler::{decide, Decision, OpenRow, Policy};
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_795_520_000 + secs, 0).unwrap()
+    }
+
+    fn item(uid: &str) -> Message {
+        Message::from_pairs([
+            ("Event", "CoreShowChannel"),
+            ("ActionID", "1"),
+            ("Channel", "PJSIP/2001-00000001"),
+            ("ChannelStateDesc", "Up"),
+            ("Uniqueid", uid),
+            ("Linkedid", uid),
+        ])
+    }
+
+    fn row(key: &str, uniqueid: &str, answered_at: DateTime<Utc>) -> OpenRow {
+        OpenRow {
+            key: key.into(),
+            uniqueid: Some(uniqueid.into()),
+            linkedid: None,
+            extension: None,
+            answered_at,
+            talk_seconds: None,
+        }
+    }
+
+    /// Issue 14 (2): Asterisk takes a listing's snapshot when the action arrives, not when the last item
+    /// is read. A call answered while a long listing streams (its channel is not in the snapshot, and its
+    /// `Newchannel` is still unread) is never closed by that listing; a call answered well before it is.
+    #[test]
+    fn a_call_answered_while_a_listing_streams_is_not_judged_by_it() {
+        let map = ChannelMap::default();
+        let s = map.server("pbx");
+        s.begin_session(t(0));
+        let gen = s.begin_listing(t(0));
+        for i in 0..500 {
+            s.listed(gen, &item(&format!("1795520000.{i}")), t(i / 50));
+        }
+        s.finish_listing(gen, t(12)).unwrap();
+        let snap = s.snapshot();
+        assert_eq!(snap.listing_at, Some(t(0)));
+        let view = server_view(&snap, &ServerMemory::default());
+        let rows = [
+            row("during", "1795520003.1", t(3)),
+            row("before", "1795519900.1", t(0) - Duration::seconds(60)),
+            row("listed", "1795520000.7", t(-30)),
+        ];
+        let decisions = decide(&rows, &view, &Policy::default(), t(12));
+        assert!(
+            matches!(decisions[0], Decision::Keep { .. }),
+            "{:?}",
+            decisions[0]
+        );
+        let Decision::Close(close) = &decisions[1] else {
+            panic!("{:?}", decisions[1])
+        };
+        assert_eq!(close.ended_before, Some(t(0)));
+        assert!(matches!(decisions[2], Decision::Keep { .. }));
+    }
+}

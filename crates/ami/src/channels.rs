@@ -135,7 +135,7 @@ pub struct Freshness {
     pub connected: bool,
     /// When the map last stopped being synced.
     pub unsynced_since: Option<DateTime<Utc>>,
-    /// When the last complete listing finished.
+    /// When the last complete listing started (Asterisk snapshots the channels then).
     pub listing_at: Option<DateTime<Utc>>,
     /// Connection epoch.
     pub epoch: u64,
@@ -182,7 +182,7 @@ pub struct MapSnapshot {
     pub connected: bool,
     /// When the map last stopped being synced (`None` while synced or before the first connection).
     pub unsynced_since: Option<DateTime<Utc>>,
-    /// When the last complete listing finished.
+    /// When the last complete listing started (Asterisk snapshots the channels then).
     pub listing_at: Option<DateTime<Utc>>,
     /// Connection epoch (incremented at every login).
     pub epoch: u64,
@@ -1079,7 +1079,9 @@ impl ServerChannels {
         st.listing = None;
         st.synced = true;
         st.unsynced_since = None;
-        st.listing_at = Some(n);
+        // Asterisk took the snapshot when the action arrived, not when its last item was read: rows
+        // are judged against the start.
+        st.listing_at = Some(listing.map_or(n, |(_, start)| start.min(n)));
         st.alive_through = None;
         // A complete listing proves every event queued before it was sent has been read.
         if let Some((_, start)) = listing {

@@ -91,7 +91,8 @@ pub struct ServerState {
     /// Since when the map has been unsynced (set by the runner when it loses sync; `None` while synced).
     /// An unsynced map with no `unsynced_since` never reaches the `timeout_cleanup` fallback.
     pub unsynced_since: Option<DateTime<Utc>>,
-    /// The time of the last complete listing.
+    /// The time of the last complete listing: when it was asked for (Asterisk takes its snapshot then,
+    /// however long the items take to arrive).
     pub listing_at: Option<DateTime<Utc>>,
     /// The current epoch (connection / Asterisk boot). Informational (see [`LiveChannel::epoch`]).
     pub epoch: u64,
