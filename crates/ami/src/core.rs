@@ -93,7 +93,8 @@ pub enum Output {
         /// Its reply or error.
         result: Result<Reply, Error>,
     },
-    /// Asterisk refused the `CoreShowChannels` listing: the session stays up, the map unsynced.
+    /// Asterisk refused the `CoreShowChannels` listing, or answered it without an event list (a proxy, an
+    /// old Asterisk): the session stays up, the map unsynced.
     ResyncRefused {
         /// Asterisk's `Message:`.
         message: String,
@@ -815,7 +816,18 @@ impl Core {
                     let Some(p) = self.pending.remove(aid) else {
                         return false;
                     };
-                    self.finish_list(p, msg, None, now);
+                    if matches!(p.origin, Origin::Resync(_)) {
+                        // A proxy or an old Asterisk: no list follows, so nothing says which channels
+                        // are gone. The map stays unsynced; seen Hangups are still evidence.
+                        self.resync_in_flight = false;
+                        let message =
+                            "CoreShowChannels answered without an event list (EventList: start)"
+                                .to_string();
+                        tracing::error!(server = %self.channels.name(), %message, "the map stays unsynced");
+                        self.outputs.push_back(Output::ResyncRefused { message });
+                    } else {
+                        self.finish_list(p, msg, None, now);
+                    }
                 }
                 true
             }
