@@ -63,9 +63,10 @@ pub fn server_view(snapshot: &MapSnapshot, memory: &ServerMemory) -> ServerView 
                 after: *after,
                 before: *before,
             },
-            ChannelEnd::Restart { at, after } => End::Restart {
+            ChannelEnd::Restart { at, after, before } => End::Restart {
                 at: *at,
                 after: after.unwrap_or(*at),
+                before: *before,
             },
             _ => continue,
         };

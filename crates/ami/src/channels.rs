@@ -82,10 +82,14 @@ pub enum ChannelEnd {
     },
     /// Asterisk restarted (a `Shutdown` event, or a `FullyBooted` uptime shorter than the gap).
     Restart {
-        /// When Asterisk went down (the `Shutdown` event) or came back up (now − uptime).
+        /// When Asterisk went down: the `Shutdown` event; after a crash found at a reconnect, the moment the
+        /// connection dropped (or the new boot, now − uptime, if earlier).
         at: DateTime<Utc>,
         /// Last time the channel was known alive.
         after: Option<DateTime<Utc>>,
+        /// It ended no later than this when later than `at`: the new boot, when the connection dropped
+        /// before it (a crash drops it at once; a restart later in an outage is still before the boot).
+        before: Option<DateTime<Utc>>,
     },
 }
 
@@ -104,7 +108,7 @@ impl ChannelEnd {
         match self {
             ChannelEnd::HangupSeen { at, before, .. } => before.unwrap_or(*at),
             ChannelEnd::Gone { before, .. } => *before,
-            ChannelEnd::Restart { at, .. } => *at,
+            ChannelEnd::Restart { at, before, .. } => before.unwrap_or(*at).max(*at),
         }
     }
 }
@@ -228,6 +232,8 @@ struct Status {
     alive_through: Option<i64>,
     session_started: Option<i64>,
     prev_session_started: Option<i64>,
+    /// When the last session ended (the connection dropped).
+    dropped_at: Option<i64>,
     /// Tombstones in write order, for retention.
     order: VecDeque<(i64, String)>,
 }
@@ -615,6 +621,7 @@ impl ServerChannels {
     pub fn disconnected(&self, now: DateTime<Utc>) {
         let mut st = lock(&self.inner.status);
         st.connected = false;
+        st.dropped_at = Some(us(now));
         self.make_unsynced(&mut st, us(now), true);
     }
 
@@ -700,6 +707,7 @@ impl ServerChannels {
                     ChannelEnd::Restart {
                         at: dt(now),
                         after: Some(dt(after)),
+                        before: None,
                     },
                     now,
                 );
@@ -871,14 +879,16 @@ impl ServerChannels {
             |live| ChannelEnd::Restart {
                 at: now,
                 after: Some(dt(Self::last_known_alive(live, through))),
+                before: None,
             },
             n,
         );
     }
 
     /// Asterisk came up `uptime` before `now` (its `FullyBooted` event). When that is after the previous
-    /// session began, Asterisk restarted in between: every channel of an older epoch is gone. Returns the
-    /// number of channels ended.
+    /// session began, Asterisk restarted in between: every channel of an older epoch is gone, ended no later
+    /// than the earlier of the previous connection's drop and the boot (that is the time recorded). Returns
+    /// the number of channels ended.
     pub fn fully_booted(&self, uptime: Duration, now: DateTime<Utc>) -> usize {
         let n = us(now);
         let st = lock(&self.inner.status);
@@ -892,13 +902,20 @@ impl ServerChannels {
         }
         let through = self.alive_through(&st);
         let epoch = st.epoch;
+        // A crash drops the connection when the channels die, seconds before the new boot: they ended no
+        // later than the drop (of the previous session) and no later than the boot.
+        let died = dt(st
+            .dropped_at
+            .filter(|d| *d >= prev)
+            .map_or(booted, |d| d.min(booted)));
         drop(st);
         let boot = dt(booted);
         self.end_all(
             |live| live.epoch < epoch,
             |live| ChannelEnd::Restart {
-                at: boot,
+                at: died,
                 after: Some(dt(Self::last_known_alive(live, through))),
+                before: (boot > died).then_some(boot),
             },
             n,
         )
@@ -1409,7 +1426,8 @@ mod tests {
             snap.ended["a"].end,
             ChannelEnd::Restart {
                 at: t(5),
-                after: Some(t(4))
+                after: Some(t(4)),
+                before: None,
             }
         );
         assert_eq!(map.take_gone()[0].end.reason(), "asterisk restarted");
@@ -1433,11 +1451,37 @@ mod tests {
         let snap = s.snapshot();
         assert!(snap.live.is_empty());
         assert!(
-            matches!(snap.ended["1795520001.1"].end, ChannelEnd::Restart { at, .. } if at == t(170))
+            matches!(snap.ended["1795520001.1"].end, ChannelEnd::Restart { at, before, .. } if at == t(110) && before == Some(t(170)))
         );
         // Uniqueids restart with Asterisk: the same id is a new channel now.
         s.apply(&newchannel("1795520001.1", "1795520001.1"), t(201));
         assert_eq!(s.snapshot().live["1795520001.1"].first_seen, t(201));
+    }
+
+    /// Issue 14 (8): after a crash the channels died no later than the moment the connection dropped
+    /// (and no later than the new boot): that is the end written, not the new Asterisk's start.
+    #[test]
+    fn a_crash_ends_the_channels_at_the_drop() {
+        let map = ChannelMap::default();
+        let s = map.server("pbx");
+        s.begin_session(t(0));
+        s.apply(&newchannel("1795520001.1", "1795520001.1"), t(1));
+        let gen = s.begin_listing(t(1));
+        s.listed(gen, &item("1795520001.1", "1795520001.1"), t(1));
+        s.finish_listing(gen, t(1));
+        s.read_through(t(9));
+        // kill -9 at t(10): the connection drops; Asterisk is back at t(20) and we log in at t(40).
+        s.disconnected(t(10));
+        s.begin_session(t(40));
+        assert_eq!(s.fully_booted(Duration::from_secs(20), t(40)), 1);
+        assert_eq!(
+            s.snapshot().ended["1795520001.1"].end,
+            ChannelEnd::Restart {
+                at: t(10),
+                after: Some(t(9)),
+                before: Some(t(20)),
+            }
+        );
     }
 
     #[test]

@@ -777,7 +777,7 @@ fn bound_misses(ends: &[(String, ChannelEnd)], truth: &[TruthChannel]) -> (Vec<S
         };
         let (lo, hi) = match end {
             ChannelEnd::Gone { after, before } => (after.unwrap_or(*before), *before),
-            ChannelEnd::Restart { at, after } => (after.unwrap_or(*at), *at),
+            ChannelEnd::Restart { at, after, .. } => (after.unwrap_or(*at), end.latest()),
             // a Hangup stamped by Asterisk is exact (the recording's clock: within 100 ms)
             ChannelEnd::HangupSeen {
                 at, after: None, ..

@@ -70,11 +70,11 @@ impl<'a> Evidence<'a> {
                 hi: (*before).max(*after),
                 first_hangup: None,
             },
-            End::Restart { at, after } => Evidence {
+            End::Restart { at, after, before } => Evidence {
                 kind: Kind::Restart,
                 point: *at,
                 lo: (*after).min(*at),
-                hi: *at,
+                hi: before.map_or(*at, |b| b.max(*at)),
                 first_hangup: None,
             },
         }

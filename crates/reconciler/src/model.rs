@@ -73,10 +73,13 @@ pub enum End {
     },
     /// Asterisk restarted (a `Shutdown` event, or a `FullyBooted` whose `Uptime` shows a new boot).
     Restart {
-        /// The restart (or end-of-connection) time: when the channel died with Asterisk.
+        /// When the channel died with Asterisk: the `Shutdown`, or after a crash the moment the
+        /// connection dropped.
         at: DateTime<Utc>,
         /// The last time callwatch knew the channel to be up.
         after: DateTime<Utc>,
+        /// It died no later than this, when later than `at` (the new boot). `None`: `at`.
+        before: Option<DateTime<Utc>>,
     },
 }
 

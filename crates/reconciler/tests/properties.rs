@@ -207,6 +207,7 @@ impl Scenario {
                             end: End::Restart {
                                 at: t(*at),
                                 after: t(*after),
+                                before: None,
                             },
                         },
                     );
@@ -393,6 +394,7 @@ fn extreme_times_and_settings_do_not_panic() {
             end: End::Restart {
                 at: min,
                 after: max,
+                before: None,
             },
         },
     );

@@ -154,6 +154,7 @@ impl V {
             End::Restart {
                 at: t(at),
                 after: t(after),
+                before: None,
             },
         )
     }
