@@ -663,7 +663,7 @@ fn resync(server: &ServerChannels, listing: &[Message], now: DateTime<Utc>) {
 
 /// Feeds event `i` as the connection core does.
 fn feed(server: &ServerChannels, ev: &Message, i: usize) {
-    server.frame_received(at(i));
+    server.read_through(at(i));
     server.apply(ev, at(i));
 }
 

@@ -28,6 +28,10 @@ pub enum ParseError {
         /// 1-based line number inside the frame.
         line: usize,
     },
+    /// The first line of a connection had no `:` but was not the `Asterisk Call Manager/…` banner; the line
+    /// was skipped.
+    #[error("AMI greeting is not an `Asterisk Call Manager/` banner; line skipped")]
+    NotABanner,
     /// A frame had neither an `Event:` nor a `Response:` header.
     #[error("AMI message has neither an Event nor a Response header")]
     Unclassified,

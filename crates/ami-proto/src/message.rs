@@ -59,6 +59,7 @@ pub(crate) struct Landmarks {
     action_id: u32,
     uniqueid: u32,
     linkedid: u32,
+    timestamp: u32,
 }
 
 /// "No such header" in [`Landmarks`].
@@ -72,6 +73,7 @@ impl Default for Landmarks {
             action_id: ABSENT,
             uniqueid: ABSENT,
             linkedid: ABSENT,
+            timestamp: ABSENT,
         }
     }
 }
@@ -90,6 +92,9 @@ impl Landmarks {
                 k if k == fold_case(b"linkedid") => &mut self.linkedid,
                 _ => return,
             },
+            9 if fold_case(key) == fold_case(b"timestam") && key[8] | 0x20 == b'p' => {
+                &mut self.timestamp
+            }
             _ => return,
         };
         if *slot == ABSENT {
@@ -302,6 +307,13 @@ impl Message {
         self.landmark(self.landmarks.linkedid).map(|h| h.value)
     }
 
+    /// The first `Timestamp:` value as bytes (found at parse time: no search). Asterisk adds it to every
+    /// event when `timestampevents = yes` in `manager.conf`: Unix seconds with microseconds.
+    #[inline]
+    pub fn timestamp_bytes(&self) -> Option<&[u8]> {
+        self.landmark(self.landmarks.timestamp).map(|h| h.value)
+    }
+
     /// The `Response:` value (`Success`, `Error`, `Follows`, `Goodbye`…).
     #[inline]
     pub fn response(&self) -> Option<&str> {
@@ -435,6 +447,14 @@ mod tests {
         assert_eq!(c.linkedid_bytes(), Some(&b"1.0"[..]));
         assert_eq!(c.uniqueid_bytes(), c.get("Uniqueid"));
         assert_eq!(m.uniqueid_bytes(), None);
+        let t = Message::from_pairs([
+            ("Event", "Hangup"),
+            ("Privilege", "call,all"),
+            ("TIMESTAMP", "1795520003.250000"),
+            ("Timestamp", "1.0"),
+        ]);
+        assert_eq!(t.timestamp_bytes(), Some(&b"1795520003.250000"[..]));
+        assert_eq!((c.timestamp_bytes(), m.timestamp_bytes()), (None, None));
         let r = Message::from_pairs([("Message", "x"), ("Response", "Success")]);
         assert_eq!(r.kind(), Ok(MessageKind::Response));
         assert_eq!((r.event(), r.action_id()), (None, None));

@@ -7,7 +7,8 @@
 //! read once.
 //!
 //! Rules:
-//! - the first line of a connection is the banner (`Asterisk Call Manager/X.Y.Z`) when it has no `:`;
+//! - the first line of a connection is the banner (`Asterisk Call Manager/X.Y.Z`) when it has no `:`; a
+//!   first line without `:` that is not that banner is a [`ParseError::NotABanner`], skipped;
 //! - a frame ends at a blank line; CRLF and bare LF line ends are both accepted;
 //! - blank lines between frames are skipped;
 //! - legacy `Response: Follows` command output runs to a `--END COMMAND--` line, its raw lines kept as
@@ -23,6 +24,9 @@ use nom::Needed;
 
 use crate::error::ParseError;
 use crate::message::{Landmarks, Message, Span, SPAN_BYTES};
+
+/// What Asterisk's greeting line starts with (`Asterisk Call Manager/11.0.0`).
+pub const BANNER_PREFIX: &[u8] = b"Asterisk Call Manager/";
 
 /// Default maximum size of one frame: 1 MiB.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 1024 * 1024;
@@ -192,7 +196,8 @@ impl Parser {
             }
             if self.expect_banner {
                 match self.banner(buf) {
-                    Some(Some(banner)) => return Some(Ok(Frame::Banner(banner))),
+                    Some(Some(Ok(banner))) => return Some(Ok(Frame::Banner(banner))),
+                    Some(Some(Err(err))) => return Some(Err(err)),
                     Some(None) => {}
                     None => return None,
                 }
@@ -263,8 +268,10 @@ impl Parser {
         }
     }
 
-    /// Reads the banner if the buffer starts with one. `None`: need more bytes; `Some(None)`: no banner.
-    fn banner(&mut self, buf: &mut BytesMut) -> Option<Option<Bytes>> {
+    /// Reads the banner if the buffer starts with one. `None`: need more bytes; `Some(None)`: no banner (the
+    /// first line is a header); `Some(Some(Err))`: a first line without `:` that is not Asterisk's banner,
+    /// skipped.
+    fn banner(&mut self, buf: &mut BytesMut) -> Option<Option<Result<Bytes, ParseError>>> {
         let (_, lf) = match line(&buf[..]) {
             Ok(ok) => ok,
             Err(_) => {
@@ -282,9 +289,13 @@ impl Parser {
             return Some(None);
         }
         let len = text.len();
+        let is_banner = text.starts_with(BANNER_PREFIX);
         let mut banner = buf.split_to(lf.len() + 1);
+        if !is_banner {
+            return Some(Some(Err(ParseError::NotABanner)));
+        }
         banner.truncate(len);
-        Some(Some(banner.freeze()))
+        Some(Some(Ok(banner.freeze())))
     }
 
     /// Records one non-blank line of the pending frame, starting at `start` in the buffer.
@@ -483,6 +494,23 @@ mod tests {
         );
         assert_eq!(&buf[..], b"Event: B");
         assert_eq!(p.pending_bytes(&buf), 8);
+    }
+
+    /// Issue 14 (9): only `Asterisk Call Manager/…` is a banner; another first line without a colon is a
+    /// frame error (counted by the caller), and the messages after it are read.
+    #[test]
+    fn only_asterisk_call_manager_is_a_banner() {
+        let mut p = Parser::default();
+        let mut buf = BytesMut::from(
+            &b"Welcome to the proxy\r\nResponse: Success\r\nMessage: ok\r\n\r\n"[..],
+        );
+        let frames = all(&mut p, &mut buf);
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        assert_eq!(frames[0], Err(ParseError::NotABanner));
+        let Ok(Frame::Message(m)) = &frames[1] else {
+            panic!("{frames:?}")
+        };
+        assert_eq!(m.get_str("Message"), Some("ok"));
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //!   streams is kept.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -60,12 +60,18 @@ impl Default for MapOptions {
 pub enum ChannelEnd {
     /// Its `Hangup` event was received.
     HangupSeen {
-        /// The event's `Timestamp:` when present, else its arrival time.
+        /// The event's `Timestamp:` when present (exact). Without one, the event was generated between the
+        /// send time of the latest answered action and its read time (`after`, `before`); `at` is then the
+        /// read time less the read lag the latest answered action showed, kept within those bounds.
         at: DateTime<Utc>,
         /// Q.850 `Cause`.
         cause: Option<u16>,
         /// `Cause-txt`.
         cause_txt: Option<String>,
+        /// It ended no earlier than this (`None`: `at` is exact).
+        after: Option<DateTime<Utc>>,
+        /// It ended no later than this, its read time (`None`: `at` is exact).
+        before: Option<DateTime<Utc>>,
     },
     /// It was missing from a complete `CoreShowChannels` listing: it ended in `(after, before]`.
     Gone {
@@ -76,10 +82,14 @@ pub enum ChannelEnd {
     },
     /// Asterisk restarted (a `Shutdown` event, or a `FullyBooted` uptime shorter than the gap).
     Restart {
-        /// When Asterisk went down (the `Shutdown` event) or came back up (now − uptime).
+        /// When Asterisk went down: the `Shutdown` event; after a crash found at a reconnect, the moment the
+        /// connection dropped (or the new boot, now − uptime, if earlier).
         at: DateTime<Utc>,
         /// Last time the channel was known alive.
         after: Option<DateTime<Utc>>,
+        /// It ended no later than this when later than `at`: the new boot, when the connection dropped
+        /// before it (a crash drops it at once; a restart later in an outage is still before the boot).
+        before: Option<DateTime<Utc>>,
     },
 }
 
@@ -93,12 +103,12 @@ impl ChannelEnd {
         }
     }
 
-    /// The exact end time when known (`HangupSeen`), else the latest time it can have ended.
+    /// The latest time it can have ended (for a `HangupSeen` with a `Timestamp:`, its exact time).
     pub fn latest(&self) -> DateTime<Utc> {
         match self {
-            ChannelEnd::HangupSeen { at, .. } => *at,
+            ChannelEnd::HangupSeen { at, before, .. } => before.unwrap_or(*at),
             ChannelEnd::Gone { before, .. } => *before,
-            ChannelEnd::Restart { at, .. } => *at,
+            ChannelEnd::Restart { at, before, .. } => before.unwrap_or(*at).max(*at),
         }
     }
 }
@@ -129,7 +139,7 @@ pub struct Freshness {
     pub connected: bool,
     /// When the map last stopped being synced.
     pub unsynced_since: Option<DateTime<Utc>>,
-    /// When the last complete listing finished.
+    /// When the last complete listing started (Asterisk snapshots the channels then).
     pub listing_at: Option<DateTime<Utc>>,
     /// Connection epoch.
     pub epoch: u64,
@@ -176,7 +186,7 @@ pub struct MapSnapshot {
     pub connected: bool,
     /// When the map last stopped being synced (`None` while synced or before the first connection).
     pub unsynced_since: Option<DateTime<Utc>>,
-    /// When the last complete listing finished.
+    /// When the last complete listing started (Asterisk snapshots the channels then).
     pub listing_at: Option<DateTime<Utc>>,
     /// Connection epoch (incremented at every login).
     pub epoch: u64,
@@ -218,10 +228,12 @@ struct Status {
     listing_at: Option<i64>,
     /// Generation and start time of the listing in progress.
     listing: Option<(u64, i64)>,
-    /// Last frame time while synced, frozen when the map became unsynced.
+    /// The proven time (see `ServerInner::proven`) while synced, frozen when the map became unsynced.
     alive_through: Option<i64>,
     session_started: Option<i64>,
     prev_session_started: Option<i64>,
+    /// When the last session ended (the connection dropped).
+    dropped_at: Option<i64>,
     /// Tombstones in write order, for retention.
     order: VecDeque<(i64, String)>,
 }
@@ -239,8 +251,14 @@ struct ServerInner {
     live: ByUniqueid<Live>,
     ended: ByUniqueid<Ended>,
     status: Mutex<Status>,
-    /// Time of the last frame received (micros).
-    last_frame: AtomicI64,
+    /// Time through which every event Asterisk generated has been read (micros): the send time of the latest
+    /// answered action (Asterisk writes an action's response after every event it queued before it), or the
+    /// latest event `Timestamp:`. Not the read time: a client reading behind reads events generated earlier.
+    proven: AtomicI64,
+    /// Read lag shown by the latest answered action (micros): its response's read time less its send time.
+    lag: AtomicI64,
+    /// An event without `Timestamp:` was seen (said once in the log).
+    untimed_seen: AtomicBool,
     /// Current listing generation; events touching a channel confirm it in this generation.
     gen: AtomicU64,
     /// Current epoch, mirrored from `status` for the hot path.
@@ -308,7 +326,9 @@ impl ChannelMap {
                         live: ByUniqueid::default(),
                         ended: ByUniqueid::default(),
                         status: Mutex::new(Status::default()),
-                        last_frame: AtomicI64::new(i64::MIN),
+                        proven: AtomicI64::new(i64::MIN),
+                        lag: AtomicI64::new(0),
+                        untimed_seen: AtomicBool::new(false),
                         gen: AtomicU64::new(0),
                         epoch: AtomicU64::new(0),
                     })
@@ -491,6 +511,14 @@ fn proves_alive(event: &[u8]) -> bool {
     )
 }
 
+/// An event `Timestamp:` (Unix seconds with microseconds).
+fn parse_timestamp(t: &str) -> Option<DateTime<Utc>> {
+    t.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(clock::from_unix_seconds)
+}
+
 fn valid_id(id: &str) -> bool {
     !id.is_empty() && id != "<unknown>"
 }
@@ -537,10 +565,47 @@ impl ServerChannels {
         self.inner.live.len()
     }
 
-    /// Records that a frame arrived at `now` (it extends `last_known_alive` while synced).
+    /// Records that every event Asterisk generated up to `at` has been read (it extends `last_known_alive`
+    /// while synced). Never moves back.
     #[inline]
-    pub fn frame_received(&self, now: DateTime<Utc>) {
-        self.inner.last_frame.store(us(now), Ordering::Relaxed);
+    pub fn read_through(&self, at: DateTime<Utc>) {
+        self.inner.proven.fetch_max(us(at), Ordering::Relaxed);
+    }
+
+    /// An action sent at `sent` was answered at `read`: every event Asterisk queued before it has been read,
+    /// so events are read through `sent`, and `read - sent` is the current read lag.
+    pub fn action_answered(&self, sent: DateTime<Utc>, read: DateTime<Utc>) {
+        let (sent, read) = (us(sent), us(read));
+        self.inner
+            .proven
+            .fetch_max(sent.min(read), Ordering::Relaxed);
+        self.inner
+            .lag
+            .store(read.saturating_sub(sent).max(0), Ordering::Relaxed);
+    }
+
+    /// The time through which every event has been read, if known.
+    pub fn proven_through(&self) -> Option<DateTime<Utc>> {
+        let p = self.inner.proven.load(Ordering::Relaxed);
+        (p != i64::MIN).then(|| dt(p))
+    }
+
+    /// True the first time an event without a `Timestamp:` header is reported for this server.
+    pub fn first_untimed_event(&self) -> bool {
+        !self.inner.untimed_seen.swap(true, Ordering::Relaxed)
+    }
+
+    /// When an event read at `now` happened, as far as the map can tell: `(earliest, exact)`. With a
+    /// `Timestamp:` header, that time (never after `now`) and true; otherwise the proven time (events are
+    /// read through it, so one read now was generated no earlier) and false.
+    fn event_time(&self, msg: &Message, now: i64) -> (i64, bool) {
+        if let Some(ts) = text(msg.timestamp_bytes()).and_then(parse_timestamp) {
+            let ts = us(ts).min(now);
+            self.inner.proven.fetch_max(ts, Ordering::Relaxed);
+            return (ts, true);
+        }
+        let p = self.inner.proven.load(Ordering::Relaxed);
+        (if p == i64::MIN { now } else { p.min(now) }, false)
     }
 
     /// A session logged in at `now`: a new epoch starts; the map stays unsynced until a listing completes.
@@ -559,6 +624,7 @@ impl ServerChannels {
     pub fn disconnected(&self, now: DateTime<Utc>) {
         let mut st = lock(&self.inner.status);
         st.connected = false;
+        st.dropped_at = Some(us(now));
         self.make_unsynced(&mut st, us(now), true);
     }
 
@@ -572,8 +638,8 @@ impl ServerChannels {
     /// (the session is gone); a lag keeps it, since the map itself missed nothing.
     fn make_unsynced(&self, st: &mut Status, now: i64, abort_listing: bool) {
         if st.synced {
-            let last = self.inner.last_frame.load(Ordering::Relaxed);
-            st.alive_through = Some(if last == i64::MIN { now } else { last });
+            let last = self.inner.proven.load(Ordering::Relaxed);
+            st.alive_through = Some(if last == i64::MIN { now } else { last.min(now) });
             st.synced = false;
             st.unsynced_since = Some(now);
         } else if st.unsynced_since.is_none() && st.listing_at.is_some() {
@@ -587,7 +653,7 @@ impl ServerChannels {
     /// Time through which every live channel of a synced view is known alive.
     fn alive_through(&self, st: &Status) -> Option<i64> {
         if st.synced {
-            let last = self.inner.last_frame.load(Ordering::Relaxed);
+            let last = self.inner.proven.load(Ordering::Relaxed);
             (last != i64::MIN).then_some(last)
         } else {
             st.alive_through
@@ -630,7 +696,7 @@ impl ServerChannels {
             return;
         }
         let linkedid = f.linkedid().filter(|l| valid_id(l)).unwrap_or(uid);
-        let now = us(now);
+        let (now, _) = self.event_time(msg, us(now));
         let epoch = self.epoch();
         // A Newchannel for a Uniqueid we still hold from an older epoch: Uniqueids restarted with Asterisk.
         if let Some((_, old)) = self.inner.live.remove(uid) {
@@ -644,6 +710,7 @@ impl ServerChannels {
                     ChannelEnd::Restart {
                         at: dt(now),
                         after: Some(dt(after)),
+                        before: None,
                     },
                     now,
                 );
@@ -678,7 +745,8 @@ impl ServerChannels {
         if !valid_id(uid) {
             return;
         }
-        let now = us(now);
+        // Alive when the event was generated: its Timestamp, else no earlier than the proven time.
+        let (now, _) = self.event_time(msg, us(now));
         let gen = self.inner.gen.load(Ordering::Relaxed);
         if let Some(mut live) = self.inner.live.get_mut(uid) {
             live.last_seen = live.last_seen.max(now);
@@ -755,15 +823,33 @@ impl ServerChannels {
         let Some(uid) = f.uniqueid().filter(|u| valid_id(u)) else {
             return;
         };
-        let at = f
-            .timestamp()
-            .and_then(|t| t.trim().parse::<f64>().ok())
-            .and_then(clock::from_unix_seconds)
-            .unwrap_or(now);
+        let read = us(now);
+        let (at, after, before) = match f.timestamp().and_then(parse_timestamp) {
+            Some(ts) => {
+                self.inner
+                    .proven
+                    .fetch_max(us(ts).min(read), Ordering::Relaxed);
+                (ts, None, None)
+            }
+            None => {
+                // Read behind: generated after the proven time, at the latest when read. The estimate is the
+                // read time less the lag the latest answered action showed.
+                let (lo, _) = self.event_time(msg, read);
+                let lag = self.inner.lag.load(Ordering::Relaxed);
+                let at = read.saturating_sub(lag).clamp(lo, read);
+                if lo < read {
+                    (dt(at), Some(dt(lo)), Some(now))
+                } else {
+                    (now, None, None)
+                }
+            }
+        };
         let end = ChannelEnd::HangupSeen {
             at,
             cause: f.cause().and_then(|c| c.trim().parse().ok()),
             cause_txt: f.cause_txt().map(str::to_string),
+            after,
+            before,
         };
         let live = match self.inner.live.remove(uid) {
             Some((_, live)) => live,
@@ -774,8 +860,8 @@ impl ServerChannels {
                     linkedid,
                     channel: f.channel().unwrap_or("").to_string(),
                     state: String::new(),
-                    first_seen: us(now),
-                    last_seen: us(now),
+                    first_seen: us(at),
+                    last_seen: us(at),
                     epoch: self.epoch(),
                     gen: 0,
                 }
@@ -796,14 +882,16 @@ impl ServerChannels {
             |live| ChannelEnd::Restart {
                 at: now,
                 after: Some(dt(Self::last_known_alive(live, through))),
+                before: None,
             },
             n,
         );
     }
 
     /// Asterisk came up `uptime` before `now` (its `FullyBooted` event). When that is after the previous
-    /// session began, Asterisk restarted in between: every channel of an older epoch is gone. Returns the
-    /// number of channels ended.
+    /// session began, Asterisk restarted in between: every channel of an older epoch is gone, ended no later
+    /// than the earlier of the previous connection's drop and the boot (that is the time recorded). Returns
+    /// the number of channels ended.
     pub fn fully_booted(&self, uptime: Duration, now: DateTime<Utc>) -> usize {
         let n = us(now);
         let st = lock(&self.inner.status);
@@ -817,13 +905,20 @@ impl ServerChannels {
         }
         let through = self.alive_through(&st);
         let epoch = st.epoch;
+        // A crash drops the connection when the channels die, seconds before the new boot: they ended no
+        // later than the drop (of the previous session) and no later than the boot.
+        let died = dt(st
+            .dropped_at
+            .filter(|d| *d >= prev)
+            .map_or(booted, |d| d.min(booted)));
         drop(st);
         let boot = dt(booted);
         self.end_all(
             |live| live.epoch < epoch,
             |live| ChannelEnd::Restart {
-                at: boot,
+                at: died,
                 after: Some(dt(Self::last_known_alive(live, through))),
+                before: (boot > died).then_some(boot),
             },
             n,
         )
@@ -923,7 +1018,13 @@ impl ServerChannels {
         if self.inner.ended.get(uid).is_some_and(|e| e.epoch == epoch) {
             return;
         }
-        let now = us(now);
+        // Asterisk took the listing's snapshot after the action was sent: listed channels were alive then
+        // (the read time may be later when reading behind).
+        let started = lock(&self.inner.status)
+            .listing
+            .filter(|(g, _)| *g == gen)
+            .map(|(_, start)| start);
+        let now = started.unwrap_or(us(now)).min(us(now));
         match self.inner.live.get_mut(uid) {
             Some(mut live) => {
                 live.gen = gen;
@@ -981,6 +1082,7 @@ impl ServerChannels {
             return None;
         }
         let through = self.alive_through(&st);
+        let listing = st.listing;
         let before = now;
         drop(st);
         let gone = self.end_all(
@@ -999,10 +1101,13 @@ impl ServerChannels {
         st.listing = None;
         st.synced = true;
         st.unsynced_since = None;
-        st.listing_at = Some(n);
+        // Asterisk took the snapshot when the action arrived, not when its last item was read: rows
+        // are judged against the start.
+        st.listing_at = Some(listing.map_or(n, |(_, start)| start.min(n)));
         st.alive_through = None;
-        if self.inner.last_frame.load(Ordering::Relaxed) < n {
-            self.inner.last_frame.store(n, Ordering::Relaxed);
+        // A complete listing proves every event queued before it was sent has been read.
+        if let Some((_, start)) = listing {
+            self.inner.proven.fetch_max(start.min(n), Ordering::Relaxed);
         }
         Some(ListingOutcome {
             live: self.inner.live.len(),
@@ -1135,7 +1240,7 @@ mod tests {
         for uid in ["a", "b", "c"] {
             s.apply(&newchannel(uid, uid), t(1));
         }
-        s.frame_received(t(2));
+        s.read_through(t(2));
         let gen = s.begin_listing(t(2));
         for uid in ["a", "b", "c"] {
             s.listed(gen, &item(uid, uid), t(2));
@@ -1144,7 +1249,7 @@ mod tests {
             s.finish_listing(gen, t(2)),
             Some(ListingOutcome { live: 3, gone: 0 })
         );
-        s.frame_received(t(5));
+        s.read_through(t(5));
         s.disconnected(t(6));
         let _ = map.take_gone();
 
@@ -1326,7 +1431,7 @@ mod tests {
         let gen = s.begin_listing(t(1));
         s.listed(gen, &item("a", "a"), t(1));
         s.finish_listing(gen, t(1));
-        s.frame_received(t(4));
+        s.read_through(t(4));
         s.apply(
             &Message::from_pairs([
                 ("Event", "Shutdown"),
@@ -1342,7 +1447,8 @@ mod tests {
             snap.ended["a"].end,
             ChannelEnd::Restart {
                 at: t(5),
-                after: Some(t(4))
+                after: Some(t(4)),
+                before: None,
             }
         );
         assert_eq!(map.take_gone()[0].end.reason(), "asterisk restarted");
@@ -1366,11 +1472,37 @@ mod tests {
         let snap = s.snapshot();
         assert!(snap.live.is_empty());
         assert!(
-            matches!(snap.ended["1795520001.1"].end, ChannelEnd::Restart { at, .. } if at == t(170))
+            matches!(snap.ended["1795520001.1"].end, ChannelEnd::Restart { at, before, .. } if at == t(110) && before == Some(t(170)))
         );
         // Uniqueids restart with Asterisk: the same id is a new channel now.
         s.apply(&newchannel("1795520001.1", "1795520001.1"), t(201));
         assert_eq!(s.snapshot().live["1795520001.1"].first_seen, t(201));
+    }
+
+    /// Issue 14 (8): after a crash the channels died no later than the moment the connection dropped
+    /// (and no later than the new boot): that is the end written, not the new Asterisk's start.
+    #[test]
+    fn a_crash_ends_the_channels_at_the_drop() {
+        let map = ChannelMap::default();
+        let s = map.server("pbx");
+        s.begin_session(t(0));
+        s.apply(&newchannel("1795520001.1", "1795520001.1"), t(1));
+        let gen = s.begin_listing(t(1));
+        s.listed(gen, &item("1795520001.1", "1795520001.1"), t(1));
+        s.finish_listing(gen, t(1));
+        s.read_through(t(9));
+        // kill -9 at t(10): the connection drops; Asterisk is back at t(20) and we log in at t(40).
+        s.disconnected(t(10));
+        s.begin_session(t(40));
+        assert_eq!(s.fully_booted(Duration::from_secs(20), t(40)), 1);
+        assert_eq!(
+            s.snapshot().ended["1795520001.1"].end,
+            ChannelEnd::Restart {
+                at: t(10),
+                after: Some(t(9)),
+                before: Some(t(20)),
+            }
+        );
     }
 
     #[test]

@@ -93,7 +93,8 @@ pub enum Output {
         /// Its reply or error.
         result: Result<Reply, Error>,
     },
-    /// Asterisk refused the `CoreShowChannels` listing: the session stays up, the map unsynced.
+    /// Asterisk refused the `CoreShowChannels` listing, or answered it without an event list (a proxy, an
+    /// old Asterisk): the session stays up, the map unsynced.
     ResyncRefused {
         /// Asterisk's `Message:`.
         message: String,
@@ -148,10 +149,15 @@ struct Pending {
     action: String,
     kind: ReplyKind,
     deadline: DateTime<Utc>,
+    /// When it was written: its answer proves every event queued before this has been read.
+    sent_at: DateTime<Utc>,
     response: Option<Message>,
     items: Vec<Message>,
     count: usize,
 }
+
+/// While events arrive, a `Ping` goes out every `ping_interval / BUSY_PING_DIVISOR` (1 s by default).
+const BUSY_PING_DIVISOR: u32 = 10;
 
 fn after(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
@@ -180,6 +186,10 @@ pub struct Core {
     outputs: VecDeque<Output>,
     login_deadline: Option<DateTime<Utc>>,
     next_ping: Option<DateTime<Utc>>,
+    /// When the latest `Ping` (or the login) was answered.
+    last_pong: Option<DateTime<Utc>>,
+    /// Events arrived since then (the stream is busy).
+    events_since_pong: bool,
     ping_in_flight: bool,
     resync_in_flight: bool,
     booted_checked: bool,
@@ -205,6 +215,8 @@ impl Core {
             outputs: VecDeque::new(),
             login_deadline,
             next_ping: None,
+            last_pong: None,
+            events_since_pong: false,
             ping_in_flight: false,
             resync_in_flight: false,
             booted_checked: false,
@@ -315,9 +327,20 @@ impl Core {
     }
 
     fn frames_seen(&mut self, frames: u64, now: DateTime<Utc>) {
-        if frames > 0 {
-            self.stats.frames += frames;
-            self.channels.frame_received(now);
+        if frames == 0 {
+            return;
+        }
+        self.stats.frames += frames;
+        // Under load, ping more often: each answer proves how far the events have been read (a client
+        // reading behind reads events generated seconds earlier), which keeps the bounds of a channel that
+        // ends unseen tight. Busy: events still arrive a while after the latest answer.
+        if self.phase == Phase::Ready && !self.ping_in_flight && self.events_since_pong {
+            let busy = self
+                .last_pong
+                .is_some_and(|t| now >= after(t, self.cfg.ping_interval / BUSY_PING_DIVISOR));
+            if busy {
+                self.send_ping(now);
+            }
         }
     }
 
@@ -515,7 +538,7 @@ impl Core {
         };
         let deadline = after(now, timeout);
         if self.phase == Phase::Ready {
-            self.send(action, Origin::User(id), kind, deadline);
+            self.send(action, Origin::User(id), kind, deadline, now);
         } else {
             self.queued.push((id, action, kind, deadline));
         }
@@ -542,7 +565,7 @@ impl Core {
         }
         if let Some(action) = self.internal("Logoff", &[]) {
             let deadline = after(now, self.cfg.action_timeout.min(Duration::from_secs(2)));
-            self.send(action, Origin::Logoff, ReplyKind::Single, deadline);
+            self.send(action, Origin::Logoff, ReplyKind::Single, deadline, now);
         }
         self.next_ping = None;
         self.phase = Phase::LoggingOff;
@@ -554,7 +577,14 @@ impl Core {
         format!("cw-{what}-{n}")
     }
 
-    fn send(&mut self, action: Action, origin: Origin, kind: ReplyKind, deadline: DateTime<Utc>) {
+    fn send(
+        &mut self,
+        action: Action,
+        origin: Origin,
+        kind: ReplyKind,
+        deadline: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
         let Some(aid) = action.action_id().map(str::to_string) else {
             return;
         };
@@ -566,6 +596,7 @@ impl Core {
                 action: action.name().to_string(),
                 kind,
                 deadline,
+                sent_at: now,
                 response: None,
                 items: Vec::new(),
                 count: 0,
@@ -596,7 +627,7 @@ impl Core {
             AuthMethod::Md5 => {
                 self.phase = Phase::Challenge;
                 match self.internal("Challenge", &[("AuthType", "MD5")]) {
-                    Some(a) => self.send(a, Origin::Challenge, ReplyKind::Single, deadline),
+                    Some(a) => self.send(a, Origin::Challenge, ReplyKind::Single, deadline, now),
                     None => self.fail_login("cannot encode the Challenge action".into(), now),
                 }
             }
@@ -614,7 +645,7 @@ impl Core {
                     ],
                 );
                 match action {
-                    Some(a) => self.send(a, Origin::Login, ReplyKind::Single, deadline),
+                    Some(a) => self.send(a, Origin::Login, ReplyKind::Single, deadline, now),
                     None => self.fail_login(
                         "user name, secret or events mask contains a line break".into(),
                         now,
@@ -642,7 +673,7 @@ impl Core {
                 ("Events", &events),
             ],
         ) {
-            Some(a) => self.send(a, Origin::Login, ReplyKind::Single, deadline),
+            Some(a) => self.send(a, Origin::Login, ReplyKind::Single, deadline, now),
             None => self.fail_login("user name or events mask contains a line break".into(), now),
         }
     }
@@ -657,8 +688,9 @@ impl Core {
             banner: self.banner.clone(),
         });
         self.next_ping = Some(after(now, self.cfg.ping_interval));
+        self.last_pong = Some(now);
         for (id, action, kind, deadline) in std::mem::take(&mut self.queued) {
-            self.send(action, Origin::User(id), kind, deadline);
+            self.send(action, Origin::User(id), kind, deadline, now);
         }
         self.start_resync(now);
     }
@@ -673,6 +705,7 @@ impl Core {
             Origin::Resync(gen),
             ReplyKind::List,
             after(now, self.cfg.list_timeout),
+            now,
         );
         self.resync_in_flight = true;
         self.outputs.push_back(Output::Syncing);
@@ -685,6 +718,7 @@ impl Core {
                 Origin::Ping,
                 ReplyKind::Single,
                 after(now, self.cfg.ping_timeout),
+                now,
             );
             self.ping_in_flight = true;
             self.next_ping = None;
@@ -725,8 +759,16 @@ impl Core {
                     }
                 }
             }
+            if msg.timestamp_bytes().is_none() && self.channels.first_untimed_event() {
+                tracing::info!(
+                    server = %self.channels.name(),
+                    "AMI events carry no Timestamp: header, so event times are bounded by read times and \
+                     pings; `timestampevents = yes` in Asterisk's manager.conf gives exact times"
+                );
+            }
             self.channels.apply(&msg, now);
             self.stats.events += 1;
+            self.events_since_pong = true;
         } else {
             tracing::debug!(server = %self.channels.name(), "response with an unknown ActionID passed through");
         }
@@ -745,6 +787,10 @@ impl Core {
         let Some(p) = self.pending.get_mut(aid) else {
             return false;
         };
+        if kind == MessageKind::Response {
+            // Asterisk answers after writing every event it queued before the action arrived.
+            self.channels.action_answered(p.sent_at, now);
+        }
         match (kind, p.kind) {
             (MessageKind::Response, ReplyKind::Single) => {
                 let Some(p) = self.pending.remove(aid) else {
@@ -770,7 +816,18 @@ impl Core {
                     let Some(p) = self.pending.remove(aid) else {
                         return false;
                     };
-                    self.finish_list(p, msg, None, now);
+                    if matches!(p.origin, Origin::Resync(_)) {
+                        // A proxy or an old Asterisk: no list follows, so nothing says which channels
+                        // are gone. The map stays unsynced; seen Hangups are still evidence.
+                        self.resync_in_flight = false;
+                        let message =
+                            "CoreShowChannels answered without an event list (EventList: start)"
+                                .to_string();
+                        tracing::error!(server = %self.channels.name(), %message, "the map stays unsynced");
+                        self.outputs.push_back(Output::ResyncRefused { message });
+                    } else {
+                        self.finish_list(p, msg, None, now);
+                    }
                 }
                 true
             }
@@ -831,6 +888,8 @@ impl Core {
             }
             Origin::Ping => {
                 self.ping_in_flight = false;
+                self.last_pong = Some(now);
+                self.events_since_pong = false;
                 self.next_ping = Some(after(now, self.cfg.ping_interval));
             }
             Origin::Logoff => self.close(Error::disconnected("logoff"), now),

@@ -173,6 +173,9 @@ struct Replay {
     map: ChannelMap,
     server: String,
     truth: Vec<TruthChannel>,
+    /// When set, Pings are queued here (send time, ActionID) for the caller to answer in the stream,
+    /// instead of being answered at once.
+    pings: Option<Vec<(DateTime<Utc>, String)>>,
 }
 
 impl Replay {
@@ -189,6 +192,7 @@ impl Replay {
             map: map.clone(),
             server,
             truth: truth_channels(truth),
+            pings: None,
         }
     }
 
@@ -240,6 +244,21 @@ impl Replay {
                         self.ids.insert(recorded, id.clone());
                     }
                     None if name == "CoreShowChannels" => self.synthesize_listing(&id, now),
+                    None if name == "Ping" && self.pings.is_some() => {
+                        if let Some(q) = self.pings.as_mut() {
+                            q.push((now, id.clone()));
+                        }
+                    }
+                    // Asterisk answers a Ping after the events it queued before it: here, at once.
+                    None if name == "Ping" => self.core.handle_input(
+                        &Message::from_pairs([
+                            ("Response", "Success"),
+                            ("ActionID", id.as_str()),
+                            ("Ping", "Pong"),
+                        ])
+                        .to_bytes(),
+                        now,
+                    ),
                     None => {}
                 }
                 self.sent.push(action);
@@ -304,8 +323,8 @@ fn config(auth: AuthMethod, secret: &str) -> Config {
     let mut cfg = Config::new("127.0.0.1", "watchdog", Secret::new(secret));
     cfg.server = "lab".into();
     cfg.auth = auth;
-    // The recorded server never answers our pings; keep them out of the way.
-    cfg.ping_interval = Duration::from_secs(3600);
+    // The recorded server never answered pings: the replay answers them in the stream, at once.
+    cfg.ping_interval = Duration::from_secs(10);
     cfg.login_timeout = Duration::from_secs(3600);
     cfg.list_timeout = Duration::from_secs(3600);
     cfg
@@ -537,22 +556,32 @@ fn disconnect_gap_resync_matches_truth() {
     assert_eq!(live, set(&gap["live_at_reconnect"]));
     let last_frame = ts(&gap["last_frame_received_at"]).unwrap();
     let gap_end = ts(&gap["gap_end"]).unwrap();
+    let ended_at: HashMap<String, DateTime<Utc>> = truth_channels(&t)
+        .into_iter()
+        .filter_map(|c| Some((c.uniqueid, c.ended?)))
+        .collect();
     let mut gone = BTreeSet::new();
     for (uid, ended) in &at_resync.ended {
         if let ChannelEnd::Gone { after, before } = &ended.end {
             gone.insert(uid.clone());
             let after = after.unwrap();
+            // Known alive through the send time of the last answered Ping (events carry no Timestamp):
+            // never after the true end, and no more than a busy-ping interval before the last frame.
+            assert!(after <= ended_at[uid], "{uid}: after {after}");
             assert!(
-                (after - last_frame).num_milliseconds().abs() <= 1,
-                "{uid}: after {after}"
+                last_frame - after <= chrono::Duration::milliseconds(1100),
+                "{uid}: after {after}, last frame {last_frame}"
             );
             assert!(*before >= gap_end, "{uid}: before {before}");
         }
     }
     assert_eq!(gone, set(&gap["missed_hangups"]));
-    // Channels that stayed up are known alive through the old connection's last frame, or later.
+    // Channels that stayed up are known alive through the last answered Ping of the old connection.
     for uid in set(&gap["known_and_still_live"]) {
-        assert!(at_resync.live[&uid].last_known_alive >= last_frame);
+        assert!(
+            last_frame - at_resync.live[&uid].last_known_alive
+                <= chrono::Duration::milliseconds(1100)
+        );
     }
 }
 
@@ -615,5 +644,214 @@ fn a_recording_cut_anywhere_then_reconnected() {
             .map(|v| v.as_str().unwrap().to_string())
             .collect();
         assert_eq!(live, expected, "cut at {cut}");
+    }
+}
+
+/// A `Response: Success` to a Ping.
+fn pong(id: &str) -> Bytes {
+    Message::from_pairs([("Response", "Success"), ("ActionID", id), ("Ping", "Pong")]).to_bytes()
+}
+
+/// Plays `rec` through a reader that falls behind (a throttled link, a slow consumer): frames generated
+/// before `slow_from` are read when they were recorded; from then on the link carries `rate` bytes per
+/// second, so frames queue up and are read later than Asterisk generated them (the recorded arrival
+/// time). A Ping is answered in the stream after every frame generated before it was sent, as Asterisk
+/// does. `stamp` adds each event's generation time as its `Timestamp:` header (`timestampevents = yes`).
+/// The connection ends at `cut` or earlier on the core's own ping deadline; returns that time.
+fn play_behind(
+    r: &mut Replay,
+    rec: &Recording,
+    slow_from: DateTime<Utc>,
+    rate: f64,
+    cut: DateTime<Utc>,
+    stamp: bool,
+) -> DateTime<Utc> {
+    r.pings = Some(Vec::new());
+    let mut clock = rec.connected;
+    let mut next = 0;
+    loop {
+        // The next thing Asterisk wrote: a queued Pong, or the next recorded frame if generated earlier.
+        let queued = r.pings.as_ref().and_then(|q| q.first().cloned());
+        let piece = rec.pieces.get(next);
+        let (generated, len, is_pong) = match (&queued, piece) {
+            (Some((at, _)), p) if p.is_none_or(|p| *at <= p.at) => (*at, pong("x").len(), true),
+            (_, Some(p)) => (p.at, p.raw.len(), false),
+            (None, None) => break,
+            _ => unreachable!(),
+        };
+        let ready = generated.max(clock);
+        let read_at = if generated < slow_from {
+            ready
+        } else {
+            ready + chrono::Duration::microseconds((len as f64 / rate * 1e6) as i64)
+        };
+        // Timers due first (a Ping sent now goes into the stream before what is read later).
+        if let Some(due) = r.core.next_deadline().filter(|d| *d <= read_at.min(cut)) {
+            r.core.handle_timeout(due);
+            r.pump(due);
+            clock = clock.max(due);
+            if r.core.is_closed() {
+                return due;
+            }
+            continue;
+        }
+        if read_at > cut {
+            break;
+        }
+        let bytes = if is_pong {
+            let (_, id) = r.pings.as_mut().unwrap().remove(0);
+            pong(&id)
+        } else {
+            let p = &rec.pieces[next];
+            next += 1;
+            match &p.msg {
+                Some(m) if stamp && m.event().is_some() => {
+                    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = m
+                        .headers()
+                        .map(|h| (h.key.to_vec(), h.value.to_vec()))
+                        .collect();
+                    let ts = format!("{:.6}", p.at.timestamp_micros() as f64 / 1e6);
+                    pairs.insert(1, (b"Timestamp".to_vec(), ts.into_bytes()));
+                    let m = Message::from_pairs(pairs);
+                    r.rewrite(&m).unwrap_or_else(|| m.to_bytes())
+                }
+                Some(m) => r.rewrite(m).unwrap_or_else(|| p.raw.clone()),
+                None => p.raw.clone(),
+            }
+        };
+        r.core.handle_input(&bytes, read_at);
+        r.pump(read_at);
+        clock = read_at;
+        if r.core.is_closed() {
+            return read_at;
+        }
+    }
+    r.core.handle_eof(cut);
+    r.pump(cut);
+    cut
+}
+
+/// A session that logs in at `at` and lists the channels up then (from the truth), for a reconnect.
+fn reconnect_at(scenario: &str, map: &ChannelMap, at: DateTime<Utc>) -> Replay {
+    let t = truth(scenario);
+    let banner = Bytes::from_static(b"Asterisk Call Manager/11.0.0\r\n");
+    let login = Message::from_pairs([
+        ("Response", "Success"),
+        ("ActionID", "rec-login"),
+        ("Message", "Authentication accepted"),
+    ]);
+    let rec = Recording {
+        pieces: vec![
+            Piece {
+                at,
+                raw: banner,
+                msg: None,
+            },
+            Piece {
+                at,
+                raw: login.to_bytes(),
+                msg: Some(login),
+            },
+        ],
+        actions: vec![("Login".into(), "rec-login".into())],
+        connected: at,
+        closed: at + chrono::Duration::seconds(1),
+    };
+    let mut r = Replay::new(config(AuthMethod::Plain, "lab-secret"), map, &rec, &t);
+    r.run(&rec);
+    r
+}
+
+/// How far each reported end's bounds miss the true end (0 when they contain it), in milliseconds, and
+/// the largest such miss.
+fn bound_misses(ends: &[(String, ChannelEnd)], truth: &[TruthChannel]) -> (Vec<String>, i64) {
+    let by_id: HashMap<&str, &TruthChannel> =
+        truth.iter().map(|c| (c.uniqueid.as_str(), c)).collect();
+    let mut worst = 0;
+    let mut lines = Vec::new();
+    for (uid, end) in ends {
+        let Some(ended) = by_id.get(uid.as_str()).and_then(|c| c.ended) else {
+            lines.push(format!("{uid}: live channel reported ended: {end:?}"));
+            worst = i64::MAX;
+            continue;
+        };
+        let (lo, hi) = match end {
+            ChannelEnd::Gone { after, before } => (after.unwrap_or(*before), *before),
+            ChannelEnd::Restart { at, after, .. } => (after.unwrap_or(*at), end.latest()),
+            // a Hangup stamped by Asterisk is exact (the recording's clock: within 100 ms)
+            ChannelEnd::HangupSeen {
+                at, after: None, ..
+            } => (
+                *at - chrono::Duration::milliseconds(100),
+                *at + chrono::Duration::milliseconds(100),
+            ),
+            ChannelEnd::HangupSeen {
+                at, after, before, ..
+            } => (after.unwrap_or(*at), before.unwrap_or(*at)),
+            other => panic!("{other:?}"),
+        };
+        let miss = (lo - ended).max(ended - hi).num_milliseconds().max(0);
+        if miss > 0 {
+            lines.push(format!(
+                "{uid}: ended {ended}, bounds [{lo}, {hi}]: {miss} ms off"
+            ));
+        }
+        worst = worst.max(miss);
+    }
+    (lines, worst)
+}
+
+/// Issue 14 (1): a reader that falls seconds behind Asterisk, then loses the link. Every end the map
+/// reports — Hangups read late, channels gone at the resync — has bounds that contain the true end, with
+/// and without `Timestamp:` headers. The observer's recorded stream of the disconnect-gap scenario (every
+/// event of the whole scenario) is read through a 3 KB/s link from 12:09:45, so the Hangups of
+/// 12:09:47–12:10:00 are read late or never; the reconnect lists the channels up 5 s after the cut.
+#[test]
+fn a_reader_behind_asterisk_reports_bounds_that_contain_the_true_end() {
+    let t = truth("disconnect-gap");
+    let chans = truth_channels(&t);
+    let rec = load("disconnect-gap", "observer");
+    let slow_from = ts(&serde_json::json!("2026-11-24T12:09:45Z")).unwrap();
+    let cut = ts(&serde_json::json!("2026-11-24T12:10:05Z")).unwrap();
+    for stamp in [false, true] {
+        let map = ChannelMap::default();
+        let mut r = Replay::new(config(AuthMethod::Plain, "lab-secret"), &map, &rec, &t);
+        let dropped = play_behind(&mut r, &rec, slow_from, 3000.0, cut, stamp);
+        let read_behind: Vec<(String, ChannelEnd)> = map
+            .take_gone()
+            .into_iter()
+            .map(|g| (g.uniqueid, g.end))
+            .collect();
+        let again = reconnect_at(
+            "disconnect-gap",
+            &map,
+            dropped + chrono::Duration::seconds(5),
+        );
+        assert_eq!(again.resynced.len(), 1);
+        let at_resync: Vec<(String, ChannelEnd)> = map
+            .take_gone()
+            .into_iter()
+            .map(|g| (g.uniqueid, g.end))
+            .collect();
+        let gone = at_resync
+            .iter()
+            .filter(|(_, e)| matches!(e, ChannelEnd::Gone { .. }))
+            .count();
+        let all: Vec<(String, ChannelEnd)> = read_behind.iter().cloned().chain(at_resync).collect();
+        let (misses, worst) = bound_misses(&all, &chans);
+        eprintln!(
+            "timestamps {stamp}: link dropped at {dropped}; {} Hangups read, {gone} channels gone at the \
+             resync; largest bound miss {worst} ms",
+            read_behind.len()
+        );
+        assert!(
+            gone > 0 && !read_behind.is_empty(),
+            "the backlog must hide some Hangups"
+        );
+        assert!(
+            misses.is_empty(),
+            "timestamps {stamp}:\n{}",
+            misses.join("\n")
+        );
     }
 }

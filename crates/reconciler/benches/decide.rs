@@ -51,6 +51,8 @@ fn fixture(synced: bool) -> (Vec<OpenRow>, ServerViewBuilder) {
                 at: now - Duration::seconds(10),
                 cause: Some(16),
                 cause_txt: Some("Normal Clearing".into()),
+                after: None,
+                before: None,
             }
         } else {
             End::Gone {

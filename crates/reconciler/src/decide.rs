@@ -24,7 +24,7 @@ use crate::view::ServerView;
 /// 2. matched to a live channel (by Uniqueid, else by any channel that ever carried its Linkedid) → keep;
 /// 3. `hangup_seen`, 4. `asterisk_restart` (evidence);
 /// 5. `channel_gone` (synced map only);
-/// 6. `superseded` (a newer call on its extension is live);
+/// 6. `superseded` (synced map only; a newer call on its extension is live);
 /// 7. `timeout_cleanup` (unjudgeable and old);
 /// 8. otherwise keep, saying why.
 ///

@@ -49,11 +49,13 @@ impl<'a> Evidence<'a> {
                 at,
                 cause,
                 cause_txt,
+                after,
+                before,
             } => Evidence {
                 kind: Kind::Hangup,
                 point: *at,
-                lo: *at,
-                hi: *at,
+                lo: after.unwrap_or(*at).min(*at),
+                hi: before.unwrap_or(*at).max(*at),
                 first_hangup: Some(Hangup {
                     uniqueid,
                     at: *at,
@@ -68,11 +70,11 @@ impl<'a> Evidence<'a> {
                 hi: (*before).max(*after),
                 first_hangup: None,
             },
-            End::Restart { at, after } => Evidence {
+            End::Restart { at, after, before } => Evidence {
                 kind: Kind::Restart,
                 point: *at,
                 lo: (*after).min(*at),
-                hi: *at,
+                hi: before.map_or(*at, |b| b.max(*at)),
                 first_hangup: None,
             },
         }

@@ -31,6 +31,8 @@
 //!             at: now - Duration::seconds(30),
 //!             cause: Some(16),
 //!             cause_txt: Some("Normal Clearing".into()),
+//!             after: None,
+//!             before: None,
 //!         },
 //!     },
 //! );

@@ -51,12 +51,18 @@ pub struct EndedChannel {
 pub enum End {
     /// Callwatch received the channel's `Hangup` event.
     HangupSeen {
-        /// The event's `Timestamp:` header when Asterisk sent one, else the time the event was read.
+        /// The event's `Timestamp:` header when Asterisk sent one; else the best estimate within
+        /// `after`/`before`.
         at: DateTime<Utc>,
         /// The numeric Q.850 `Cause`, if the event carried one.
         cause: Option<u16>,
         /// The event's `Cause-txt` (e.g. `Normal Clearing`), if it carried one.
         cause_txt: Option<String>,
+        /// Without a `Timestamp:`: the Hangup happened no earlier than this (`None`: `at` is exact).
+        after: Option<DateTime<Utc>>,
+        /// Without a `Timestamp:`: the Hangup happened no later than this, when it was read (`None`: `at`
+        /// is exact).
+        before: Option<DateTime<Utc>>,
     },
     /// The channel was absent from a complete `CoreShowChannels` listing.
     Gone {
@@ -67,10 +73,13 @@ pub enum End {
     },
     /// Asterisk restarted (a `Shutdown` event, or a `FullyBooted` whose `Uptime` shows a new boot).
     Restart {
-        /// The restart (or end-of-connection) time: when the channel died with Asterisk.
+        /// When the channel died with Asterisk: the `Shutdown`, or after a crash the moment the
+        /// connection dropped.
         at: DateTime<Utc>,
         /// The last time callwatch knew the channel to be up.
         after: DateTime<Utc>,
+        /// It died no later than this, when later than `at` (the new boot). `None`: `at`.
+        before: Option<DateTime<Utc>>,
     },
 }
 
@@ -85,7 +94,8 @@ pub struct ServerState {
     /// Since when the map has been unsynced (set by the runner when it loses sync; `None` while synced).
     /// An unsynced map with no `unsynced_since` never reaches the `timeout_cleanup` fallback.
     pub unsynced_since: Option<DateTime<Utc>>,
-    /// The time of the last complete listing.
+    /// The time of the last complete listing: when it was asked for (Asterisk takes its snapshot then,
+    /// however long the items take to arrive).
     pub listing_at: Option<DateTime<Utc>>,
     /// The current epoch (connection / Asterisk boot). Informational (see [`LiveChannel::epoch`]).
     pub epoch: u64,

@@ -248,6 +248,7 @@ impl ServerView {
                     at,
                     cause,
                     cause_txt,
+                    ..
                 } => Some(Hangup {
                     uniqueid: uid,
                     at: *at,

@@ -181,6 +181,8 @@ impl Scenario {
                                 at: t(*at),
                                 cause: *cause,
                                 cause_txt: cause.map(|_| "Normal Clearing".to_owned()),
+                                after: None,
+                                before: None,
                             },
                         },
                     );
@@ -205,6 +207,7 @@ impl Scenario {
                             end: End::Restart {
                                 at: t(*at),
                                 after: t(*after),
+                                before: None,
                             },
                         },
                     );
@@ -391,6 +394,7 @@ fn extreme_times_and_settings_do_not_panic() {
             end: End::Restart {
                 at: min,
                 after: max,
+                before: None,
             },
         },
     );

@@ -152,6 +152,8 @@ fn basic_every_hangup_seen() {
                     at,
                     cause: ch["hangup_cause"].as_u64().map(|c| c as u16),
                     cause_txt: ch["hangup_cause_txt"].as_str().map(str::to_owned),
+                    after: None,
+                    before: None,
                 },
             },
         );

@@ -31,6 +31,7 @@ pub(crate) fn asterisk_restart(index: usize, row: &OpenRow, m: &RowMatch<'_>) ->
 #[cfg(test)]
 mod tests {
     use crate::rules::testkit::*;
+    use crate::End;
 
     #[test]
     fn closes_at_the_restart() {
@@ -49,6 +50,27 @@ mod tests {
                 "close hangup_seen at=-40 after=- before=- cause=normal_clearing talk=560",
                 "close asterisk_restart at=-20 after=-25 before=-20 cause=asterisk_restart talk=580",
             ],
+        );
+    }
+
+    /// Issue 14 (8): a crash found at a reconnect ends at the connection's drop, bounded by the new boot.
+    #[test]
+    fn a_crash_closes_at_the_drop_within_the_boot() {
+        let view = unsynced(-20)
+            .ended(
+                "u1",
+                &["u1"],
+                End::Restart {
+                    at: t(-20),
+                    after: t(-21),
+                    before: Some(t(-10)),
+                },
+            )
+            .build();
+        check_one(
+            &row("a").uid("u1"),
+            &view,
+            "close asterisk_restart at=-20 after=-21 before=-10 cause=asterisk_restart talk=580",
         );
     }
 

@@ -9,7 +9,8 @@ use crate::rules::{close, Ctx};
 
 /// Closes at the Hangup time — for a Linkedid group, the last Hangup among every channel that ever carried
 /// the Linkedid — with the cause of the (group's first) Hangup, written as the policy's
-/// [`crate::CauseFormat`] says. Evidence: applies whether or not the map is synced, never held.
+/// [`crate::CauseFormat`] says. A Hangup read without a `Timestamp:` is known only within bounds (read
+/// behind): they go to the audit. Evidence: applies whether or not the map is synced, never held.
 pub(crate) fn hangup_seen(
     index: usize,
     row: &OpenRow,
@@ -21,21 +22,22 @@ pub(crate) fn hangup_seen(
         return None;
     }
     let cause = hangup_cause(e.first_hangup.as_ref(), ctx.policy.cause_format);
+    let exact = e.lo == e.point && e.hi == e.point;
     Some(close(
         index,
         row,
         Reason::HangupSeen,
         cause,
         e.point,
-        None,
-        None,
+        (!exact).then_some(e.lo),
+        (!exact).then_some(e.hi),
     ))
 }
 
 #[cfg(test)]
 mod tests {
     use crate::rules::testkit::*;
-    use crate::{CauseFormat, Policy};
+    use crate::{CauseFormat, End, Policy};
 
     #[test]
     fn by_uniqueid() {
@@ -93,6 +95,33 @@ mod tests {
             &row("r").lid("L"),
             &view,
             "close hangup_seen at=-10 after=- before=- cause=normal_clearing talk=590",
+        );
+    }
+
+    /// Issue 14 (1): a Hangup read behind, without a `Timestamp:`, is known only within bounds; they go
+    /// to the audit, and a group's bounds are its last member's.
+    #[test]
+    fn a_hangup_read_behind_closes_with_its_bounds() {
+        let behind = |at: i64, after: i64, before: i64| End::HangupSeen {
+            at: t(at),
+            cause: Some(16),
+            cause_txt: Some("Normal Clearing".into()),
+            after: Some(t(after)),
+            before: Some(t(before)),
+        };
+        let view = synced(0)
+            .ended("u1", &["L"], behind(-95, -99, -90))
+            .hangup("u2", &["L"], -97, Some(16), Some("Normal Clearing"))
+            .build();
+        check_one(
+            &row("r").uid("u1"),
+            &view,
+            "close hangup_seen at=-95 after=-99 before=-90 cause=normal_clearing talk=505",
+        );
+        check_one(
+            &row("r").lid("L"),
+            &view,
+            "close hangup_seen at=-95 after=-97 before=-90 cause=normal_clearing talk=505",
         );
     }
 

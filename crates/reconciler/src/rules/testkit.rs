@@ -132,6 +132,8 @@ impl V {
                 at: t(at),
                 cause: code,
                 cause_txt: txt.map(str::to_owned),
+                after: None,
+                before: None,
             },
         )
     }
@@ -152,6 +154,7 @@ impl V {
             End::Restart {
                 at: t(at),
                 after: t(after),
+                before: None,
             },
         )
     }
