@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broadcast::Broadcaster;
-use crate::health::{Health, ServerHealth, SweepHealth};
+use crate::health::{Health, ServerHealth, SweepHealth, UnknownServer};
 use crate::metrics as m;
 use crate::pipeline::{ServerTarget, Sweeper};
 use crate::settings::{ResolvedServer, Settings};
@@ -286,6 +286,8 @@ struct Daemon {
     lock_tick: tokio::time::Interval,
     /// systemd's watchdog, pinged from this loop (so a loop stuck in a round stops the pings).
     watchdog: Option<tokio::time::Interval>,
+    /// `server` values of open rows already warned about (and given a gauge) as matching no server.
+    unknown_seen: BTreeSet<Option<String>>,
     summary: DaemonSummary,
 }
 
@@ -323,6 +325,7 @@ impl Daemon {
             sweep_interval,
             lock_tick,
             watchdog,
+            unknown_seen: BTreeSet::new(),
             summary: DaemonSummary::default(),
         };
         daemon.lock = acquire(&daemon.store, &daemon.health).await;
@@ -332,6 +335,7 @@ impl Daemon {
 
     /// The main loop, until cancelled (or every AMI supervisor stopped).
     async fn watch(&mut self, cancel: &CancellationToken) {
+        self.report_unknown_servers().await;
         loop {
             self.collect_ended();
             if self.may_write() && self.run_pending_rounds().await {
@@ -502,6 +506,7 @@ impl Daemon {
                 self.collect_ended();
             }
             Wake::SweepInterval => {
+                self.report_unknown_servers().await;
                 // A round now on what the map knows, and a fresh listing so that rows answered since the
                 // last one can be judged; its completion brings another round.
                 self.pending.extend(self.all.iter().cloned());
@@ -543,6 +548,47 @@ impl Daemon {
             Wake::Watchdog => crate::shutdown::notify_watchdog(),
         }
         true
+    }
+
+    /// Counts the open rows whose `server` value names no configured server (no round reads them), puts
+    /// them in `/status` and `callwatch_rows_unknown_server{server}`, and warns once per value.
+    async fn report_unknown_servers(&mut self) {
+        let counts = match self.store.open_rows_by_server().await {
+            Ok(c) => c,
+            Err(err) => {
+                tracing::debug!(error = %err, "cannot count open rows by server");
+                return;
+            }
+        };
+        let has_default = self.servers.iter().any(|s| s.is_default);
+        let unknown: Vec<UnknownServer> = counts
+            .into_iter()
+            .filter(|(server, _)| match server {
+                None => !has_default,
+                Some(name) => !self.all.contains(name),
+            })
+            .map(|(server, rows)| UnknownServer { server, rows })
+            .collect();
+        for gone in self.unknown_seen.iter() {
+            if !unknown.iter().any(|u| &u.server == gone) {
+                let label = gone.clone().unwrap_or_default();
+                metrics::gauge!(m::ROWS_UNKNOWN_SERVER, "server" => label).set(0.0);
+            }
+        }
+        for u in &unknown {
+            let label = u.server.clone().unwrap_or_default();
+            metrics::gauge!(m::ROWS_UNKNOWN_SERVER, "server" => label).set(u.rows as f64);
+            if self.unknown_seen.insert(u.server.clone()) {
+                tracing::warn!(
+                    server = u.server.as_deref().unwrap_or("NULL"),
+                    rows = u.rows,
+                    configured = ?self.all,
+                    "open rows name a server this daemon does not watch; they are never judged \
+                     (add a [[server]] with that name, or fix the rows' server values)"
+                );
+            }
+        }
+        self.health.update(|s| s.unknown_servers = unknown);
     }
 
     /// Asks server `name` for a fresh `CoreShowChannels` listing.

@@ -67,6 +67,18 @@ pub struct DaemonStatus {
     pub http_listen: Option<String>,
     /// Alerts raised (e.g. the mass-close guard's "ids never matched").
     pub alerts: Vec<String>,
+    /// Open rows whose `server` value names no configured server: no round ever reads them.
+    #[serde(default)]
+    pub unknown_servers: Vec<UnknownServer>,
+}
+
+/// Open rows whose `server` column names an Asterisk this daemon does not watch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UnknownServer {
+    /// The value in the `server` column (`None`: NULL, when no server is the default).
+    pub server: Option<String>,
+    /// Open rows with that value.
+    pub rows: i64,
 }
 
 /// Shared, cheaply cloneable status.

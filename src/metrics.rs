@@ -17,6 +17,8 @@ pub const CHANNELS_LIVE: &str = "callwatch_channels_live";
 pub const CALLS_OPEN: &str = "callwatch_calls_open";
 /// Open rows that cannot be read (quarantined, never judged), by server.
 pub const ROWS_UNREADABLE: &str = "callwatch_rows_unreadable";
+/// Open rows whose `server` value names no configured server (never read by any round), by that value.
+pub const ROWS_UNKNOWN_SERVER: &str = "callwatch_rows_unknown_server";
 /// Rows closed, by reason.
 pub const CLOSES_TOTAL: &str = "callwatch_closes_total";
 /// Duration of a sweep (read open rows, decide, write).
@@ -53,6 +55,10 @@ fn describe() {
     describe_gauge!(
         ROWS_UNREADABLE,
         "Open rows that cannot be read (skipped until their values are fixed)"
+    );
+    describe_gauge!(
+        ROWS_UNKNOWN_SERVER,
+        "Open rows whose server value names no configured server (never judged)"
     );
     describe_counter!(CLOSES_TOTAL, "Rows closed by callwatch, by reason");
     describe_histogram!(SWEEP_SECONDS, Unit::Seconds, "Sweep duration");

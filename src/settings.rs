@@ -167,6 +167,14 @@ impl Settings {
             self.servers.iter().filter(|s| s.default).count() <= 1,
             "only one [[server]] may have default = true"
         );
+        anyhow::ensure!(
+            self.servers.len() <= 1 || !self.database.mapping.columns.server.trim().is_empty(),
+            "{} [[server]] blocks, but the calls table has no server column mapped: every row would be \
+             judged against one Asterisk's channels, and the other's live calls closed as gone. Map the \
+             column that names each row's Asterisk ([database.mapping.columns] server = \"…\"), or run one \
+             callwatch per Asterisk, each with its own calls table",
+            self.servers.len()
+        );
         Ok(())
     }
 }

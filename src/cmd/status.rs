@@ -64,25 +64,32 @@ pub async fn run(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<ExitCo
                 .await
                 .context("cannot read the calls in progress")?;
             let busy = busy_calls(&stats, open.calls);
-            anyhow::Ok((stats, busy, open.unreadable))
+            let by_server = store
+                .open_rows_by_server()
+                .await
+                .context("cannot count the calls in progress by server")?;
+            anyhow::Ok((stats, busy, open.unreadable, by_server))
         }
         .await;
         let url = store.redacted_url().to_string();
         store.shutdown().await;
-        result.map(|(s, b, u)| (s, b, u, url))
+        result.map(|(s, b, u, by)| (s, b, u, by, url))
     };
     let (daemon, db) = tokio::join!(daemon, db);
-    let (stats, busy, unreadable, url) = db?;
+    let (stats, busy, unreadable, by_server, url) = db?;
+    let unknown = unknown_servers(&settings, by_server)?;
     let now = stats.at.unwrap_or_else(|| clock.now());
     if args.json {
         let mut v = status_json(&stats, &busy, &daemon, &url, stuck_after, now);
         v["unreadable"] = serde_json::to_value(&unreadable)?;
+        v["unknown_servers"] = serde_json::to_value(&unknown)?;
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!(
-            "{}{}",
+            "{}{}{}",
             status_text(&stats, &busy, &daemon, &url, stuck_after, now),
-            unreadable_text(&unreadable)
+            unreadable_text(&unreadable),
+            unknown_text(&unknown)
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -112,6 +119,49 @@ fn busy_calls(stats: &Stats, open: Vec<OpenCall>) -> Vec<Busy> {
             .sort_by(|x, y| (x.answered_at, &x.id).cmp(&(y.answered_at, &y.id)));
     }
     out
+}
+
+/// Open rows whose `server` value names none of the configured servers (none when no server is configured:
+/// then every row is judged by age).
+fn unknown_servers(
+    settings: &crate::settings::Settings,
+    by_server: Vec<(Option<String>, i64)>,
+) -> anyhow::Result<Vec<crate::health::UnknownServer>> {
+    let servers = settings.resolve_servers()?;
+    if servers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let has_default = servers.iter().any(|s| s.is_default);
+    Ok(by_server
+        .into_iter()
+        .filter(|(server, _)| match server {
+            None => !has_default,
+            Some(name) => !servers.iter().any(|s| &s.name == name),
+        })
+        .map(|(server, rows)| crate::health::UnknownServer { server, rows })
+        .collect())
+}
+
+/// The unknown servers' rows, one line each (empty when there are none).
+fn unknown_text(rows: &[crate::health::UnknownServer]) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    if rows.is_empty() {
+        return o;
+    }
+    let _ = writeln!(
+        o,
+        "\nOpen rows naming a server that is not configured (never judged):"
+    );
+    for r in rows {
+        let _ = writeln!(
+            o,
+            "  server {:<20} {} row(s)",
+            r.server.as_deref().unwrap_or("NULL"),
+            r.rows
+        );
+    }
+    o
 }
 
 /// The open rows that cannot be read, one line each (empty when there are none).

@@ -309,8 +309,15 @@ async fn daemon_quarantines_unreadable_rows_and_labels_open_rows_by_server() {
     insert_row(&db, 2, &agent2, "3001", now).await;
     insert_row(&db, 3, &agent3, "3002", now).await;
     insert_row(&db, 4, "1700000000.99", "2009", now).await;
+    insert_row(&db, 5, "1700000000.98", "2010", now).await;
     let store = db.store().await;
-    for (id, server) in [(1, "pbx1"), (2, "pbx2"), (3, "pbx2"), (4, "pbx1")] {
+    for (id, server) in [
+        (1, "pbx1"),
+        (2, "pbx2"),
+        (3, "pbx2"),
+        (4, "pbx1"),
+        (5, "pbx9"),
+    ] {
         sqlx::query(&format!(
             "UPDATE calls SET server = '{server}' WHERE id = {id}"
         ))
@@ -367,6 +374,7 @@ async fn daemon_quarantines_unreadable_rows_and_labels_open_rows_by_server() {
         let m = metrics(&addr).await;
         if m.contains("callwatch_calls_open{server=\"pbx2\"} 2")
             && m.contains("callwatch_rows_unreadable{server=\"pbx1\"} 1")
+            && m.contains("callwatch_rows_unknown_server{server=\"pbx9\"} 1")
         {
             break m;
         }
@@ -397,6 +405,57 @@ async fn daemon_quarantines_unreadable_rows_and_labels_open_rows_by_server() {
     );
     assert!(log.contains("call_id=4"), "{log}");
     assert_eq!(row(&db, 4).await.0, None);
+    assert_eq!(
+        log.matches("open rows name a server this daemon does not watch")
+            .count(),
+        1,
+        "warned once about pbx9:\n{log}"
+    );
+    let out = callwatch(&[
+        "status",
+        "--config",
+        config.to_str().unwrap(),
+        "--database",
+        db.url(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["unknown_servers"][0]["server"], "pbx9", "{status}");
+    assert_eq!(status["unknown_servers"][0]["rows"], 1, "{status}");
+}
+
+/// Several servers but no server column: every row would be judged against one Asterisk's map, so
+/// another's live calls would close as gone. That configuration is refused with a way out.
+#[test]
+fn several_servers_without_a_server_column_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("callwatch.toml");
+    std::fs::write(
+        &config,
+        "[[server]]\nname = \"pbx1\"\nurl = \"ami://w:s@127.0.0.1:5038\"\n\
+         [[server]]\nname = \"pbx2\"\nurl = \"ami://w:s@127.0.0.1:5039\"\n\
+         [database.mapping.columns]\nserver = \"\"\n",
+    )
+    .unwrap();
+    let out = callwatch(&[
+        "check-config",
+        "--offline",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{all}");
+    assert!(all.contains("no server column mapped"), "{all}");
+    assert!(all.contains("[database.mapping.columns] server"), "{all}");
 }
 
 /// A log written to a file (not a terminal) carries no ANSI colour codes.

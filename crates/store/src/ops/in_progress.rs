@@ -23,6 +23,33 @@ impl Store {
         Ok(self.in_progress_rows(server, answered_before).await?.calls)
     }
 
+    /// Open rows (answered, not ended) counted by their `server` value (`None`: NULL). Empty when the table
+    /// has no server column. The runner compares the values with its configured servers: rows of a server
+    /// nobody watches are never read by any round, and are reported instead of left in silence.
+    pub async fn open_rows_by_server(&self) -> Result<Vec<(Option<String>, i64)>> {
+        let d = self.inner.dialect;
+        let m = &self.inner.map;
+        let Some(srv) = &m.server else {
+            return Ok(Vec::new());
+        };
+        let server = super::col(d, srv);
+        let sql = format!(
+            "SELECT {sel}, {n} FROM {table} AS t WHERE {ans} IS NOT NULL AND {end} IS NULL GROUP BY {server}",
+            sel = d.as_text(&server),
+            n = d.as_int("COUNT(*)"),
+            table = m.table.quoted(d),
+            ans = super::col(d, &m.answered_at),
+            end = super::col(d, &m.ended_at),
+        );
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| Error::sqlx("counting calls in progress by server", e))?;
+        rows.iter()
+            .map(|row| Ok((get_text(row, 0, srv.name())?, get(row, 1, "count")?)))
+            .collect()
+    }
+
     /// Answered calls whose row has no `ended_at`, ordered by id, and the open rows that cannot be read.
     ///
     /// `server`: see [`ServerFilter`]. When the table has no server column, `Any` and `Default` return every
