@@ -10,10 +10,12 @@
 //! - an Echo client (`Echo.channel('calls').listen('CallStatusUpdated', …)`) receives callwatch's close and
 //!   the app's own `broadcast(new CallStatusUpdated($call))` identically — same event name, same payload —
 //!   through laravel-echo-server (Redis), and through a Pusher-protocol endpoint whose request signatures
-//!   are checked with the official Pusher Node library (Laravel's side signs with the official PHP SDK).
+//!   are checked with the official Pusher Node library (Laravel's broadcaster publishes through the test app's
+//!   own \Pusher\Pusher HTTP API client, `tests/laravel/lib/Pusher/`); with a wrong secret the app's
+//!   broadcast is refused and fails.
 //!
-//! Needs `php` (Debian: php-cli, php-laravel-framework, php-sqlite3, php-mysql, php-pgsql, php-redis, php-curl,
-//! php-guzzlehttp-guzzle), `node` and `tests/laravel/node_modules` (`npm ci`), which `.ci/run` installs.
+//! Needs `php` (Debian: php-cli, php-laravel-framework, php-sqlite3, php-mysql, php-pgsql, php-redis, php-curl),
+//! `node` and `tests/laravel/node_modules` (`npm ci`), which `.ci/run` installs.
 //! Outside CI a missing tool skips the tests with a message; with `CI=true` it fails them.
 
 use std::collections::BTreeMap;
@@ -51,7 +53,7 @@ fn missing_tools() -> Option<String> {
     let php = Command::new("php")
         .args([
             "-r",
-            "foreach (['Illuminate/autoload.php', 'GuzzleHttp/autoload.php'] as $f) { if (!stream_resolve_include_path($f)) { echo \"$f \"; } }
+            "foreach (['Illuminate/autoload.php'] as $f) { if (!stream_resolve_include_path($f)) { echo \"$f \"; } }
              foreach (['pdo_sqlite', 'pdo_mysql', 'pdo_pgsql', 'redis', 'curl'] as $e) { if (!extension_loaded($e)) { echo \"php-$e \"; } }",
         ])
         .output();
@@ -242,18 +244,24 @@ impl App {
         App { env, _dir: dir }
     }
 
-    /// `php artisan ARGS` with `extra` environment; fails the test unless it exits 0.
-    fn artisan(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new("php");
-        cmd.current_dir(app_dir())
+    /// `php artisan ARGS` with `extra` environment (which wins over the app's), however it exits.
+    fn artisan_output(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        Command::new("php")
+            .current_dir(app_dir())
             .arg("artisan")
             .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(&self.env)
             .envs(extra.iter().copied())
-            .stdin(Stdio::null());
-        let out = cmd.output().unwrap();
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// `php artisan ARGS` with `extra` environment; fails the test unless it exits 0.
+    fn artisan(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        let out = self.artisan_output(args, extra);
         assert!(
             out.status.success(),
             "php artisan {args:?} failed:\n{}{}",
@@ -610,6 +618,27 @@ async fn laravel_app(engine: Engine, timezone: &str) {
     assert_eq!(badly_signed_request(bc.pusher_port).await, 401);
     let refused = bc.pusher_server.next_json("the refused request");
     assert_eq!(refused["error"], "invalid auth_signature", "{refused}");
+
+    // The app's client signs with the app's secret: with a wrong one the endpoint refuses the request and
+    // Laravel's broadcaster reports it as a failed broadcast.
+    let out = app.artisan_output(
+        &["calls:broadcast", "2"],
+        &[
+            ("BROADCAST_DRIVER", "pusher"),
+            ("PUSHER_APP_SECRET", "not-the-secret"),
+        ],
+    );
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        !out.status.success()
+            && said.contains("Pusher error")
+            && said.contains("invalid auth_signature"),
+        "a broadcast signed with a wrong secret: {:?}\n{said}",
+        out.status
+    );
+    let refused = bc.pusher_server.next_json("the app's refused request");
+    assert_eq!(refused["error"], "invalid auth_signature", "{refused}");
+    assert!(bc.pusher_client.drain().is_empty());
 }
 
 fn rand_u32() -> u32 {
