@@ -9,9 +9,11 @@
 //! - after a failed round (database down), with exponential backoff: the evidence stays in the map, so a
 //!   later round closes the same rows with the same times; nothing is lost or closed twice.
 //!
-//! Only the holder of the single-instance lock writes (the seed's `withoutOverlapping`); a second daemon waits
-//! as a standby and takes over when the lock frees. SIGTERM/SIGINT let the round in progress finish (its
-//! transaction commits or rolls back whole), release the lock, log off from Asterisk and exit.
+//! Each server has its own lock in the database (see [`crate::fleet`]): the daemon watches every configured
+//! server but runs rounds and writes only for the servers whose lock it holds (the seed's
+//! `withoutOverlapping`, per server). Daemons sharing a database split the servers between them and take
+//! over a dead one's within one lock check. SIGTERM/SIGINT let the round in progress finish (its
+//! transaction commits or rolls back whole), release the locks, log off from Asterisk and exit.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broadcast::Broadcaster;
+use crate::fleet::Ownership;
 use crate::health::{Health, ServerHealth, SweepHealth, UnknownServer};
 use crate::metrics as m;
 use crate::pipeline::{ServerTarget, Sweeper};
@@ -36,8 +39,6 @@ pub const LOCK_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 pub const RETRY_INITIAL: Duration = Duration::from_millis(500);
 /// Longest retry delay after failed rounds.
 pub const RETRY_MAX: Duration = Duration::from_secs(30);
-/// Name of the single-instance lock.
-pub const LOCK_NAME: &str = "callwatch-daemon";
 /// How long ended channels are remembered (a database outage shorter than this loses no exact end time).
 pub const TOMBSTONE_RETENTION: Duration = Duration::from_secs(60 * 60);
 /// At most this many ended channels are remembered.
@@ -71,7 +72,7 @@ pub struct DaemonSummary {
     pub sweeps: usize,
     /// Rounds that failed (database errors), later retried.
     pub failed_sweeps: usize,
-    /// The lock was held at some point.
+    /// A server's lock was held at some point.
     pub held_lock: bool,
 }
 
@@ -160,11 +161,21 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
         return Ok(DaemonSummary::default());
     };
     let broadcaster = Broadcaster::start(&settings.broadcast, &tracker, cancel.clone())?;
-    let run_id = format!(
-        "run-{}-{}",
-        clock.now().format("%Y%m%dT%H%M%S"),
-        std::process::id()
-    );
+    // Unique per daemon, also for several daemons in one process (tests) started within a second.
+    static DAEMONS_STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nth = DAEMONS_STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let run_id = match nth {
+        0 => format!(
+            "run-{}-{}",
+            clock.now().format("%Y%m%dT%H%M%S"),
+            std::process::id()
+        ),
+        n => format!(
+            "run-{}-{}-{n}",
+            clock.now().format("%Y%m%dT%H%M%S"),
+            std::process::id()
+        ),
+    };
     tracing::info!(%run_id, servers = servers.len(), database = %store.redacted_url(), "callwatch daemon starting");
     let sweeper = Sweeper::new(
         store.clone(),
@@ -207,7 +218,12 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
     }
     drop(trigger_tx);
 
+    let ownership = Ownership::new(
+        sweeper.run_id().to_string(),
+        servers.iter().map(|s| s.name.clone()).collect(),
+    );
     let mut daemon = Daemon::new(DaemonParts {
+        ownership,
         all: servers.iter().map(|s| s.name.clone()).collect(),
         servers,
         clients,
@@ -224,7 +240,7 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
     daemon.watch(&cancel).await;
 
     crate::shutdown::notify_stopping();
-    tracing::info!("stopping: releasing the lock and logging off");
+    tracing::info!("stopping: releasing the locks and logging off");
     let summary = daemon.finish().await;
     tracker.close();
     if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
@@ -244,6 +260,7 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
 
 /// What [`Daemon::new`] is made of.
 struct DaemonParts<'a> {
+    ownership: Ownership,
     servers: Vec<ResolvedServer>,
     all: BTreeSet<String>,
     clients: Vec<ami::Client>,
@@ -269,8 +286,8 @@ struct Daemon {
     health: Health,
     clock: clock::SharedClock,
     trigger_rx: mpsc::Receiver<Trigger>,
-    /// The instance lock, while held: only then are rounds run.
-    lock: Option<store::InstanceLock>,
+    /// The servers' locks this daemon holds: rounds run only for those servers.
+    ownership: Ownership,
     /// Servers that need a round.
     pending: BTreeSet<String>,
     /// Delay before the next retry of failed rounds, and when it is due.
@@ -314,7 +331,7 @@ impl Daemon {
             health: parts.health,
             clock: parts.clock,
             trigger_rx: parts.trigger_rx,
-            lock: None,
+            ownership: parts.ownership,
             retry_delay: RETRY_INITIAL,
             retry_at: None,
             relist_at: BTreeMap::new(),
@@ -328,8 +345,7 @@ impl Daemon {
             unknown_seen: BTreeSet::new(),
             summary: DaemonSummary::default(),
         };
-        daemon.lock = acquire(&daemon.store, &daemon.health).await;
-        daemon.summary.held_lock |= daemon.lock.is_some();
+        daemon.check_locks().await;
         daemon
     }
 
@@ -355,15 +371,29 @@ impl Daemon {
         }
     }
 
-    /// Rounds run only under the lock, and not while a failed round waits for its retry.
+    /// Rounds run only under a server's lock, and not while a failed round waits for its retry.
     fn may_write(&self) -> bool {
-        self.lock.is_some() && !self.pending.is_empty() && self.retry_at.is_none()
+        self.ownership.any() && !self.pending.is_empty() && self.retry_at.is_none()
+    }
+
+    /// One lock check: drop lost locks, beat the heartbeat, free or take locks; a server newly owned gets
+    /// a round at once.
+    async fn check_locks(&mut self) {
+        let taken = self
+            .ownership
+            .check(&self.store, &self.health, LOCK_CHECK_INTERVAL)
+            .await;
+        self.pending.extend(taken);
+        self.summary.held_lock |= self.ownership.any();
     }
 
     /// Runs a round for every pending server. True when channels ended meanwhile (round again at once).
     async fn run_pending_rounds(&mut self) -> bool {
         let mut failed = BTreeSet::new();
         for name in std::mem::take(&mut self.pending) {
+            if !self.ownership.owns(&name) {
+                continue; // its owner runs its rounds; a round runs here when its lock is taken
+            }
             if !self.round(&name).await {
                 failed.insert(name);
             }
@@ -528,10 +558,7 @@ impl Daemon {
                 }
             }
             Wake::RetryDue => self.retry_at = None,
-            Wake::LockCheck => {
-                self.lock = check_lock(&self.store, self.lock.take(), &self.health).await;
-                self.summary.held_lock |= self.lock.is_some();
-            }
+            Wake::LockCheck => self.check_locks().await,
             Wake::FallbackDue => {
                 let now = self.clock.now();
                 let due: Vec<String> = self
@@ -598,13 +625,9 @@ impl Daemon {
         }
     }
 
-    /// Releases the lock and logs off; returns the summary.
+    /// Releases the locks and logs off; returns the summary.
     async fn finish(mut self) -> DaemonSummary {
-        if let Some(lock) = self.lock.take() {
-            if let Err(err) = lock.release().await {
-                tracing::warn!(error = %err, "could not release the instance lock (it is freed when the connection closes)");
-            }
-        }
+        self.ownership.release_all(&self.store).await;
         drop(self.clients);
         self.summary
     }
@@ -651,52 +674,6 @@ async fn connect_store(
             }
             Err(err) => return Err(err).context("cannot use the database"),
         }
-    }
-}
-
-async fn acquire(store: &store::Store, health: &Health) -> Option<store::InstanceLock> {
-    match store.acquire_lock(LOCK_NAME).await {
-        Ok(Some(lock)) => {
-            tracing::info!("instance lock acquired; this daemon writes");
-            health.update(|s| s.lock_held = true);
-            Some(lock)
-        }
-        Ok(None) => {
-            tracing::warn!("another callwatch holds the instance lock; standing by");
-            health.update(|s| s.lock_held = false);
-            None
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot take the instance lock; retrying");
-            health.update(|s| {
-                s.lock_held = false;
-                s.database_ok = false;
-            });
-            None
-        }
-    }
-}
-
-/// Checks a held lock (a dropped connection loses it: writes stop until it is re-acquired), or tries to
-/// take a free one.
-async fn check_lock(
-    store: &store::Store,
-    lock: Option<store::InstanceLock>,
-    health: &Health,
-) -> Option<store::InstanceLock> {
-    match lock {
-        Some(lock) => match lock.is_held().await {
-            Ok(true) => Some(lock),
-            Ok(false) | Err(_) => match lock.reacquire().await {
-                Ok(true) => Some(lock),
-                _ => {
-                    tracing::error!("instance lock lost; writes stopped until it is re-acquired");
-                    health.update(|s| s.lock_held = false);
-                    None
-                }
-            },
-        },
-        None => acquire(store, health).await,
     }
 }
 

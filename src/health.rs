@@ -53,8 +53,11 @@ pub struct DaemonStatus {
     pub version: String,
     /// Process start.
     pub started_at: Option<DateTime<Utc>>,
-    /// The single-instance lock is held.
+    /// At least one server's lock is held (this daemon writes).
     pub lock_held: bool,
+    /// The servers whose lock this daemon holds: it closes only their calls.
+    #[serde(default)]
+    pub owned: Vec<String>,
     /// Database reachable at the last attempt.
     pub database_ok: bool,
     /// Per AMI server.
@@ -127,16 +130,20 @@ impl Health {
         );
     }
 
-    /// Ready: the lock is held and every server is synced or unsynced for less than `fallback_after`.
+    /// Ready: the lock of at least one server is held and every owned server (every server, when
+    /// ownership is not reported) is synced or unsynced for less than `fallback_after`.
     pub fn is_ready(&self, now: DateTime<Utc>, fallback_after: chrono::Duration) -> bool {
         let s = self.snapshot();
         s.lock_held
-            && s.servers.iter().all(|srv| {
-                srv.synced
-                    || srv
-                        .unsynced_since
-                        .is_some_and(|since| now - since < fallback_after)
-            })
+            && s.servers
+                .iter()
+                .filter(|srv| s.owned.is_empty() || s.owned.contains(&srv.name))
+                .all(|srv| {
+                    srv.synced
+                        || srv
+                            .unsynced_since
+                            .is_some_and(|since| now - since < fallback_after)
+                })
     }
 }
 

@@ -16,6 +16,7 @@ pub mod cmd;
 pub mod daemon;
 pub mod demo;
 pub mod error_text;
+pub mod fleet;
 pub mod health;
 pub mod http;
 pub mod metrics;

@@ -221,6 +221,18 @@ async fn cleanup(
         .acquire_lock(crate::oneshot::LOCK_NAME)
         .await
         .context("cannot take the instance lock")?;
+    // Daemons hold per-server locks and announce themselves in `callwatch_daemons`: while one is alive it
+    // closes these calls, so a cleanup beside it is refused like one beside another cleanup.
+    let lock = match live_daemon(store).await {
+        Some(daemon) if lock.is_some() => {
+            tracing::warn!(daemon = %daemon, "a callwatch daemon is running on this database");
+            if let Some(l) = lock {
+                let _ = l.release().await;
+            }
+            None
+        }
+        _ => lock,
+    };
     let lock = match (lock, args.dry_run) {
         (Some(lock), false) => Some(lock),
         (None, false) => {
@@ -500,6 +512,17 @@ fn quarantine(unreadable: &[store::UnreadableRow]) -> String {
         ));
     }
     lines
+}
+
+/// A daemon alive on this database (`host pid N`), if any: one whose heartbeat is recent.
+async fn live_daemon(store: &store::Store) -> Option<String> {
+    let ttl = chrono::Duration::from_std(
+        crate::daemon::LOCK_CHECK_INTERVAL * crate::fleet::HEARTBEAT_TTL_CHECKS as u32,
+    )
+    .ok()?;
+    let live = store.live_daemons(ttl).await.ok()?;
+    let d = live.first()?;
+    Some(format!("{} pid {}", d.host, d.pid))
 }
 
 async fn release(lock: Option<store::InstanceLock>) {

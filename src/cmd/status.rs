@@ -313,10 +313,16 @@ fn status_text(
     let _ = writeln!(o);
     match daemon {
         DaemonReport::Running { url, status } => {
-            let lock = if status["lock_held"] == true {
-                "holds the lock (writing)"
+            let owned: Vec<&str> = status["owned"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            let lock = if !owned.is_empty() {
+                format!("owns {} (writing)", owned.join(", "))
+            } else if status["lock_held"] == true {
+                "holds the lock (writing)".to_string()
             } else {
-                "standing by (another instance holds the lock)"
+                "standing by (other daemons hold the servers' locks)".to_string()
             };
             let _ = writeln!(
                 o,

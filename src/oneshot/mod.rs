@@ -23,6 +23,7 @@ pub mod prompt;
 pub mod render;
 pub mod when;
 
-/// Name of the single-instance lock: the daemon's, so a cleanup never runs beside a writing daemon or
-/// another cleanup (the seed's `withoutOverlapping`).
-pub const LOCK_NAME: &str = crate::daemon::LOCK_NAME;
+/// Name of the one-shot commands' lock, so two cleanups never overlap (the seed's `withoutOverlapping`).
+/// Daemons hold one lock per server instead, and announce themselves in `callwatch_daemons`: a cleanup
+/// refuses to write while one is alive.
+pub const LOCK_NAME: &str = "callwatch-daemon";

@@ -355,7 +355,11 @@ impl Sweeper {
             return Ok(report);
         }
         if !batch.is_empty() {
-            match self.store.close(&batch, &self.run_id).await {
+            match self
+                .store
+                .close_under(&batch, &self.run_id, Some(&target.name))
+                .await
+            {
                 Ok(outcome) => {
                     for closed in outcome.closed {
                         let Some(mut row) = planned.remove(&closed.call_id) else {

@@ -73,11 +73,11 @@ use sqlx::{AnyPool, Executor};
 pub use config::{Columns, DatabaseConfig, DatabaseUrl, IdType, Mapping, StatusValues};
 pub use dialect::Dialect;
 pub use error::{DbError, Error, Result};
-pub use lock::InstanceLock;
+pub use lock::{this_host, InstanceLock};
 pub use model::{
-    BusyExtension, CallId, CloseOutcome, CloseReason, CloseRequest, ClosedCall, LastRun,
-    MappingCheck, MappingReport, MigrateReport, OpenCall, OpenRows, RecordedClose, ServerFilter,
-    Stats, UndoOutcome, UndoSelector, UnreadableRow,
+    BusyExtension, CallId, CloseOutcome, CloseReason, CloseRequest, ClosedCall, DaemonBeat,
+    LastRun, MappingCheck, MappingReport, MigrateReport, OpenCall, OpenRows, RecordedClose,
+    ServerFilter, Stats, UndoOutcome, UndoSelector, UnreadableRow,
 };
 pub use time::TimeCodec;
 

@@ -272,13 +272,24 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Checks every lock taken through this store; [`Error::LockLost`] if one is gone.
-    pub(crate) async fn check_locks(&self, conn: &mut AnyConnection) -> Result<()> {
+    /// Checks every lock taken through this store (only the lock named `scope`, when given: a daemon that
+    /// owns several servers writes one server's rows under that server's lock); [`Error::LockLost`] if one
+    /// is gone.
+    pub(crate) async fn check_locks(
+        &self,
+        conn: &mut AnyConnection,
+        scope: Option<&str>,
+    ) -> Result<()> {
         let locks: Vec<Arc<LockInner>> = self
             .inner
             .locks
             .lock()
-            .map(|l| l.clone())
+            .map(|l| {
+                l.iter()
+                    .filter(|lock| scope.is_none_or(|name| lock.name == name))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         for lock in locks {
             if !self.lock_held_on(conn, &lock).await? {
@@ -295,6 +306,11 @@ impl Store {
 fn process_tag() -> Option<String> {
     let pid = std::process::id();
     Some(format!("{}:{pid}:{}", hostname()?, start_time(pid)?))
+}
+
+/// This host's name, as the kernel has it (`unknown` where it cannot be read).
+pub fn this_host() -> String {
+    hostname().unwrap_or_else(|| "unknown".to_string())
 }
 
 /// This host's name, as the kernel has it.

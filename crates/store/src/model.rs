@@ -200,6 +200,23 @@ pub struct ClosedCall {
     pub reason: CloseReason,
 }
 
+/// One daemon's heartbeat row in `callwatch_daemons` (see [`crate::Store::heartbeat`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DaemonBeat {
+    /// The daemon's run id.
+    pub id: String,
+    /// Its host name.
+    pub host: String,
+    /// Its process id.
+    pub pid: i64,
+    /// How many servers it is configured for.
+    pub servers_wanted: i64,
+    /// The servers whose lock it holds.
+    pub owned: Vec<String>,
+    /// When it last wrote its row (UTC text; ignored when writing).
+    pub seen_at: String,
+}
+
 /// A close found in the audit table (see [`crate::Store::closes_in_run`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecordedClose {

@@ -176,6 +176,18 @@ impl Store {
     ///
     /// Fails with [`Error::LockLost`] if an [`crate::InstanceLock`] taken through this store is no longer held.
     pub async fn close(&self, batch: &[CloseRequest], run_id: &str) -> Result<CloseOutcome> {
+        self.close_under(batch, run_id, None).await
+    }
+
+    /// [`close`](Self::close), checking only the lock named `lock` (when given) instead of every lock this
+    /// store holds: a daemon owning several servers writes each server's rows under that server's lock, so
+    /// one lost lock does not stop the other servers' writes.
+    pub async fn close_under(
+        &self,
+        batch: &[CloseRequest],
+        run_id: &str,
+        lock: Option<&str>,
+    ) -> Result<CloseOutcome> {
         if batch.is_empty() {
             return Ok(CloseOutcome::default());
         }
@@ -185,7 +197,7 @@ impl Store {
             .acquire()
             .await
             .map_err(|e| Error::sqlx("connecting", e))?;
-        let result = self.close_on(&mut conn, batch, run_id).await;
+        let result = self.close_on(&mut conn, batch, run_id, lock).await;
         if result.is_err() {
             // A connection that failed mid-transaction is not trusted again.
             conn.close_on_drop();
@@ -198,6 +210,7 @@ impl Store {
         conn: &mut AnyConnection,
         batch: &[CloseRequest],
         run_id: &str,
+        lock: Option<&str>,
     ) -> Result<CloseOutcome> {
         let d = self.inner.dialect;
         let now = self.now();
@@ -209,7 +222,7 @@ impl Store {
             None => conn.begin().await,
         }
         .map_err(|e| Error::sqlx(ctx, e))?;
-        self.check_locks(&mut tx).await?;
+        self.check_locks(&mut tx, lock).await?;
 
         // Repeated ids: the first request wins, the others are skipped.
         let mut seen = HashSet::new();

@@ -148,7 +148,8 @@ mod tests {
     #[test]
     fn only_the_tables_statements_are_left_out() {
         for d in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
-            for m in migrator(d).iter() {
+            // The first migration creates `calls` among callwatch's own tables; later ones leave it alone.
+            for m in migrator(d).iter().take(1) {
                 let kept = without_statements_on(&m.sql, "calls");
                 let upper = kept.to_ascii_uppercase();
                 assert!(!upper.contains("EXISTS CALLS "), "{d:?}: {kept}");
@@ -163,6 +164,9 @@ mod tests {
                     _ => 4,
                 };
                 assert_eq!(dropped, expected, "{d:?}");
+            }
+            for m in migrator(d).iter().skip(1) {
+                assert_eq!(without_statements_on(&m.sql, "calls"), m.sql, "{d:?}");
             }
         }
     }

@@ -2,6 +2,7 @@
 
 mod check;
 mod close;
+mod fleet;
 mod in_progress;
 mod migrate;
 mod stats;

@@ -63,7 +63,7 @@ impl Store {
         }
         .map_err(|e| Error::sqlx(ctx, e))?;
         if !dry_run {
-            self.check_locks(&mut tx).await?;
+            self.check_locks(&mut tx, None).await?;
         }
         let closures = self.select_closures(&mut tx, &what).await?;
         let mut out = UndoOutcome {

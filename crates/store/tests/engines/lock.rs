@@ -203,6 +203,13 @@ async fn reacquire_closes_the_old_session_when_the_check_fails() {
         );
         assert!(lock.is_held().await.is_err(), "{:?}", db.engine());
         let _ = lock.reacquire().await;
+        // The server ends a closed session asynchronously: give it a moment.
+        for _ in 0..40 {
+            if holder_session(&admin, "pbx1").await.is_none() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         assert_eq!(
             holder_session(&admin, "pbx1").await,
             None,
@@ -240,6 +247,13 @@ async fn a_replaced_lock_no_longer_refuses_writes() {
                     _ => format!("KILL CONNECTION {session}"),
                 };
                 sqlx::query(&kill).execute(other.pool()).await.unwrap();
+                // pg_terminate_backend only signals the backend: wait until it has gone.
+                for _ in 0..100 {
+                    if holder_session(&other, "pbx1").await.is_none() {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
             }
         }
         let theirs = other.acquire_lock("pbx1").await.unwrap();

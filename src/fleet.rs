@@ -1,0 +1,313 @@
+//! Per-server locks and the fleet: which servers this daemon owns.
+//!
+//! Each server has its own lock in the shared database (`acquire_lock(<server name>)`: a PostgreSQL advisory
+//! lock, MySQL `GET_LOCK('callwatch:<database>:<server>')`, a SQLite lease row). A daemon watches every
+//! server it is configured for (so a takeover finds a synced map), but runs rounds and writes only for the
+//! servers whose lock it holds. Daemons see each other through heartbeat rows (`callwatch_daemons`, written
+//! every lock check); with others waiting, a daemon keeps at most `ceil(servers / live daemons)` locks and
+//! frees the rest, so several daemons with one configuration split the servers between them; with nobody
+//! waiting it takes every free lock, so the servers of a daemon that died are owned again within one check.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use store::DaemonBeat;
+
+use crate::health::Health;
+
+/// A heartbeat older than this many lock checks is a daemon gone.
+pub const HEARTBEAT_TTL_CHECKS: i32 = 3;
+
+/// What one lock check should do with this daemon's locks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Balance {
+    /// Held locks to free for daemons that wait.
+    pub release: Vec<String>,
+    /// How many more free locks to try to take.
+    pub may_take: usize,
+}
+
+/// The fair share of a daemon configured for `wanted` servers when `live` daemons run.
+fn share(wanted: usize, live: usize) -> usize {
+    wanted.div_ceil(live.max(1))
+}
+
+/// Decides from the live daemons' heartbeats (this one's included, as `me`) how many locks to keep and take.
+///
+/// A daemon *waits* when it owns fewer locks than its fair share (and than it wants). While one waits, a
+/// daemon above its share frees the excess and takes no more than its share; while nobody waits, it takes
+/// every free lock (a daemon that died has left its servers to whoever checks first).
+pub fn balance(me: &str, wanted: usize, owned: &BTreeSet<String>, live: &[DaemonBeat]) -> Balance {
+    let count = live.len().max(1);
+    let others_waiting = live.iter().any(|d| {
+        let want = usize::try_from(d.servers_wanted).unwrap_or(0);
+        d.id != me && d.owned.len() < share(want, count).min(want)
+    });
+    let mine = share(wanted, count);
+    if !others_waiting {
+        return Balance {
+            release: Vec::new(),
+            may_take: wanted.saturating_sub(owned.len()),
+        };
+    }
+    if owned.len() > mine {
+        // Free the last ones by name, so that a restarted fleet ends up with the same split.
+        let release = owned
+            .iter()
+            .rev()
+            .take(owned.len() - mine)
+            .cloned()
+            .collect();
+        return Balance {
+            release,
+            may_take: 0,
+        };
+    }
+    Balance {
+        release: Vec::new(),
+        may_take: mine - owned.len(),
+    }
+}
+
+/// This daemon's server locks.
+pub struct Ownership {
+    /// The daemon's run id (its heartbeat row's id).
+    id: String,
+    host: String,
+    /// Every configured server, in order.
+    wanted: Vec<String>,
+    /// The locks held, by server.
+    locks: BTreeMap<String, store::InstanceLock>,
+    /// The heartbeat table is missing (an older schema): balancing is off, said once.
+    heartbeat_warned: bool,
+}
+
+impl Ownership {
+    /// No lock yet, for the servers `wanted`.
+    pub fn new(id: String, wanted: Vec<String>) -> Self {
+        Self {
+            id,
+            host: store::this_host(),
+            wanted,
+            locks: BTreeMap::new(),
+            heartbeat_warned: false,
+        }
+    }
+
+    /// Whether this daemon holds `server`'s lock.
+    pub fn owns(&self, server: &str) -> bool {
+        self.locks.contains_key(server)
+    }
+
+    /// The servers owned.
+    pub fn owned(&self) -> BTreeSet<String> {
+        self.locks.keys().cloned().collect()
+    }
+
+    /// Whether any lock is held.
+    pub fn any(&self) -> bool {
+        !self.locks.is_empty()
+    }
+
+    /// One lock check: drops the locks that were lost (and cannot be taken back), beats the heartbeat,
+    /// frees or takes locks as [`balance`] says, and publishes the result. Returns the servers newly owned
+    /// (each needs a round now).
+    pub async fn check(
+        &mut self,
+        store: &store::Store,
+        health: &Health,
+        check_interval: std::time::Duration,
+    ) -> Vec<String> {
+        self.drop_lost().await;
+        let ttl = chrono::Duration::from_std(check_interval * HEARTBEAT_TTL_CHECKS as u32)
+            .unwrap_or(chrono::Duration::seconds(15));
+        let live = self.beat(store, ttl).await;
+        let owned = self.owned();
+        let plan = balance(&self.id, self.wanted.len(), &owned, &live);
+        for server in &plan.release {
+            if let Some(lock) = self.locks.remove(server) {
+                tracing::info!(server = %server, "freeing the server's lock for a daemon that waits");
+                if let Err(err) = lock.release().await {
+                    tracing::warn!(server = %server, error = %err, "could not release the server's lock (it is freed when the connection closes)");
+                }
+            }
+        }
+        let mut taken = Vec::new();
+        let mut db_ok = true;
+        for server in self.wanted.clone() {
+            if taken.len() >= plan.may_take {
+                break;
+            }
+            if self.locks.contains_key(&server) {
+                continue;
+            }
+            match store.acquire_lock(&server).await {
+                Ok(Some(lock)) => {
+                    tracing::info!(server = %server, "server lock acquired; this daemon closes its calls");
+                    self.locks.insert(server.clone(), lock);
+                    taken.push(server);
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(server = %server, error = %err, "cannot take the server's lock; retrying");
+                    db_ok = false;
+                    break;
+                }
+            }
+        }
+        if !taken.is_empty() || !plan.release.is_empty() {
+            // Tell the others at once rather than at the next check.
+            let _ = store.heartbeat(&self.beat_row(), ttl).await;
+        }
+        if self.locks.is_empty() && db_ok {
+            tracing::debug!("every server's lock is held by another callwatch; standing by");
+        }
+        let owned: Vec<String> = self.locks.keys().cloned().collect();
+        health.update(|s| {
+            s.lock_held = !owned.is_empty();
+            s.owned = owned;
+            if !db_ok {
+                s.database_ok = false;
+            }
+        });
+        taken
+    }
+
+    /// Checks every held lock; one that is gone and cannot be taken back is dropped (which closes its
+    /// session and stops its checks on writes).
+    async fn drop_lost(&mut self) {
+        let mut lost = Vec::new();
+        for (server, lock) in &self.locks {
+            let held = match lock.is_held().await {
+                Ok(true) => true,
+                Ok(false) | Err(_) => lock.reacquire().await.unwrap_or(false),
+            };
+            if !held {
+                lost.push(server.clone());
+            }
+        }
+        for server in lost {
+            tracing::error!(server = %server, "server lock lost; this server's writes stopped until it is re-acquired");
+            self.locks.remove(&server);
+        }
+    }
+
+    fn beat_row(&self) -> DaemonBeat {
+        DaemonBeat {
+            id: self.id.clone(),
+            host: self.host.clone(),
+            pid: i64::from(std::process::id()),
+            servers_wanted: self.wanted.len() as i64,
+            owned: self.locks.keys().cloned().collect(),
+            seen_at: String::new(),
+        }
+    }
+
+    /// Writes the heartbeat and returns the live daemons (just this one when the table is unusable).
+    async fn beat(&mut self, store: &store::Store, ttl: chrono::Duration) -> Vec<DaemonBeat> {
+        match store.heartbeat(&self.beat_row(), ttl).await {
+            Ok(live) => live,
+            Err(err) => {
+                if !self.heartbeat_warned {
+                    self.heartbeat_warned = true;
+                    tracing::warn!(error = %err, "cannot write the daemon heartbeat (run `callwatch migrate` to add callwatch_daemons); servers are not balanced between daemons");
+                }
+                vec![self.beat_row()]
+            }
+        }
+    }
+
+    /// Frees every lock and removes the heartbeat row (the daemon is stopping).
+    pub async fn release_all(&mut self, store: &store::Store) {
+        for (server, lock) in std::mem::take(&mut self.locks) {
+            if let Err(err) = lock.release().await {
+                tracing::warn!(server = %server, error = %err, "could not release the server's lock (it is freed when the connection closes)");
+            }
+        }
+        let _ = store.leave(&self.id).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat(id: &str, wanted: i64, owned: &[&str]) -> DaemonBeat {
+        DaemonBeat {
+            id: id.into(),
+            host: "h".into(),
+            pid: 1,
+            servers_wanted: wanted,
+            owned: owned.iter().map(|s| s.to_string()).collect(),
+            seen_at: String::new(),
+        }
+    }
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn alone_a_daemon_takes_every_server() {
+        let b = balance("a", 6, &set(&[]), &[beat("a", 6, &[])]);
+        assert_eq!(
+            b,
+            Balance {
+                release: vec![],
+                may_take: 6
+            }
+        );
+    }
+
+    #[test]
+    fn with_others_waiting_a_daemon_frees_down_to_its_share() {
+        let owned = set(&["p1", "p2", "p3", "p4", "p5", "p6"]);
+        let live = [
+            beat("a", 6, &["p1", "p2", "p3", "p4", "p5", "p6"]),
+            beat("b", 6, &[]),
+            beat("c", 6, &[]),
+        ];
+        let b = balance("a", 6, &owned, &live);
+        assert_eq!(b.release, ["p6", "p5", "p4", "p3"]);
+        assert_eq!(b.may_take, 0);
+        // The waiting ones take their share, no more.
+        let b = balance("b", 6, &set(&[]), &live);
+        assert_eq!(
+            b,
+            Balance {
+                release: vec![],
+                may_take: 2
+            }
+        );
+    }
+
+    #[test]
+    fn a_dead_daemon_at_its_share_is_not_waited_for() {
+        // c was killed holding its share; its row lives on until it expires, but nobody waits: take all.
+        let live = [
+            beat("a", 6, &["p1", "p2"]),
+            beat("b", 6, &["p3", "p4"]),
+            beat("c", 6, &["p5", "p6"]),
+        ];
+        let b = balance("a", 6, &set(&["p1", "p2"]), &live);
+        assert_eq!(
+            b,
+            Balance {
+                release: vec![],
+                may_take: 4
+            }
+        );
+    }
+
+    #[test]
+    fn daemons_with_disjoint_servers_keep_theirs() {
+        let live = [beat("a", 2, &["p1", "p2"]), beat("b", 2, &["p3", "p4"])];
+        let b = balance("a", 2, &set(&["p1", "p2"]), &live);
+        assert_eq!(
+            b,
+            Balance {
+                release: vec![],
+                may_take: 0
+            }
+        );
+    }
+}
