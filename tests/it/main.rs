@@ -12,4 +12,5 @@ mod replay;
 mod simulate;
 mod status;
 mod store_cli;
+mod talk_time;
 mod transfers;
