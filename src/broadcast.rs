@@ -93,12 +93,39 @@ pub struct RedisConfig {
     pub prefix: Option<String>,
     /// The app's `APP_NAME`: the prefix is then `Str::slug(APP_NAME, '_').'_database_'`, Laravel's default.
     pub app_name: Option<String>,
+    /// Environment variable holding the Redis password (e.g. Laravel's `REDIS_PASSWORD`), put into `url`.
+    pub password_env: Option<String>,
 }
 
 /// Laravel's default Redis prefix, the one derived from the default `APP_NAME` (`Laravel`).
 pub const DEFAULT_REDIS_PREFIX: &str = "laravel_database_";
 
 impl RedisConfig {
+    /// The URL to connect with: `url`, with the password from `password_env` when set.
+    fn connect_url(&self) -> anyhow::Result<String> {
+        let Some(var) = &self.password_env else {
+            return Ok(self.url.clone());
+        };
+        let password = std::env::var(var).map_err(|_| {
+            anyhow::anyhow!(
+                "[broadcast.redis] password_env: the environment variable {var} is not set"
+            )
+        })?;
+        let mut url = url::Url::parse(&self.url).map_err(|_| {
+            anyhow::anyhow!(
+                "[broadcast.redis] url {} cannot be parsed",
+                crate::redact::url(&self.url)
+            )
+        })?;
+        url.set_password(Some(&password)).map_err(|_| {
+            anyhow::anyhow!(
+                "[broadcast.redis] url {} cannot carry a password",
+                crate::redact::url(&self.url)
+            )
+        })?;
+        Ok(url.to_string())
+    }
+
     /// The prefix Laravel puts before channel names: `prefix` as written, else derived from `app_name`, else
     /// [`DEFAULT_REDIS_PREFIX`].
     pub fn effective_prefix(&self) -> anyhow::Result<String> {
@@ -158,6 +185,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("url", &crate::redact::url(&self.url))
             .field("prefix", &self.prefix)
             .field("app_name", &self.app_name)
+            .field("password_env", &self.password_env)
             .finish()
     }
 }
@@ -441,7 +469,7 @@ impl Broadcaster {
                 .context("cannot build the HTTP client")
         };
         if let Some(r) = &cfg.redis {
-            let client = redis::Client::open(r.url.as_str()).map_err(|e| {
+            let client = redis::Client::open(r.connect_url()?.as_str()).map_err(|e| {
                 anyhow::anyhow!(
                     "[broadcast.redis] url: {}",
                     crate::redact::text(&e.to_string())

@@ -18,6 +18,7 @@ pub mod demo;
 pub mod error_text;
 pub mod health;
 pub mod http;
+pub mod laravel;
 pub mod metrics;
 pub mod oneshot;
 pub mod pipeline;

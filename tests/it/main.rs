@@ -5,6 +5,7 @@ mod common;
 mod daemon;
 mod demo;
 mod events;
+mod init;
 mod laravel;
 mod mysql_time_zone;
 mod never_quiet;
