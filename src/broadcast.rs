@@ -10,6 +10,8 @@
 //!
 //! Failed deliveries are retried with exponential backoff and counted (`callwatch_broadcast_errors_total`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -30,10 +32,16 @@ pub const DEFAULT_CHANNEL: &str = "calls";
 /// Default event name: the application's event class, as Laravel's broadcaster sends it when the event defines
 /// no `broadcastAs()` (Echo's `listen('CallStatusUpdated')` expects exactly this name).
 pub const DEFAULT_EVENT: &str = "App\\Events\\CallStatusUpdated";
-/// Attempts per message and transport before it is dropped (and counted).
+/// Attempts per message and transport before it is dropped (and counted); a transport whose last message
+/// was dropped gets one attempt per message until a delivery succeeds again, so a dead peer costs at most one
+/// `timeout` per message.
 const MAX_ATTEMPTS: u32 = 5;
-/// Messages waiting for delivery; beyond this the oldest are not waited for (counted as errors).
-const QUEUE_CAPACITY: usize = 10_000;
+/// Default bound on each connect and request.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default number of updates waiting per transport.
+pub const DEFAULT_QUEUE: usize = 10_000;
+/// At shutdown, how long the updates still queued may take (one attempt each); the rest are dropped, counted.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
 /// `[broadcast]` section of the configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -45,6 +53,14 @@ pub struct BroadcastConfig {
     /// Event name (default `App\Events\CallStatusUpdated`; the `broadcastAs()` name if the app's event has one).
     #[serde(default = "default_event")]
     pub event: String,
+    /// Bound on every connect and every request of a delivery (Redis connect and `PUBLISH`, the Pusher and
+    /// webhook requests), e.g. `"5s"`.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Updates waiting per transport; beyond this new ones are dropped and counted
+    /// (`callwatch_broadcast_dropped_total`), never waited for.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
     /// Laravel Redis broadcaster.
     pub redis: Option<RedisConfig>,
     /// Pusher-compatible HTTP API (Pusher, Reverb, Soketi).
@@ -58,6 +74,8 @@ impl Default for BroadcastConfig {
         Self {
             channel: default_channel(),
             event: default_event(),
+            timeout: default_timeout(),
+            queue: default_queue(),
             redis: None,
             pusher: None,
             webhook: None,
@@ -66,8 +84,13 @@ impl Default for BroadcastConfig {
 }
 
 impl BroadcastConfig {
-    /// Checks what can be checked without connecting (the Redis prefix settings).
+    /// Checks what can be checked without connecting (the Redis prefix settings, the queue and timeout).
     pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.queue >= 1, "[broadcast] queue must be at least 1");
+        anyhow::ensure!(
+            !self.timeout.is_zero(),
+            "[broadcast] timeout must be positive"
+        );
         if let Some(r) = &self.redis {
             r.effective_prefix()?;
         }
@@ -75,6 +98,12 @@ impl BroadcastConfig {
     }
 }
 
+fn default_timeout() -> Duration {
+    DEFAULT_TIMEOUT
+}
+fn default_queue() -> usize {
+    DEFAULT_QUEUE
+}
 fn default_channel() -> String {
     DEFAULT_CHANNEL.into()
 }
@@ -93,12 +122,39 @@ pub struct RedisConfig {
     pub prefix: Option<String>,
     /// The app's `APP_NAME`: the prefix is then `Str::slug(APP_NAME, '_').'_database_'`, Laravel's default.
     pub app_name: Option<String>,
+    /// Environment variable holding the Redis password (e.g. Laravel's `REDIS_PASSWORD`), put into `url`.
+    pub password_env: Option<String>,
 }
 
 /// Laravel's default Redis prefix, the one derived from the default `APP_NAME` (`Laravel`).
 pub const DEFAULT_REDIS_PREFIX: &str = "laravel_database_";
 
 impl RedisConfig {
+    /// The URL to connect with: `url`, with the password from `password_env` when set.
+    fn connect_url(&self) -> anyhow::Result<String> {
+        let Some(var) = &self.password_env else {
+            return Ok(self.url.clone());
+        };
+        let password = std::env::var(var).map_err(|_| {
+            anyhow::anyhow!(
+                "[broadcast.redis] password_env: the environment variable {var} is not set"
+            )
+        })?;
+        let mut url = url::Url::parse(&self.url).map_err(|_| {
+            anyhow::anyhow!(
+                "[broadcast.redis] url {} cannot be parsed",
+                crate::redact::url(&self.url)
+            )
+        })?;
+        url.set_password(Some(&password)).map_err(|_| {
+            anyhow::anyhow!(
+                "[broadcast.redis] url {} cannot carry a password",
+                crate::redact::url(&self.url)
+            )
+        })?;
+        Ok(url.to_string())
+    }
+
     /// The prefix Laravel puts before channel names: `prefix` as written, else derived from `app_name`, else
     /// [`DEFAULT_REDIS_PREFIX`].
     pub fn effective_prefix(&self) -> anyhow::Result<String> {
@@ -158,6 +214,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("url", &crate::redact::url(&self.url))
             .field("prefix", &self.prefix)
             .field("app_name", &self.app_name)
+            .field("password_env", &self.password_env)
             .finish()
     }
 }
@@ -318,6 +375,7 @@ enum Transport {
     Redis {
         client: redis::Client,
         channel: String,
+        timeout: Duration,
     },
     Pusher {
         http: reqwest::Client,
@@ -345,22 +403,32 @@ impl Transport {
 
     async fn deliver(&self, event: &str, update: &CallUpdate) -> anyhow::Result<()> {
         match self {
-            Transport::Redis { client, channel } => {
-                let mut conn = client
-                    .get_multiplexed_async_connection()
-                    .await
-                    .map_err(|e| {
-                        anyhow::anyhow!("redis connect: {}", crate::redact::text(&e.to_string()))
-                    })?;
+            Transport::Redis {
+                client,
+                channel,
+                timeout,
+            } => {
+                let redis_error = |what: &str, e: redis::RedisError| {
+                    anyhow::anyhow!("redis {what}: {}", crate::redact::text(&e.to_string()))
+                };
+                let mut conn =
+                    tokio::time::timeout(*timeout, client.get_multiplexed_async_connection())
+                        .await
+                        .map_err(|_| {
+                            anyhow::anyhow!("redis connect: no answer within {timeout:?}")
+                        })?
+                        .map_err(|e| redis_error("connect", e))?;
                 let payload = laravel_envelope(event, update).to_string();
-                redis::cmd("PUBLISH")
-                    .arg(channel)
-                    .arg(payload)
-                    .query_async::<i64>(&mut conn)
-                    .await
-                    .map_err(|e| {
-                        anyhow::anyhow!("redis publish: {}", crate::redact::text(&e.to_string()))
-                    })?;
+                tokio::time::timeout(
+                    *timeout,
+                    redis::cmd("PUBLISH")
+                        .arg(channel)
+                        .arg(payload)
+                        .query_async::<i64>(&mut conn),
+                )
+                .await
+                .map_err(|_| anyhow::anyhow!("redis publish: no answer within {timeout:?}"))?
+                .map_err(|e| redis_error("publish", e))?;
                 Ok(())
             }
             Transport::Pusher {
@@ -416,32 +484,55 @@ impl Transport {
 }
 
 /// Handle used by the runner to queue broadcasts; cheap to clone. `send` never blocks.
+///
+/// Each transport has its own bounded queue and delivery task, so that a slow or dead peer (a black-holed Redis)
+/// delays nothing but its own deliveries: every connect and request is bounded by `timeout`, a full queue drops
+/// the new update, and every update given up is counted in `callwatch_broadcast_dropped_total`.
 #[derive(Clone)]
 pub struct Broadcaster {
-    tx: Option<mpsc::Sender<CallUpdate>>,
+    inner: Option<Arc<Shared>>,
+}
+
+struct Shared {
+    /// One queue per transport, with the transport's name.
+    queues: Vec<(&'static str, mpsc::Sender<CallUpdate>)>,
+    /// Updates dropped (all transports and reasons), as counted in the metric.
+    dropped: AtomicU64,
+}
+
+impl Shared {
+    fn drop_one(&self, transport: &'static str, reason: &'static str, call_id: &CallId) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(crate::metrics::BROADCAST_DROPPED_TOTAL, "transport" => transport, "reason" => reason)
+            .increment(1);
+        tracing::warn!(transport, reason, call_id = %call_id, "broadcast dropped");
+    }
 }
 
 impl Broadcaster {
     /// A broadcaster that sends nothing (no transport configured).
     pub fn disabled() -> Self {
-        Self { tx: None }
+        Self { inner: None }
     }
 
-    /// Starts the delivery task on `tracker`; it drains the queue and stops when `cancel` fires.
+    /// Starts one delivery task per transport on `tracker`; they drain their queues and stop when `cancel`
+    /// fires (or every handle is dropped).
     pub fn start(
         cfg: &BroadcastConfig,
         tracker: &TaskTracker,
         cancel: CancellationToken,
     ) -> anyhow::Result<Self> {
+        cfg.validate()?;
         let mut transports = Vec::new();
         let http = || {
             reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
+                .connect_timeout(cfg.timeout)
+                .timeout(cfg.timeout)
                 .build()
                 .context("cannot build the HTTP client")
         };
         if let Some(r) = &cfg.redis {
-            let client = redis::Client::open(r.url.as_str()).map_err(|e| {
+            let client = redis::Client::open(r.connect_url()?.as_str()).map_err(|e| {
                 anyhow::anyhow!(
                     "[broadcast.redis] url: {}",
                     crate::redact::text(&e.to_string())
@@ -453,7 +544,11 @@ impl Broadcaster {
                 event = %cfg.event,
                 "broadcasting closes on Redis channel {channel}"
             );
-            transports.push(Transport::Redis { client, channel });
+            transports.push(Transport::Redis {
+                client,
+                channel,
+                timeout: cfg.timeout,
+            });
         }
         if let Some(p) = &cfg.pusher {
             let secret = resolve_secret(
@@ -487,65 +582,120 @@ impl Broadcaster {
         if transports.is_empty() {
             return Ok(Self::disabled());
         }
-        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let event = cfg.event.clone();
-        tracker.spawn(deliver_loop(transports, event, rx, cancel));
-        Ok(Self { tx: Some(tx) })
+        let mut queues = Vec::new();
+        let mut receivers = Vec::new();
+        for t in transports {
+            let (tx, rx) = mpsc::channel(cfg.queue);
+            queues.push((t.name(), tx));
+            receivers.push((t, rx));
+        }
+        let shared = Arc::new(Shared {
+            queues,
+            dropped: AtomicU64::new(0),
+        });
+        for (t, rx) in receivers {
+            tracker.spawn(deliver_loop(
+                t,
+                cfg.event.clone(),
+                rx,
+                cancel.clone(),
+                Arc::downgrade(&shared),
+            ));
+        }
+        Ok(Self {
+            inner: Some(shared),
+        })
     }
 
-    /// Queues one update; if the queue is full the update is dropped and counted, never waited for.
+    /// Queues one update for every transport; where a queue is full the update is dropped and counted, never
+    /// waited for.
     pub fn send(&self, update: CallUpdate) {
-        if let Some(tx) = &self.tx {
-            if tx.try_send(update).is_err() {
-                metrics::counter!("callwatch_broadcast_errors_total", "transport" => "queue")
-                    .increment(1);
-                tracing::warn!("broadcast queue full; update dropped");
+        let Some(shared) = &self.inner else { return };
+        for (name, tx) in &shared.queues {
+            if let Err(mpsc::error::TrySendError::Full(u)) = tx.try_send(update.clone()) {
+                shared.drop_one(name, "queue_full", &u.id);
             }
         }
     }
+
+    /// Updates dropped so far (queue full, delivery given up, or left at shutdown), over all transports.
+    pub fn dropped(&self) -> u64 {
+        self.inner
+            .as_ref()
+            .map_or(0, |s| s.dropped.load(Ordering::Relaxed))
+    }
 }
 
+/// Delivers one transport's queue in order. Stops when every [`Broadcaster`] is dropped (after the queue is
+/// empty) or at `cancel` (then each update still queued gets one attempt within [`DRAIN_DEADLINE`]).
 async fn deliver_loop(
-    transports: Vec<Transport>,
+    t: Transport,
     event: String,
     mut rx: mpsc::Receiver<CallUpdate>,
     cancel: CancellationToken,
+    shared: std::sync::Weak<Shared>,
 ) {
+    let dropped = |update: &CallUpdate, reason: &'static str| {
+        if let Some(s) = shared.upgrade() {
+            s.drop_one(t.name(), reason, &update.id);
+        } else {
+            metrics::counter!(crate::metrics::BROADCAST_DROPPED_TOTAL, "transport" => t.name(), "reason" => reason)
+                .increment(1);
+        }
+    };
+    let mut failing = false;
     loop {
         let update = tokio::select! {
             biased;
             update = rx.recv() => match update { Some(u) => u, None => return },
-            _ = cancel.cancelled() => {
-                // Drain what is already queued, without retries, then stop.
-                rx.close();
-                while let Ok(u) = rx.try_recv() {
-                    for t in &transports {
-                        if let Err(err) = t.deliver(&event, &u).await {
-                            count_failure(t, &u, &err);
-                        }
-                    }
-                }
-                return;
-            }
+            _ = cancel.cancelled() => break,
         };
-        for t in &transports {
-            let mut delay = Duration::from_millis(200);
-            for attempt in 1..=MAX_ATTEMPTS {
-                match t.deliver(&event, &update).await {
-                    Ok(()) => break,
-                    Err(err) => {
-                        count_failure(t, &update, &err);
-                        if attempt == MAX_ATTEMPTS || cancel.is_cancelled() {
-                            break;
-                        }
-                        tokio::select! {
-                            _ = tokio::time::sleep(delay) => {}
-                            _ = cancel.cancelled() => break,
-                        }
-                        delay = (delay * 2).min(Duration::from_secs(10));
+        let attempts = if failing { 1 } else { MAX_ATTEMPTS };
+        let mut delay = Duration::from_millis(200);
+        let mut delivered = false;
+        for attempt in 1..=attempts {
+            let result = tokio::select! {
+                r = t.deliver(&event, &update) => r,
+                _ = cancel.cancelled() => Err(anyhow::anyhow!("shutting down")),
+            };
+            match result {
+                Ok(()) => {
+                    delivered = true;
+                    break;
+                }
+                Err(err) => {
+                    count_failure(&t, &update, &err);
+                    if attempt == attempts || cancel.is_cancelled() {
+                        break;
                     }
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = cancel.cancelled() => break,
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(10));
                 }
             }
+        }
+        if !delivered {
+            dropped(&update, "undelivered");
+        }
+        failing = !delivered;
+    }
+    // Shutdown: one attempt each for what is queued, within the drain deadline; the rest is counted.
+    rx.close();
+    let deadline = tokio::time::Instant::now() + DRAIN_DEADLINE;
+    while let Ok(update) = rx.try_recv() {
+        let result = if failing {
+            Err(anyhow::anyhow!("the transport is failing"))
+        } else {
+            tokio::time::timeout_at(deadline, t.deliver(&event, &update))
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("shutdown deadline")))
+        };
+        if let Err(err) = result {
+            count_failure(&t, &update, &err);
+            dropped(&update, "shutdown");
+            failing = true;
         }
     }
 }
@@ -713,5 +863,75 @@ mod tests {
         assert!(v["socket"].is_null());
         // as Laravel's RedisBroadcaster: `socket` stays in the data as well
         assert_eq!(v["data"].get("socket"), Some(&serde_json::Value::Null));
+    }
+
+    /// A Redis that never answers: `accept` takes connections and holds them silent; otherwise the listener
+    /// never accepts (connections wait in its backlog). Returns the address and the task keeping it.
+    async fn black_hole(accept: bool) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                if accept {
+                    if let Ok((sock, _)) = listener.accept().await {
+                        held.push(sock);
+                    }
+                } else {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+            }
+        });
+        (addr, task)
+    }
+
+    fn update(id: i64) -> CallUpdate {
+        CallUpdate::completed(&closed_row(CallId::Int(id), Utc::now()))
+    }
+
+    /// Every delivery to a black-holed Redis is bounded by `timeout`, the queue by `queue`: `send` never
+    /// blocks, every update is either dropped at once (queue full) or given up after its attempts, each drop is
+    /// counted, and shutdown finishes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn black_holed_redis_never_stalls_and_drops_are_counted() {
+        for accept in [true, false] {
+            let (addr, hole) = black_hole(accept).await;
+            let cfg: BroadcastConfig = toml::from_str(&format!(
+                "timeout = \"100ms\"\nqueue = 2\n[redis]\nurl = \"redis://{addr}/\""
+            ))
+            .unwrap();
+            let tracker = TaskTracker::new();
+            let cancel = CancellationToken::new();
+            let b = Broadcaster::start(&cfg, &tracker, cancel.clone()).unwrap();
+            for id in 0..10 {
+                b.send(update(id)); // never waits
+            }
+            assert!(
+                b.dropped() >= 7,
+                "queue of 2 (+1 in delivery): {}",
+                b.dropped()
+            );
+            // The updates that were queued are given up after their bounded attempts.
+            tokio::time::timeout(Duration::from_secs(30), async {
+                while b.dropped() < 10 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("accept={accept}: only {} of 10 given up", b.dropped()));
+            // Later updates fail fast (one bounded attempt) rather than queueing behind retries.
+            b.send(update(11));
+            cancel.cancel();
+            tracker.close();
+            tokio::time::timeout(Duration::from_secs(30), tracker.wait())
+                .await
+                .unwrap_or_else(|_| panic!("accept={accept}: shutdown stalled"));
+            assert_eq!(
+                b.dropped(),
+                11,
+                "accept={accept}: every update accounted for"
+            );
+            hole.abort();
+        }
     }
 }

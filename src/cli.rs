@@ -51,6 +51,8 @@ pub enum Command {
     Events(cmd::events::EventsArgs),
     /// Create or upgrade the database schema (idempotent).
     Migrate(cmd::migrate::MigrateArgs),
+    /// Write a commented callwatch.toml from a Laravel app's .env and config (`--laravel PATH`).
+    Init(cmd::init::InitArgs),
     /// Validate the configuration, including the mapped table's columns.
     CheckConfig(cmd::check_config::CheckConfigArgs),
     /// Serve recorded AMI sessions as a fake Asterisk (the built-in simulator).

@@ -19,6 +19,7 @@ pub mod error_text;
 pub mod fleet;
 pub mod health;
 pub mod http;
+pub mod laravel;
 pub mod metrics;
 pub mod oneshot;
 pub mod pipeline;

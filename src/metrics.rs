@@ -27,6 +27,8 @@ pub const SWEEP_SECONDS: &str = "callwatch_sweep_seconds";
 pub const DB_ERRORS_TOTAL: &str = "callwatch_db_errors_total";
 /// Failed broadcast deliveries, by transport.
 pub const BROADCAST_ERRORS_TOTAL: &str = "callwatch_broadcast_errors_total";
+/// Broadcast updates given up, by transport and reason (`queue_full`, `undelivered`, `shutdown`).
+pub const BROADCAST_DROPPED_TOTAL: &str = "callwatch_broadcast_dropped_total";
 
 /// Installs the global Prometheus recorder and describes every metric.
 ///
@@ -64,4 +66,8 @@ fn describe() {
     describe_histogram!(SWEEP_SECONDS, Unit::Seconds, "Sweep duration");
     describe_counter!(DB_ERRORS_TOTAL, "Database errors");
     describe_counter!(BROADCAST_ERRORS_TOTAL, "Failed broadcast deliveries");
+    describe_counter!(
+        BROADCAST_DROPPED_TOTAL,
+        "Broadcast updates given up (queue full, delivery failed, left at shutdown)"
+    );
 }

@@ -345,6 +345,7 @@ async fn cleanup(
                 tracing::warn!(server = %name, "no confirming listing; the held closes are not made");
             }
         }
+        plan::written_talk_seconds(&mut rows, store);
         report.plan.extend(rows);
     }
     if let Some(l) = &listings {

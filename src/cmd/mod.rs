@@ -5,6 +5,7 @@ pub mod cleanup;
 pub mod demo;
 pub mod events;
 pub(crate) mod events_live;
+pub mod init;
 pub mod migrate;
 pub mod replay;
 pub mod run;
@@ -21,6 +22,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Events(args) => events::run(args, &cli.global).await,
         Command::Migrate(args) => migrate::run(args, &cli.global).await,
+        Command::Init(args) => init::run(args, &cli.global).await,
         Command::CheckConfig(args) => check_config::run(args, &cli.global).await,
         Command::Simulate(args) => simulate::run(args, &cli.global).await,
         Command::Replay(args) => replay::run(args, &cli.global).await,

@@ -59,7 +59,7 @@ pub fn planned_rows(plan: &Plan) -> Vec<ClosedRow> {
                 reason: c.reason.as_str().to_string(),
                 ended_after: c.ended_after,
                 ended_before: c.ended_before,
-                talk_seconds: c.talk_seconds,
+                talk_seconds: p.talk_seconds.unwrap_or(c.talk_seconds),
                 answered_at: p.call.answered_at,
                 closure_id: None,
             })

@@ -63,6 +63,9 @@ pub struct Planned {
     pub group: Group,
     /// What to do.
     pub action: Action,
+    /// For a close, the `talk_seconds` that will be written: the computed talk time, or the row's own value
+    /// where the store keeps it (see [`written_talk_seconds`]).
+    pub talk_seconds: Option<i64>,
 }
 
 impl Planned {
@@ -161,12 +164,30 @@ pub fn plan_group(
         .iter()
         .zip(decisions)
         .filter(|(call, _)| is_old(call, policy.timeout, now))
-        .map(|(call, decision)| Planned {
-            call: call.clone(),
-            group: group.clone(),
-            action: action(decision),
+        .map(|(call, decision)| {
+            let action = action(decision);
+            let talk_seconds = match &action {
+                Action::Close(c) => Some(c.talk_seconds),
+                _ => None,
+            };
+            Planned {
+                call: call.clone(),
+                group: group.clone(),
+                action,
+                talk_seconds,
+            }
         })
         .collect()
+}
+
+/// Replaces each close's computed talk time by the value `store` will write (a row's own `talk_seconds` is
+/// kept unless `overwrite_talk_seconds`), so that a dry run and the JSON show what the close writes.
+pub fn written_talk_seconds(rows: &mut [Planned], store: &store::Store) {
+    for p in rows {
+        if let Action::Close(c) = &p.action {
+            p.talk_seconds = Some(store.talk_seconds_written(p.call.talk_seconds, c.talk_seconds));
+        }
+    }
 }
 
 fn action(decision: Decision) -> Action {

@@ -42,7 +42,7 @@ pub fn row_json(p: &Planned, now: DateTime<Utc>) -> Value {
             "ended_at": c.ended_at,
             "ended_after": c.ended_after,
             "ended_before": c.ended_before,
-            "talk_seconds": c.talk_seconds,
+            "talk_seconds": p.talk_seconds.unwrap_or(c.talk_seconds),
         }),
         Action::LongButLive { by } => json!({
             "action": "long_but_live",
@@ -157,7 +157,7 @@ pub fn plan_text(plan: &Plan, now: DateTime<Utc>) -> String {
                     head(p, now),
                     c.reason.as_str(),
                     utc(c.ended_at),
-                    c.talk_seconds
+                    p.talk_seconds.unwrap_or(c.talk_seconds)
                 );
             }
         }

@@ -305,7 +305,9 @@ impl Sweeper {
                             reason: close.reason.as_str().to_string(),
                             ended_after: close.ended_after,
                             ended_before: close.ended_before,
-                            talk_seconds: close.talk_seconds,
+                            talk_seconds: self
+                                .store
+                                .talk_seconds_written(call.talk_seconds, close.talk_seconds),
                             answered_at: call.answered_at,
                             closure_id: None,
                         },

@@ -1,4 +1,5 @@
 //! The runner's one integration-test binary.
+mod broadcast_faults;
 mod cleanup;
 mod client;
 mod common;
@@ -6,6 +7,7 @@ mod daemon;
 mod demo;
 mod events;
 mod fleet;
+mod init;
 mod laravel;
 mod mysql_time_zone;
 mod never_quiet;
@@ -13,4 +15,5 @@ mod replay;
 mod simulate;
 mod status;
 mod store_cli;
+mod talk_time;
 mod transfers;

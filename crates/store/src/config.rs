@@ -133,6 +133,9 @@ pub struct DatabaseConfig {
     pub statement_timeout: Duration,
     /// IANA timezone in which the table's timestamps are written (`YYYY-MM-DD HH:MM:SS`, no zone).
     pub timezone: String,
+    /// Environment variable holding the database password (e.g. Laravel's `DB_PASSWORD`), put into `url` when
+    /// connecting; the password then never needs to be written in the configuration.
+    pub password_env: Option<String>,
     /// MySQL/MariaDB only: the session `time_zone` to set (`"+00:00"`, `"SYSTEM"`, a named zone), as Laravel's
     /// `connections.mysql.timezone`. Unset (the default), sessions keep the server's zone, as Laravel's do:
     /// `TIMESTAMP` columns then read and write the same local times the application does.
@@ -154,6 +157,7 @@ impl Default for DatabaseConfig {
             statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
             timezone: DEFAULT_TIMEZONE.to_string(),
             session_time_zone: None,
+            password_env: None,
             overwrite_talk_seconds: false,
             batch_chunk: DEFAULT_BATCH_CHUNK,
             mapping: Mapping::default(),
@@ -170,9 +174,36 @@ impl DatabaseConfig {
         }
     }
 
+    /// The URL to connect with: `url`, with the password read from `password_env` when that is set.
+    pub fn connect_url(&self) -> Result<DatabaseUrl, Error> {
+        let Some(var) = &self.password_env else {
+            return Ok(self.url.clone());
+        };
+        let password = std::env::var(var).map_err(|_| {
+            Error::Config(format!(
+                "[database] password_env: the environment variable {var} is not set"
+            ))
+        })?;
+        let mut url = url::Url::parse(self.url.expose()).map_err(|_| {
+            Error::Config(format!("cannot parse database URL {}", self.url.redacted()))
+        })?;
+        url.set_password(Some(&password)).map_err(|_| {
+            Error::Config(format!(
+                "[database] password_env: the URL {} cannot carry a password",
+                self.url.redacted()
+            ))
+        })?;
+        Ok(DatabaseUrl::new(url.to_string()))
+    }
+
     /// Checks everything that can be checked without a database: URL scheme, timezone, identifiers, sizes.
     pub fn validate(&self) -> Result<(), Error> {
         let dialect = crate::dialect::Dialect::from_url(self.url.expose())?;
+        if self.password_env.is_some() && dialect == crate::dialect::Dialect::Sqlite {
+            return Err(Error::Config(
+                "password_env applies to PostgreSQL and MySQL/MariaDB URLs only".into(),
+            ));
+        }
         if let Some(zone) = &self.session_time_zone {
             if dialect != crate::dialect::Dialect::MySql {
                 return Err(Error::Config(
@@ -559,6 +590,28 @@ mod tests {
         assert!(DatabaseConfig::new("oracle://x").validate().is_err());
         assert!(toml::from_str::<DatabaseConfig>("acquire_timeout = \"ten\"").is_err());
         assert!(toml::from_str::<DatabaseConfig>("unknown_key = 1").is_err());
+    }
+
+    #[test]
+    fn password_env_goes_into_the_url_and_never_into_errors() {
+        let mut cfg = DatabaseConfig::new("mysql://app@db.example:3306/app");
+        cfg.password_env = Some("CALLWATCH_TEST_DB_PASSWORD_UNSET".into());
+        let err = cfg.connect_url().unwrap_err().to_string();
+        assert!(
+            err.contains("CALLWATCH_TEST_DB_PASSWORD_UNSET is not set"),
+            "{err}"
+        );
+        cfg.password_env = Some("CALLWATCH_TEST_DB_PASSWORD".into());
+        std::env::set_var("CALLWATCH_TEST_DB_PASSWORD", "p@ss:w/rd");
+        let url = cfg.connect_url().unwrap();
+        assert_eq!(
+            url.expose(),
+            "mysql://app:p%40ss%3Aw%2Frd@db.example:3306/app"
+        );
+        assert!(!url.redacted().contains("rd"), "{}", url.redacted());
+        let mut cfg = DatabaseConfig::new("sqlite://x.db");
+        cfg.password_env = Some("CALLWATCH_TEST_DB_PASSWORD".into());
+        assert!(cfg.validate().is_err());
     }
 
     #[test]

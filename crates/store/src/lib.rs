@@ -157,11 +157,12 @@ impl Store {
         sqlx::any::install_default_drivers();
         let map = cfg.mapping.resolve()?;
         let time = TimeCodec::new(&cfg.timezone)?;
-        let dialect = Dialect::from_url(cfg.url.expose())?;
-        let redacted = cfg.url.redacted();
-        let (url, memory) = driver_url(dialect, cfg.url.expose(), create);
+        let full_url = cfg.connect_url()?;
+        let dialect = Dialect::from_url(full_url.expose())?;
+        let redacted = full_url.redacted();
+        let (url, memory) = driver_url(dialect, full_url.expose(), create);
         if !create && !memory {
-            if let Some(path) = sqlite_file(dialect, cfg.url.expose()) {
+            if let Some(path) = sqlite_file(dialect, full_url.expose()) {
                 if !path.exists() {
                     return Err(Error::Config(format!(
                         "the SQLite database {redacted} does not exist (no file {}): run `callwatch migrate` \
@@ -178,7 +179,7 @@ impl Store {
         let setup = session_setup(
             dialect,
             &cfg.timezone,
-            &mysql_time_zone(cfg.session_time_zone.as_deref(), cfg.url.expose()),
+            &mysql_time_zone(cfg.session_time_zone.as_deref(), full_url.expose()),
             cfg.statement_timeout,
         );
         let max = if memory { 1 } else { cfg.max_connections };

@@ -314,6 +314,20 @@ impl Store {
         })
     }
 
+    /// The `talk_seconds` a close writes (and reports) for a row that holds `existing`, when its end time gives
+    /// `computed`: an existing non-NULL value is kept unless `overwrite_talk_seconds` is set. Dry runs show
+    /// this value too.
+    pub fn talk_seconds_written(&self, existing: Option<i64>, computed: i64) -> i64 {
+        match existing {
+            Some(existing)
+                if !self.inner.overwrite_talk_seconds || self.inner.map.talk_seconds.is_none() =>
+            {
+                existing
+            }
+            _ => computed,
+        }
+    }
+
     fn plan<'a>(&self, req: &'a CloseRequest, cur: Current) -> Planned<'a> {
         let time = &self.inner.time;
         let mut ended_at = time.truncate(req.ended_at);
@@ -326,14 +340,7 @@ impl Store {
             .answered_at
             .map(|a| (ended_at - a).num_seconds().max(0))
             .unwrap_or(0);
-        let talk_seconds = match cur.talk_seconds {
-            Some(existing)
-                if !self.inner.overwrite_talk_seconds || self.inner.map.talk_seconds.is_none() =>
-            {
-                existing
-            }
-            _ => computed,
-        };
+        let talk_seconds = self.talk_seconds_written(cur.talk_seconds, computed);
         Planned {
             req,
             cur,
