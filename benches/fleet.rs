@@ -65,8 +65,12 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 
 async fn run(pbxs: usize, rate: f64, seconds: f64) {
     let dir = tempfile::tempdir().unwrap();
-    let url = std::env::var("CALLWATCH_BENCH_DATABASE")
-        .unwrap_or_else(|_| format!("sqlite://{}?mode=rwc", dir.path().join("calls.db").display()));
+    let url = std::env::var("CALLWATCH_BENCH_DATABASE").unwrap_or_else(|_| {
+        format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("calls.db").display()
+        )
+    });
     let store = store::Store::connect(
         &store::DatabaseConfig::new(url.clone()),
         std::sync::Arc::new(clock::SystemClock),
@@ -93,7 +97,13 @@ async fn run(pbxs: usize, rate: f64, seconds: f64) {
     let config_path = dir.path().join("callwatch.toml");
     std::fs::write(&config_path, config).unwrap();
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_callwatch"))
-        .args(["run", "--config", config_path.to_str().unwrap(), "--database", &url])
+        .args([
+            "run",
+            "--config",
+            config_path.to_str().unwrap(),
+            "--database",
+            &url,
+        ])
         .env("CALLWATCH_LOG", "warn")
         .env_remove("DATABASE_URL")
         .env_remove("CALLWATCH_CONFIG")
@@ -122,11 +132,12 @@ async fn run(pbxs: usize, rate: f64, seconds: f64) {
             let mut seen = std::collections::HashSet::new();
             loop {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                let closed: Vec<i64> =
-                    sqlx::query_scalar("SELECT CAST(id AS BIGINT) FROM calls WHERE ended_at IS NOT NULL")
-                        .fetch_all(&pool)
-                        .await
-                        .unwrap_or_default();
+                let closed: Vec<i64> = sqlx::query_scalar(
+                    "SELECT CAST(id AS BIGINT) FROM calls WHERE ended_at IS NOT NULL",
+                )
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_default();
                 let now = Instant::now();
                 let mut p = pending.lock().unwrap();
                 for id in closed {
@@ -135,7 +146,10 @@ async fn run(pbxs: usize, rate: f64, seconds: f64) {
                     }
                     if let Some((pbx, at)) = p.remove(&id) {
                         seen.insert(id);
-                        latencies.lock().unwrap().push((pbx, (now - at).as_secs_f64()));
+                        latencies
+                            .lock()
+                            .unwrap()
+                            .push((pbx, (now - at).as_secs_f64()));
                     }
                 }
             }
@@ -170,7 +184,10 @@ async fn run(pbxs: usize, rate: f64, seconds: f64) {
         .await
         .unwrap();
         live.push_back((Instant::now(), i, call, id));
-        while live.front().is_some_and(|(at, _, _, _)| at.elapsed() >= HOLD) {
+        while live
+            .front()
+            .is_some_and(|(at, _, _, _)| at.elapsed() >= HOLD)
+        {
             let (_, i, call, id) = live.pop_front().unwrap();
             servers[i].with(|p| {
                 p.set_now(Utc::now());

@@ -353,5 +353,25 @@ async fn serve(
         }
     }
     let _ = wr.shutdown().await;
+    drain_until_closed(rd).await;
     Ok(())
 }
+
+/// After the last byte was sent (and the write side shut down), reads until the client closes, for at
+/// most [`CLOSE_GRACE`]. Closing a socket with unread input (a keepalive `Ping` sent meanwhile) makes the
+/// kernel reset the connection, and the client's kernel then discards whatever the client has not read
+/// yet: the tail of the stream would be lost.
+async fn drain_until_closed(mut rd: OwnedReadHalf) {
+    let mut tmp = [0u8; 4096];
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while let Ok(n) = rd.read(&mut tmp).await {
+            if n == 0 {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+/// How long a finished session waits for the client to close.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
