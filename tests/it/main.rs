@@ -1,4 +1,5 @@
 //! The runner's one integration-test binary.
+mod broadcast_channel;
 mod broadcast_faults;
 mod cleanup;
 mod client;
