@@ -364,6 +364,43 @@ fn sqlite_file(dialect: Dialect, url: &str) -> Option<std::path::PathBuf> {
 mod tests {
     use super::*;
 
+    /// A database server that accepts connections and never answers (or never accepts): connecting fails
+    /// after `acquire_timeout` with a retryable error, it never hangs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connecting_to_a_black_holed_database_times_out() {
+        for accept in [true, false] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let hole = tokio::spawn(async move {
+                let mut held = Vec::new();
+                loop {
+                    if accept {
+                        if let Ok((sock, _)) = listener.accept().await {
+                            held.push(sock);
+                        }
+                    } else {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                    }
+                }
+            });
+            for url in [
+                format!("mysql://root@{addr}/app"),
+                format!("postgres://postgres@{addr}/app"),
+            ] {
+                let mut cfg = DatabaseConfig::new(url.clone());
+                cfg.acquire_timeout = Duration::from_millis(300);
+                let clock: clock::SharedClock = Arc::new(clock::SystemClock);
+                let result =
+                    tokio::time::timeout(Duration::from_secs(30), Store::connect(&cfg, clock))
+                        .await
+                        .unwrap_or_else(|_| panic!("{url} (accept={accept}): connect hung"));
+                let err = result.unwrap_err();
+                assert!(err.is_retryable(), "{url}: {err}");
+            }
+            hole.abort();
+        }
+    }
+
     #[test]
     fn mysql_sessions_keep_the_servers_zone_unless_configured() {
         assert_eq!(
