@@ -61,6 +61,10 @@ pub struct BroadcastConfig {
     /// (`callwatch_broadcast_dropped_total`), never waited for.
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// The `status` the updates carry: the value written to the row (`[database.mapping.status_values]
+    /// completed`), filled in by [`crate::settings::load`]; not a key of `[broadcast]`.
+    #[serde(skip, default = "default_status")]
+    pub status: String,
     /// Laravel Redis broadcaster.
     pub redis: Option<RedisConfig>,
     /// Pusher-compatible HTTP API (Pusher, Reverb, Soketi).
@@ -76,6 +80,7 @@ impl Default for BroadcastConfig {
             event: default_event(),
             timeout: default_timeout(),
             queue: default_queue(),
+            status: default_status(),
             redis: None,
             pusher: None,
             webhook: None,
@@ -98,6 +103,9 @@ impl BroadcastConfig {
     }
 }
 
+fn default_status() -> String {
+    "completed".into()
+}
 fn default_timeout() -> Duration {
     DEFAULT_TIMEOUT
 }
@@ -494,6 +502,8 @@ pub struct Broadcaster {
 }
 
 struct Shared {
+    /// The `status` every update carries (the value written to the rows).
+    status: String,
     /// One queue per transport, with the transport's name.
     queues: Vec<(&'static str, mpsc::Sender<CallUpdate>)>,
     /// Updates dropped (all transports and reasons), as counted in the metric.
@@ -590,6 +600,7 @@ impl Broadcaster {
             receivers.push((t, rx));
         }
         let shared = Arc::new(Shared {
+            status: cfg.status.clone(),
             queues,
             dropped: AtomicU64::new(0),
         });
@@ -609,8 +620,9 @@ impl Broadcaster {
 
     /// Queues one update for every transport; where a queue is full the update is dropped and counted, never
     /// waited for.
-    pub fn send(&self, update: CallUpdate) {
+    pub fn send(&self, mut update: CallUpdate) {
         let Some(shared) = &self.inner else { return };
+        update.status.clone_from(&shared.status);
         for (name, tx) in &shared.queues {
             if let Err(mpsc::error::TrySendError::Full(u)) = tx.try_send(update.clone()) {
                 shared.drop_one(name, "queue_full", &u.id);

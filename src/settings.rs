@@ -236,6 +236,10 @@ pub fn load(global: &GlobalArgs) -> anyhow::Result<Settings> {
     if settings.database.url.expose().is_empty() {
         settings.database.url = store::DatabaseUrl::new(DEFAULT_DATABASE_URL);
     }
+    settings
+        .broadcast
+        .status
+        .clone_from(&settings.database.mapping.status_values.completed);
     settings.validate()?;
     Ok(settings)
 }

@@ -1,11 +1,11 @@
 //! Laravel's default Redis channel, end to end: `callwatch cleanup` with a bare `[broadcast.redis]` logs the
 //! full channel name at start and publishes on `laravel_database_calls`, where a default Laravel app's Echo
-//! server listens.
+//! server listens; the update's `status` is the one written to the row.
 
 use futures_util::StreamExt as _;
 use store::testing::Engine;
 
-use crate::cleanup::{run_async, seeded, stderr, Row};
+use crate::cleanup::{row, run_async, seeded, stderr, Row};
 use crate::daemon::DEADLINE;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,9 +27,10 @@ async fn default_prefix_publishes_on_laravel_database_calls_and_logs_it() {
     };
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("callwatch.toml");
+    // The app's own completed status is what the row gets and what the update says.
     std::fs::write(
         &cfg,
-        "[broadcast.redis]\nurl = \"redis://127.0.0.1:6379/\"\n",
+        "[database.mapping.status_values]\ncompleted = \"ended\"\n[broadcast.redis]\nurl = \"redis://127.0.0.1:6379/\"\n",
     )
     .unwrap();
     let cfg = cfg.to_str().unwrap().to_string();
@@ -55,4 +56,9 @@ async fn default_prefix_publishes_on_laravel_database_calls_and_logs_it() {
     .expect("no message on laravel_database_calls");
     assert_eq!(data["event"], r"App\Events\CallStatusUpdated");
     assert_eq!(data["data"]["id"], 1);
+    assert_eq!(
+        data["data"]["status"], "ended",
+        "the status written to the row"
+    );
+    assert_eq!(row(&db, 1).await.3.as_deref(), Some("ended"));
 }
