@@ -134,6 +134,7 @@ pub fn no_listing_view() -> ServerView {
         listing_at: None,
         epoch: 0,
         ids_matched_before: false,
+        booted_at: None,
     })
     .build()
 }
@@ -301,6 +302,7 @@ mod tests {
             unsynced_since: None,
             listing_at: Some(at),
             epoch: 1,
+            booted_at: None,
             live: Default::default(),
             ended: Default::default(),
         };

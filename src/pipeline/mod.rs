@@ -425,6 +425,7 @@ pub fn open_row(call: &OpenCall) -> OpenRow {
         key: call.id.to_text(),
         uniqueid: non_empty(&call.uniqueid),
         linkedid: non_empty(&call.linkedid),
+        channel: non_empty(&call.channel),
         extension: non_empty(&call.extension),
         answered_at: call.answered_at,
         talk_seconds: call.talk_seconds,

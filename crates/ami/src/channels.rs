@@ -190,6 +190,8 @@ pub struct MapSnapshot {
     pub listing_at: Option<DateTime<Utc>>,
     /// Connection epoch (incremented at every login).
     pub epoch: u64,
+    /// When the Asterisk whose channels the map holds booted (from `FullyBooted`'s `Uptime`), if known.
+    pub booted_at: Option<DateTime<Utc>>,
     /// Channels up, by `Uniqueid`.
     pub live: HashMap<String, LiveChannel>,
     /// Ended channels still retained, by `Uniqueid`.
@@ -234,6 +236,8 @@ struct Status {
     prev_session_started: Option<i64>,
     /// When the last session ended (the connection dropped).
     dropped_at: Option<i64>,
+    /// When the Asterisk of the current session booted (from `FullyBooted`'s `Uptime`).
+    booted_at: Option<i64>,
     /// Tombstones in write order, for retention.
     order: VecDeque<(i64, String)>,
 }
@@ -894,11 +898,12 @@ impl ServerChannels {
     /// the number of channels ended.
     pub fn fully_booted(&self, uptime: Duration, now: DateTime<Utc>) -> usize {
         let n = us(now);
-        let st = lock(&self.inner.status);
+        let mut st = lock(&self.inner.status);
+        let booted = n.saturating_sub(i64::try_from(uptime.as_micros()).unwrap_or(i64::MAX));
+        st.booted_at = Some(booted);
         let Some(prev) = st.prev_session_started else {
             return 0;
         };
-        let booted = n.saturating_sub(i64::try_from(uptime.as_micros()).unwrap_or(i64::MAX));
         // One second of slack: Uptime is whole seconds.
         if booted <= prev + 1_000_000 {
             return 0;
@@ -1162,6 +1167,7 @@ impl ServerChannels {
             unsynced_since: st.unsynced_since.map(dt),
             listing_at: st.listing_at.map(dt),
             epoch: st.epoch,
+            booted_at: st.booted_at.map(dt),
             live,
             ended,
         }
@@ -1459,6 +1465,9 @@ mod tests {
         let map = ChannelMap::default();
         let s = map.server("pbx");
         s.begin_session(t(0));
+        assert_eq!(s.snapshot().booted_at, None);
+        assert_eq!(s.fully_booted(Duration::from_secs(900), t(0)), 0);
+        assert_eq!(s.snapshot().booted_at, Some(t(-900)));
         s.apply(&newchannel("1795520001.1", "1795520001.1"), t(1));
         s.disconnected(t(10));
         // Back 100 s later; Asterisk has been up 1000 s: no restart.
@@ -1470,6 +1479,7 @@ mod tests {
         s.begin_session(t(200));
         assert_eq!(s.fully_booted(Duration::from_secs(30), t(200)), 1);
         let snap = s.snapshot();
+        assert_eq!(snap.booted_at, Some(t(170)));
         assert!(snap.live.is_empty());
         assert!(
             matches!(snap.ended["1795520001.1"].end, ChannelEnd::Restart { at, before, .. } if at == t(110) && before == Some(t(170)))

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use crate::decision::{Decision, KeepReason};
 use crate::matching::{match_row, RowMatch};
 use crate::model::OpenRow;
+use crate::names::ChannelNames;
 use crate::policy::Policy;
 use crate::rules::asterisk_restart::asterisk_restart;
 use crate::rules::channel_gone::{answered_before_listing, channel_gone};
@@ -21,7 +22,8 @@ use crate::view::ServerView;
 /// Returns exactly one [`Decision`] per row, in the order of `rows` (a [`crate::Close`] also carries its
 /// row's index). For each row, in order:
 /// 1. answered after `now` → keep (never judged);
-/// 2. matched to a live channel (by Uniqueid, else by any channel that ever carried its Linkedid) → keep;
+/// 2. matched to a live channel (by Uniqueid or channel name of the same boot, else by any channel that
+///    ever carried its Linkedid) → keep;
 /// 3. `hangup_seen`, 4. `asterisk_restart` (evidence);
 /// 5. `channel_gone` (synced map only);
 /// 6. `superseded` (synced map only; a newer call on its extension is live);
@@ -38,6 +40,7 @@ pub fn decide(
     now: DateTime<Utc>,
 ) -> Vec<Decision> {
     let ctx = Ctx { view, policy, now };
+    let names = ChannelNames::new(rows, view, policy.skew);
     let mut out: Vec<Decision> = Vec::with_capacity(rows.len());
     // rows no evidence closed and no live channel keeps: (index, match)
     let mut pending: Vec<(usize, RowMatch<'_>)> = Vec::new();
@@ -50,7 +53,7 @@ pub fn decide(
             });
             continue;
         }
-        let m = match_row(row, view);
+        let m = match_row(row, view, &names);
         any_matched |= m.is_matched();
         if let RowMatch::Alive(by) = m {
             out.push(Decision::Keep {

@@ -116,6 +116,8 @@ pub enum MatchedBy {
     Uniqueid,
     /// A live channel has (or once had) the row's Linkedid.
     Linkedid,
+    /// A live channel of the same Asterisk boot has the row's channel name.
+    Channel,
 }
 
 /// Why a row stays open.

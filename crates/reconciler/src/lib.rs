@@ -27,6 +27,7 @@
 //!     "1795520552.4",
 //!     EndedChannel {
 //!         linkedids_ever: vec!["1795520552.4".into()],
+//!         channel: "PJSIP/2001-00000004".into(),
 //!         end: End::HangupSeen {
 //!             at: now - Duration::seconds(30),
 //!             cause: Some(16),
@@ -41,6 +42,7 @@
 //!     key: "42".into(),
 //!     uniqueid: Some("1795520552.4".into()),
 //!     linkedid: None,
+//!     channel: None,
 //!     extension: Some("2007".into()),
 //!     answered_at: now - Duration::seconds(90),
 //!     talk_seconds: None,
@@ -61,6 +63,7 @@ mod hash;
 mod key;
 mod matching;
 mod model;
+mod names;
 mod policy;
 mod rules;
 mod view;

@@ -33,6 +33,7 @@ pub(crate) fn row(key: &str) -> OpenRow {
         key: key.to_owned(),
         uniqueid: None,
         linkedid: None,
+        channel: None,
         extension: None,
         answered_at: t(-600),
         talk_seconds: None,
@@ -46,6 +47,10 @@ impl OpenRow {
     }
     pub(crate) fn lid(mut self, lid: &str) -> Self {
         self.linkedid = Some(lid.to_owned());
+        self
+    }
+    pub(crate) fn chan(mut self, name: &str) -> Self {
+        self.channel = Some(name.to_owned());
         self
     }
     pub(crate) fn ext(mut self, ext: &str) -> Self {
@@ -70,6 +75,7 @@ pub(crate) fn synced(listing: i64) -> V {
         listing_at: Some(t(listing)),
         epoch: 1,
         ids_matched_before: false,
+        booted_at: None,
     }))
 }
 
@@ -82,6 +88,7 @@ pub(crate) fn unsynced(since: i64) -> V {
         listing_at: Some(t(-3600)),
         epoch: 1,
         ids_matched_before: false,
+        booted_at: None,
     }))
 }
 
@@ -94,12 +101,18 @@ impl V {
         f(self.0.state_mut());
         self
     }
-    /// A live channel carrying the Linkedids `l` (current last).
-    pub(crate) fn live(mut self, uid: &str, l: &[&str]) -> Self {
+    /// A live channel carrying the Linkedids `l` (current last), named `PJSIP/<uid>`.
+    pub(crate) fn live(self, uid: &str, l: &[&str]) -> Self {
+        let name = format!("PJSIP/{uid}");
+        self.live_named(uid, &name, l)
+    }
+    /// A live channel named `name`.
+    pub(crate) fn live_named(mut self, uid: &str, name: &str, l: &[&str]) -> Self {
         self.0.live(
             uid,
             LiveChannel {
                 linkedids_ever: lids(l),
+                channel: name.to_owned(),
                 first_seen: t(-1000),
                 last_known_alive: t(0),
                 epoch: 1,
@@ -107,11 +120,17 @@ impl V {
         );
         self
     }
-    pub(crate) fn ended(mut self, uid: &str, l: &[&str], end: End) -> Self {
+    pub(crate) fn ended(self, uid: &str, l: &[&str], end: End) -> Self {
+        let name = format!("PJSIP/{uid}");
+        self.ended_named(uid, &name, l, end)
+    }
+    /// A tombstone named `name`.
+    pub(crate) fn ended_named(mut self, uid: &str, name: &str, l: &[&str], end: End) -> Self {
         self.0.ended(
             uid,
             EndedChannel {
                 linkedids_ever: lids(l),
+                channel: name.to_owned(),
                 end,
             },
         );
@@ -181,6 +200,7 @@ pub(crate) fn render(d: &Decision) -> String {
                 match by {
                     MatchedBy::Uniqueid => "uniqueid",
                     MatchedBy::Linkedid => "linkedid",
+                    MatchedBy::Channel => "channel",
                 }
             ),
             KeepReason::AnsweredInFuture => "keep future".to_owned(),
