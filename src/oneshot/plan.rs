@@ -236,6 +236,12 @@ fn keep_text(reason: &KeepReason) -> String {
             format!("not old enough until {}", t(timeout_at))
         }
         KeepReason::Alive { .. } => "alive".into(),
+        KeepReason::SuspectGhost(g) => format!(
+            "a suspected ghost: kept alive by channel {} ({}) with no activity since {}",
+            g.channel,
+            g.uniqueid,
+            t(&g.last_activity)
+        ),
         _ => "kept".into(),
     }
 }
@@ -316,6 +322,7 @@ mod tests {
                     state: "Up".into(),
                     first_seen: at,
                     last_known_alive: at,
+                    last_activity: at,
                     epoch: 1,
                 },
             );

@@ -40,6 +40,7 @@ pub fn server_view(snapshot: &MapSnapshot, memory: &ServerMemory) -> ServerView 
                 channel: live.channel.clone(),
                 first_seen: live.first_seen,
                 last_known_alive: live.last_known_alive,
+                last_activity: live.last_activity,
                 epoch: live.epoch,
             },
         );

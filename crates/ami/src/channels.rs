@@ -32,6 +32,27 @@ pub const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_MAX_TOMBSTONES: usize = 20_000;
 /// Default capacity of the [`ChannelGone`] queue (overflow is counted, oldest kept).
 pub const DEFAULT_GONE_QUEUE: usize = 100_000;
+/// At most this many Linkedids are remembered per channel (the oldest dropped first, never the current
+/// one): a channel that lives for days (a stuck SCCP or UnicastRTP channel Asterisk never frees) would
+/// otherwise collect every Linkedid it ever touched.
+pub const MAX_LINKEDIDS_PER_CHANNEL: usize = 32;
+
+/// Adds `lid` to a channel's Linkedid history unless it is there, dropping the oldest entries other than
+/// `current` beyond [`MAX_LINKEDIDS_PER_CHANNEL`].
+fn remember_linkedid(ever: &mut Vec<String>, lid: &str, current: &str) {
+    if ever.iter().any(|x| x == lid) {
+        return;
+    }
+    ever.push(lid.to_string());
+    while ever.len() > MAX_LINKEDIDS_PER_CHANNEL {
+        match ever.iter().position(|x| x != current) {
+            Some(oldest) => {
+                ever.remove(oldest);
+            }
+            None => break,
+        }
+    }
+}
 
 /// Options of a [`ChannelMap`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +181,9 @@ pub struct LiveChannel {
     pub first_seen: DateTime<Utc>,
     /// Latest time it is known to have been alive.
     pub last_known_alive: DateTime<Utc>,
+    /// The last event about it (its `Newchannel`, state changes, bridges, …), or when a listing first showed
+    /// it. A listing that shows it again is not activity: a channel Asterisk forgot to free is listed forever.
+    pub last_activity: DateTime<Utc>,
     /// Connection epoch in which it was last confirmed (created or listed).
     pub epoch: u64,
 }
@@ -206,6 +230,8 @@ struct Live {
     state: String,
     first_seen: i64,
     last_seen: i64,
+    /// The last event about it (see [`LiveChannel::last_activity`]).
+    last_event: i64,
     epoch: u64,
     /// Listing generation in which it was last confirmed alive.
     gen: u64,
@@ -730,6 +756,7 @@ impl ServerChannels {
                 state: f.state().unwrap_or("").to_string(),
                 first_seen: now,
                 last_seen: now,
+                last_event: now,
                 epoch,
                 gen: self.inner.gen.load(Ordering::Relaxed),
             },
@@ -754,15 +781,14 @@ impl ServerChannels {
         let gen = self.inner.gen.load(Ordering::Relaxed);
         if let Some(mut live) = self.inner.live.get_mut(uid) {
             live.last_seen = live.last_seen.max(now);
+            live.last_event = live.last_event.max(now);
             live.gen = gen;
             // Nearly always unchanged: compare bytes, read the text only for a change.
             let linkedid = msg.linkedid_bytes();
             let changed = linkedid.is_some_and(|l| l != live.linkedid.as_bytes());
             if let Some(l) = text(linkedid).filter(|l| changed && valid_id(l)) {
                 live.linkedid = l.to_string();
-                if !live.linkedids_ever.iter().any(|x| x == l) {
-                    live.linkedids_ever.push(l.to_string());
-                }
+                remember_linkedid(&mut live.linkedids_ever, l, l);
             }
             match event {
                 b"Newstate" => {
@@ -802,6 +828,7 @@ impl ServerChannels {
                 state: f.state().unwrap_or("").to_string(),
                 first_seen: now,
                 last_seen: now,
+                last_event: now,
                 epoch: self.epoch(),
                 gen,
             },
@@ -815,9 +842,8 @@ impl ServerChannels {
     fn remember_other_linkedids(&self, f: &Fields<'_>) {
         for (uid, lid) in f.others() {
             if let Some(mut live) = self.inner.live.get_mut(uid) {
-                if !live.linkedids_ever.iter().any(|x| x == lid) {
-                    live.linkedids_ever.push(lid.to_string());
-                }
+                let live = &mut *live;
+                remember_linkedid(&mut live.linkedids_ever, lid, &live.linkedid);
             }
         }
     }
@@ -866,6 +892,7 @@ impl ServerChannels {
                     state: String::new(),
                     first_seen: us(at),
                     last_seen: us(at),
+                    last_event: us(at),
                     epoch: self.epoch(),
                     gen: 0,
                 }
@@ -1038,9 +1065,7 @@ impl ServerChannels {
                 if let Some(l) = f.linkedid().filter(|l| valid_id(l)) {
                     if live.linkedid != l {
                         live.linkedid = l.to_string();
-                        if !live.linkedids_ever.iter().any(|x| x == l) {
-                            live.linkedids_ever.push(l.to_string());
-                        }
+                        remember_linkedid(&mut live.linkedids_ever, l, l);
                     }
                 }
                 if let Some(c) = f.channel() {
@@ -1070,6 +1095,7 @@ impl ServerChannels {
                         state: f.state().unwrap_or("").to_string(),
                         first_seen: now,
                         last_seen: now,
+                        last_event: now,
                         epoch,
                         gen,
                     },
@@ -1139,6 +1165,7 @@ impl ServerChannels {
                         state: l.state.clone(),
                         first_seen: dt(l.first_seen),
                         last_known_alive: dt(Self::last_known_alive(l, through)),
+                        last_activity: dt(l.last_event),
                         epoch: l.epoch,
                     },
                 )
@@ -1377,6 +1404,59 @@ mod tests {
         );
         let gone = map.take_gone();
         assert_eq!(gone[0].linkedid, "srv1-1795520000.2");
+    }
+
+    /// Issue 14 (6): a channel that lives for days (a ghost Asterisk never frees) keeps at most
+    /// [`MAX_LINKEDIDS_PER_CHANNEL`] Linkedids, the oldest dropped and the current one kept; a listing that
+    /// shows it again is no activity.
+    #[test]
+    fn linkedid_history_is_capped_and_listings_are_not_activity() {
+        let map = ChannelMap::default();
+        let s = map.server("pbx");
+        s.begin_session(t(0));
+        let gen = s.begin_listing(t(0));
+        s.finish_listing(gen, t(0)).unwrap();
+        s.apply(&newchannel("1795520001.1", "1795520001.1"), t(1));
+        for i in 0..100 {
+            let lid = format!("1795520002.{i}");
+            let own = Message::from_pairs([
+                ("Event", "BridgeEnter"),
+                ("Channel", "SCCP/2001-00000001"),
+                ("Uniqueid", "1795520001.1"),
+                ("Linkedid", lid.as_str()),
+            ]);
+            s.read_through(t(2 + i));
+            s.apply(&own, t(2 + i));
+        }
+        let snap = s.snapshot();
+        let ch = &snap.live["1795520001.1"];
+        let want: Vec<String> = (68..100).map(|i| format!("1795520002.{i}")).collect();
+        assert_eq!(ch.linkedids_ever, want);
+        assert_eq!(ch.last_activity, t(101));
+        // another channel's event names it with a new Linkedid: the oldest goes, the current stays
+        let other = Message::from_pairs([
+            ("Event", "AttendedTransfer"),
+            ("OrigTransfererUniqueid", "1795520009.1"),
+            ("OrigTransfererLinkedid", "1795520009.1"),
+            ("TransfereeUniqueid", "1795520001.1"),
+            ("TransfereeLinkedid", "1795520003.1"),
+        ]);
+        s.apply(&other, t(102));
+        let ch = &s.snapshot().live["1795520001.1"];
+        assert_eq!(ch.linkedids_ever.len(), MAX_LINKEDIDS_PER_CHANNEL);
+        assert_eq!(ch.linkedids_ever[0], "1795520002.69");
+        assert_eq!(ch.linkedid, "1795520002.99");
+        assert!(ch.linkedids_ever.contains(&ch.linkedid));
+        assert_eq!(ch.linkedids_ever.last().unwrap(), "1795520003.1");
+        // listed again much later: still up, but no activity since t(101)
+        s.disconnected(t(500));
+        s.begin_session(t(600));
+        let gen = s.begin_listing(t(600));
+        s.listed(gen, &item("1795520001.1", "1795520002.99"), t(600));
+        s.finish_listing(gen, t(600)).unwrap();
+        let ch = &s.snapshot().live["1795520001.1"];
+        assert_eq!(ch.last_activity, t(101));
+        assert!(ch.last_known_alive >= t(600));
     }
 
     /// Regression (cacofonisk `ctd-account-account-xfer-attn-abbcac` with a gap): the transfer target was

@@ -43,6 +43,7 @@ fn fixture(synced: bool) -> (Vec<OpenRow>, ServerViewBuilder) {
                 channel: String::new(),
                 first_seen: now - Duration::seconds(600),
                 last_known_alive: now,
+                last_activity: now,
                 epoch: 1,
             },
         );

@@ -10,6 +10,7 @@ use crate::policy::Policy;
 use crate::rules::asterisk_restart::asterisk_restart;
 use crate::rules::channel_gone::{answered_before_listing, channel_gone};
 use crate::rules::future::answered_in_future;
+use crate::rules::ghost_channel::{ghost_channel, suspected};
 use crate::rules::guard::mass_close_guard;
 use crate::rules::hangup_seen::hangup_seen;
 use crate::rules::superseded::{extension, superseded, LiveByExtension};
@@ -23,14 +24,15 @@ use crate::view::ServerView;
 /// row's index). For each row, in order:
 /// 1. answered after `now` → keep (never judged);
 /// 2. matched to a live channel (by Uniqueid or channel name of the same boot, else by any channel that
-///    ever carried its Linkedid) → keep;
+///    ever carried its Linkedid) → keep; answered more than `max_call_duration` ago → a suspected ghost
+///    (`ghost_channel`: reported, or closed when the policy closes ghosts);
 /// 3. `hangup_seen`, 4. `asterisk_restart` (evidence);
 /// 5. `channel_gone` (synced map only);
 /// 6. `superseded` (synced map only; a newer call on its extension is live);
 /// 7. `timeout_cleanup` (unjudgeable and old);
 /// 8. otherwise keep, saying why.
 ///
-/// Then the mass-close guard may turn the closes of rules 5–7 into holds.
+/// Then the mass-close guard may turn the closes of rules 5–7 and `ghost_channel` into holds.
 ///
 /// Pure: no clock (time is `now`), no I/O, no failure; the same input gives the same output.
 pub fn decide(
@@ -45,6 +47,8 @@ pub fn decide(
     // rows no evidence closed and no live channel keeps: (index, match)
     let mut pending: Vec<(usize, RowMatch<'_>)> = Vec::new();
     let mut any_matched = false;
+    // rows kept alive longer than `max_call_duration`: (index, how they matched)
+    let mut suspects: Vec<(usize, crate::decision::MatchedBy)> = Vec::new();
 
     for (i, row) in rows.iter().enumerate() {
         if answered_in_future(row, now) {
@@ -56,6 +60,9 @@ pub fn decide(
         let m = match_row(row, view, &names);
         any_matched |= m.is_matched();
         if let RowMatch::Alive(by) = m {
+            if suspected(row, &ctx) {
+                suspects.push((i, by));
+            }
             out.push(Decision::Keep {
                 reason: KeepReason::Alive { by },
             });
@@ -76,13 +83,17 @@ pub fn decide(
         }
     }
 
+    for (i, d) in ghost_channel(&suspects, rows, &names, &ctx) {
+        out[i] = d;
+    }
+
     if !pending.is_empty() {
         let live = if policy.superseded {
             let alive = out.iter().enumerate().filter_map(|(i, d)| {
                 matches!(
                     d,
                     Decision::Keep {
-                        reason: KeepReason::Alive { .. }
+                        reason: KeepReason::Alive { .. } | KeepReason::SuspectGhost(_)
                     }
                 )
                 .then_some(i)

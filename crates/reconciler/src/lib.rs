@@ -69,10 +69,11 @@ mod rules;
 mod view;
 
 pub use decide::decide;
-pub use decision::{Close, Decision, HoldReason, KeepReason, MatchedBy, Reason};
+pub use decision::{Close, Decision, Ghost, HoldReason, KeepReason, MatchedBy, Reason};
 pub use model::{End, EndedChannel, LiveChannel, OpenRow, ServerState};
 pub use policy::{
-    CauseFormat, Policy, DEFAULT_CONFIRM_DELAY, DEFAULT_FALLBACK_AFTER, DEFAULT_MAX_CLOSE_FRACTION,
-    DEFAULT_MAX_CLOSE_MIN, DEFAULT_SKEW, DEFAULT_SUPERSEDED, DEFAULT_TIMEOUT,
+    CauseFormat, Policy, DEFAULT_CLOSE_GHOSTS, DEFAULT_CONFIRM_DELAY, DEFAULT_FALLBACK_AFTER,
+    DEFAULT_MAX_CALL_DURATION, DEFAULT_MAX_CLOSE_FRACTION, DEFAULT_MAX_CLOSE_MIN, DEFAULT_SKEW,
+    DEFAULT_SUPERSEDED, DEFAULT_TIMEOUT,
 };
 pub use view::{ServerView, ServerViewBuilder};

@@ -58,7 +58,7 @@ pub(crate) fn match_row<'v>(
     if by_uniqueid == Some(Lookup::Alive) {
         return RowMatch::Alive(MatchedBy::Uniqueid);
     }
-    if name == Some(NameSlot::Live) {
+    if matches!(name, Some(NameSlot::Live(_))) {
         return RowMatch::Alive(MatchedBy::Channel);
     }
     if let Some(Lookup::Ended(e)) = by_uniqueid {

@@ -35,6 +35,9 @@ pub struct LiveChannel {
     pub first_seen: DateTime<Utc>,
     /// The last time callwatch knew the channel to be up.
     pub last_known_alive: DateTime<Utc>,
+    /// The last event seen about the channel (its creation, state changes, bridges, …). A listing that
+    /// merely shows it again is not activity: Asterisk can keep a channel it never frees (a ghost).
+    pub last_activity: DateTime<Utc>,
     /// The epoch (connection / Asterisk boot) in which the channel was last confirmed. Informational:
     /// `decide` counts every live channel as up; the map turns the channels of a boot that ended into
     /// [`End::Restart`] tombstones.

@@ -15,8 +15,8 @@ use crate::view::ServerView;
 /// Where a channel name stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NameSlot<'v> {
-    /// A live channel has this name.
-    Live,
+    /// A live channel (this Uniqueid) has this name.
+    Live(&'v str),
     /// No live channel has it; the tombstone that ended last says how it ended.
     Ended(Evidence<'v>),
 }
@@ -46,9 +46,9 @@ impl<'v> ChannelNames<'v> {
         if wanted.is_empty() {
             return names;
         }
-        for (_, ch) in view.live_channels() {
+        for (uid, ch) in view.live_channels() {
             if wanted.contains(ch.channel.as_str()) {
-                names.slots.insert(ch.channel.as_str(), NameSlot::Live);
+                names.slots.insert(ch.channel.as_str(), NameSlot::Live(uid));
             }
         }
         for (uid, ch) in view.ended_channels() {
@@ -82,6 +82,14 @@ impl<'v> ChannelNames<'v> {
         match self.boot_floor {
             Some(floor) if row.answered_at < floor => None,
             _ => Some(name),
+        }
+    }
+
+    /// The Uniqueid of the live channel named as the row's `channel`, if any.
+    pub(crate) fn live_uniqueid(&self, row: &OpenRow) -> Option<&'v str> {
+        match self.lookup(row)? {
+            NameSlot::Live(uid) => Some(uid),
+            NameSlot::Ended(_) => None,
         }
     }
 

@@ -171,6 +171,7 @@ impl Scenario {
                             channel: String::new(),
                             first_seen: t(-4000),
                             last_known_alive: t(0),
+                            last_activity: t(0),
                             epoch: 1,
                         },
                     );

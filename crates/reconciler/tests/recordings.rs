@@ -223,6 +223,7 @@ fn disconnect_gap_resync_closes_exactly_the_calls_that_ended() {
                     channel: String::new(),
                     first_seen: ts(&ch["created_at"]),
                     last_known_alive: listing_at,
+                    last_activity: listing_at,
                     epoch: 2,
                 },
             );

@@ -106,15 +106,20 @@ impl V {
         let name = format!("PJSIP/{uid}");
         self.live_named(uid, &name, l)
     }
-    /// A live channel named `name`.
-    pub(crate) fn live_named(mut self, uid: &str, name: &str, l: &[&str]) -> Self {
+    /// A live channel named `name`, last active at `t(-1000)`.
+    pub(crate) fn live_named(self, uid: &str, name: &str, l: &[&str]) -> Self {
+        self.live_active(uid, name, l, -1000)
+    }
+    /// A live channel named `name`, last active at `t(active)`.
+    pub(crate) fn live_active(mut self, uid: &str, name: &str, l: &[&str], active: i64) -> Self {
         self.0.live(
             uid,
             LiveChannel {
                 linkedids_ever: lids(l),
                 channel: name.to_owned(),
-                first_seen: t(-1000),
+                first_seen: t(-1000).min(t(active)),
                 last_known_alive: t(0),
+                last_activity: t(active),
                 epoch: 1,
             },
         );
@@ -195,13 +200,13 @@ pub(crate) fn render(d: &Decision) -> String {
     let opt = |o: Option<DateTime<Utc>>| o.map_or("-".to_owned(), off);
     match d {
         Decision::Keep { reason } => match reason {
-            KeepReason::Alive { by } => format!(
-                "keep alive({})",
-                match by {
-                    MatchedBy::Uniqueid => "uniqueid",
-                    MatchedBy::Linkedid => "linkedid",
-                    MatchedBy::Channel => "channel",
-                }
+            KeepReason::Alive { by } => format!("keep alive({})", by_text(*by)),
+            KeepReason::SuspectGhost(g) => format!(
+                "keep suspect_ghost({}, {} {}, last={})",
+                by_text(g.by),
+                g.uniqueid,
+                g.channel,
+                off(g.last_activity)
             ),
             KeepReason::AnsweredInFuture => "keep future".to_owned(),
             KeepReason::NotSynced { since } => format!("keep not_synced(since={})", opt(*since)),
@@ -237,6 +242,14 @@ pub(crate) fn render(d: &Decision) -> String {
                 format!("hold ids_never_matched({})", would_close.as_str())
             }
         },
+    }
+}
+
+fn by_text(by: MatchedBy) -> &'static str {
+    match by {
+        MatchedBy::Uniqueid => "uniqueid",
+        MatchedBy::Linkedid => "linkedid",
+        MatchedBy::Channel => "channel",
     }
 }
 
