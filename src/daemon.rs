@@ -482,6 +482,16 @@ impl Daemon {
                 held: report.held.len(),
                 queued: 0,
             };
+            s.suspect_ghosts.retain(|g| g.server != server);
+            s.suspect_ghosts
+                .extend(report.suspect_ghosts.iter().map(|g| crate::health::SuspectGhost {
+                    server: server.to_string(),
+                    call_id: g.id.to_text(),
+                    answered_at: Some(g.answered_at),
+                    channel: g.channel.clone(),
+                    uniqueid: g.uniqueid.clone(),
+                    last_activity: Some(g.last_activity),
+                }));
             s.alerts = report
                 .held
                 .iter()

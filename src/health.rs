@@ -46,6 +46,23 @@ pub struct SweepHealth {
     pub queued: usize,
 }
 
+/// A row kept alive longer than `max_call_duration` by a channel: a suspected ghost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SuspectGhost {
+    /// The server whose channel keeps it alive.
+    pub server: String,
+    /// The row's id.
+    pub call_id: String,
+    /// When the row was answered.
+    pub answered_at: Option<DateTime<Utc>>,
+    /// The channel's name.
+    pub channel: String,
+    /// The channel's Uniqueid.
+    pub uniqueid: String,
+    /// The last event seen about the channel.
+    pub last_activity: Option<DateTime<Utc>>,
+}
+
 /// Everything `/status` returns.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonStatus {
@@ -73,6 +90,10 @@ pub struct DaemonStatus {
     /// Open rows whose `server` value names no configured server: no round ever reads them.
     #[serde(default)]
     pub unknown_servers: Vec<UnknownServer>,
+    /// Rows kept alive longer than `max_call_duration` (suspected ghost channels), as of each server's
+    /// last round.
+    #[serde(default)]
+    pub suspect_ghosts: Vec<SuspectGhost>,
 }
 
 /// Open rows whose `server` column names an Asterisk this daemon does not watch.

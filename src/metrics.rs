@@ -19,6 +19,8 @@ pub const CALLS_OPEN: &str = "callwatch_calls_open";
 pub const ROWS_UNREADABLE: &str = "callwatch_rows_unreadable";
 /// Open rows whose `server` value names no configured server (never read by any round), by that value.
 pub const ROWS_UNKNOWN_SERVER: &str = "callwatch_rows_unknown_server";
+/// Open rows kept alive longer than `max_call_duration` (suspected ghost channels), by server.
+pub const SUSPECT_GHOST_CALLS: &str = "callwatch_suspect_ghost_calls";
 /// Rows closed, by reason.
 pub const CLOSES_TOTAL: &str = "callwatch_closes_total";
 /// Duration of a sweep (read open rows, decide, write).
@@ -61,6 +63,10 @@ fn describe() {
     describe_gauge!(
         ROWS_UNKNOWN_SERVER,
         "Open rows whose server value names no configured server (never judged)"
+    );
+    describe_gauge!(
+        SUSPECT_GHOST_CALLS,
+        "Open rows kept alive by a channel longer than max_call_duration (suspected ghost channels)"
     );
     describe_counter!(CLOSES_TOTAL, "Rows closed by callwatch, by reason");
     describe_histogram!(SWEEP_SECONDS, Unit::Seconds, "Sweep duration");

@@ -34,6 +34,12 @@ pub struct PolicyConfig {
     pub confirm_delay: Duration,
     /// Write the numeric Q.850 cause instead of the snake-case `Cause-txt` for seen hangups.
     pub numeric_cause: bool,
+    /// A row kept alive by a channel longer than this is a suspected ghost: counted, listed in `status`,
+    /// warned once (default 4 h; `"0"`: off).
+    #[serde(with = "humantime_serde")]
+    pub max_call_duration: Duration,
+    /// Close suspected ghosts (`ghost_channel`) instead of only reporting them (default false).
+    pub close_ghosts: bool,
 }
 
 impl Default for PolicyConfig {
@@ -50,6 +56,8 @@ impl Default for PolicyConfig {
             max_close_min: p.max_close_min,
             confirm_delay: std(p.confirm_delay),
             numeric_cause: false,
+            max_call_duration: p.max_call_duration.map(std).unwrap_or_default(),
+            close_ghosts: p.close_ghosts,
         }
     }
 }
@@ -71,6 +79,9 @@ impl PolicyConfig {
             } else {
                 reconciler::CauseFormat::Text
             },
+            max_call_duration: (!self.max_call_duration.is_zero())
+                .then(|| chrono(self.max_call_duration)),
+            close_ghosts: self.close_ghosts,
         }
     }
 
@@ -107,5 +118,19 @@ mod tests {
             toml::from_str::<PolicyConfig>("timout = \"1m\"").is_err(),
             "unknown keys are errors"
         );
+    }
+
+    #[test]
+    fn max_call_duration_defaults_to_4h_and_0_turns_it_off() {
+        let r = PolicyConfig::default().to_policy();
+        assert_eq!(r.max_call_duration, Some(chrono::Duration::hours(4)));
+        assert!(!r.close_ghosts);
+        let p: PolicyConfig = toml::from_str("max_call_duration = \"0\"").unwrap();
+        assert_eq!(p.to_policy().max_call_duration, None);
+        let p: PolicyConfig =
+            toml::from_str("max_call_duration = \"90m\"\nclose_ghosts = true").unwrap();
+        let r = p.to_policy();
+        assert_eq!(r.max_call_duration, Some(chrono::Duration::minutes(90)));
+        assert!(r.close_ghosts);
     }
 }

@@ -189,6 +189,38 @@ fn unreadable_text(rows: &[store::UnreadableRow]) -> String {
     o
 }
 
+/// The daemon's suspected ghost calls, one line each (empty when there are none).
+fn ghosts_text(status: &Value) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let ghosts = status["suspect_ghosts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if ghosts.is_empty() {
+        return o;
+    }
+    let _ = writeln!(
+        o,
+        "  Suspected ghost calls ({}), kept alive longer than max_call_duration by a channel Asterisk still lists:",
+        ghosts.len()
+    );
+    for g in &ghosts {
+        let s = |k: &str| g[k].as_str().unwrap_or("-").to_string();
+        let _ = writeln!(
+            o,
+            "    #{:<8} on {}: channel {} ({}), answered {}, no activity since {}",
+            s("call_id"),
+            s("server"),
+            s("channel"),
+            s("uniqueid"),
+            s("answered_at"),
+            s("last_activity"),
+        );
+    }
+    o
+}
+
 fn call_json(c: &OpenCall) -> Value {
     json!({
         "id": c.id,
@@ -359,6 +391,7 @@ fn status_text(
             for a in status["alerts"].as_array().into_iter().flatten() {
                 let _ = writeln!(o, "  ALERT: {}", a.as_str().unwrap_or_default());
             }
+            o.push_str(&ghosts_text(status));
         }
         DaemonReport::NotRunning { url, why } => {
             let at = url

@@ -134,6 +134,7 @@ pub fn no_listing_view() -> ServerView {
         listing_at: None,
         epoch: 0,
         ids_matched_before: false,
+        booted_at: None,
     })
     .build()
 }
@@ -235,6 +236,12 @@ fn keep_text(reason: &KeepReason) -> String {
             format!("not old enough until {}", t(timeout_at))
         }
         KeepReason::Alive { .. } => "alive".into(),
+        KeepReason::SuspectGhost(g) => format!(
+            "a suspected ghost: kept alive by channel {} ({}) with no activity since {}",
+            g.channel,
+            g.uniqueid,
+            t(&g.last_activity)
+        ),
         _ => "kept".into(),
     }
 }
@@ -301,6 +308,7 @@ mod tests {
             unsynced_since: None,
             listing_at: Some(at),
             epoch: 1,
+            booted_at: None,
             live: Default::default(),
             ended: Default::default(),
         };
@@ -314,6 +322,7 @@ mod tests {
                     state: "Up".into(),
                     first_seen: at,
                     last_known_alive: at,
+                    last_activity: at,
                     epoch: 1,
                 },
             );

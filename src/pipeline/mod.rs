@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use ami::channels::MapSnapshot;
 use chrono::{DateTime, Utc};
-use reconciler::{Decision, HoldReason, OpenRow, Reason};
+use reconciler::{Decision, HoldReason, KeepReason, OpenRow, Reason};
 use serde::Serialize;
 use store::{
     CallId, CloseReason, CloseRequest, OpenCall, OpenRows, ServerFilter, Store, UnreadableRow,
@@ -71,6 +71,21 @@ pub struct HeldRow {
     pub why: String,
 }
 
+/// A row kept alive longer than `max_call_duration` by a channel (a suspected ghost).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GhostRow {
+    /// Row id.
+    pub id: CallId,
+    /// Row's answer time.
+    pub answered_at: DateTime<Utc>,
+    /// The channel that keeps it alive.
+    pub channel: String,
+    /// That channel's Uniqueid.
+    pub uniqueid: String,
+    /// The last event seen about that channel.
+    pub last_activity: DateTime<Utc>,
+}
+
 /// What one round did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SweepReport {
@@ -86,6 +101,8 @@ pub struct SweepReport {
     pub kept: usize,
     /// Open rows that could not be read (quarantined: never judged, never written).
     pub unreadable: Vec<UnreadableRow>,
+    /// Rows kept open although a channel has kept them alive longer than `max_call_duration`.
+    pub suspect_ghosts: Vec<GhostRow>,
 }
 
 /// Runs rounds; see the module docs.
@@ -101,6 +118,8 @@ pub struct Sweeper {
     dry_closed: HashSet<CallId>,
     /// Unreadable rows already logged (each is logged once per process).
     unreadable_logged: HashSet<CallId>,
+    /// Suspected ghosts already warned about (each is warned about once per process).
+    ghosts_logged: HashSet<CallId>,
     /// Closes whose commit may or may not have happened (the connection died after `COMMIT` was sent), by
     /// server: the next round asks the audit table which of them this run did close, and announces those.
     in_doubt: HashMap<String, Vec<ClosedRow>>,
@@ -130,6 +149,7 @@ impl Sweeper {
             memory: HashMap::new(),
             dry_closed: HashSet::new(),
             unreadable_logged: HashSet::new(),
+            ghosts_logged: HashSet::new(),
             in_doubt: HashMap::new(),
         }
     }
@@ -202,6 +222,27 @@ impl Sweeper {
             settled.push(row);
         }
         Ok(settled)
+    }
+
+    /// Counts the suspected ghosts of a round and warns once about each.
+    fn report_ghosts(&mut self, target: &ServerTarget, ghosts: &[GhostRow]) {
+        metrics::gauge!(m::SUSPECT_GHOST_CALLS, "server" => target.name.clone())
+            .set(ghosts.len() as f64);
+        for g in ghosts {
+            if self.ghosts_logged.insert(g.id.clone()) {
+                tracing::warn!(
+                    call_id = %g.id,
+                    server = %target.name,
+                    channel = %g.channel,
+                    uniqueid = %g.uniqueid,
+                    answered_at = %g.answered_at.format("%Y-%m-%d %H:%M:%S"),
+                    last_activity = %g.last_activity.format("%Y-%m-%d %H:%M:%S"),
+                    "suspected ghost channel: the call has been kept alive longer than max_call_duration by a \
+                     channel Asterisk still lists; hang the channel up in Asterisk, or set [policy] \
+                     close_ghosts = true to close such calls"
+                );
+            }
+        }
     }
 
     /// Quarantines unreadable rows: each is logged once (not every round), and counted per server.
@@ -335,10 +376,24 @@ impl Sweeper {
                         why: why.to_string(),
                     });
                 }
+                Decision::Keep {
+                    reason: KeepReason::SuspectGhost(ghost),
+                } => {
+                    report.kept += 1;
+                    let Some(call) = calls.get(row) else { continue };
+                    report.suspect_ghosts.push(GhostRow {
+                        id: call.id.clone(),
+                        answered_at: call.answered_at,
+                        channel: ghost.channel,
+                        uniqueid: ghost.uniqueid,
+                        last_activity: ghost.last_activity,
+                    });
+                }
                 _ => report.kept += 1,
             }
         }
         memory.held = still_held;
+        self.report_ghosts(target, &report.suspect_ghosts);
         if report.held.iter().any(|h| h.why == "ids_never_matched") {
             tracing::error!(
                 server = %target.name,
@@ -425,6 +480,7 @@ pub fn open_row(call: &OpenCall) -> OpenRow {
         key: call.id.to_text(),
         uniqueid: non_empty(&call.uniqueid),
         linkedid: non_empty(&call.linkedid),
+        channel: non_empty(&call.channel),
         extension: non_empty(&call.extension),
         answered_at: call.answered_at,
         talk_seconds: call.talk_seconds,
@@ -457,6 +513,7 @@ pub fn store_reason(reason: Reason) -> CloseReason {
         Reason::AsteriskRestart => CloseReason::AsteriskRestart,
         Reason::TimeoutCleanup => CloseReason::TimeoutCleanup,
         Reason::Superseded => CloseReason::Superseded,
+        Reason::GhostChannel => CloseReason::GhostChannel,
         _ => CloseReason::Manual,
     }
 }

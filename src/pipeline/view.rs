@@ -30,14 +30,17 @@ pub fn server_view(snapshot: &MapSnapshot, memory: &ServerMemory) -> ServerView 
         listing_at: snapshot.listing_at,
         epoch: snapshot.epoch,
         ids_matched_before: memory.ids_matched_before,
+        booted_at: snapshot.booted_at,
     });
     for (uniqueid, live) in &snapshot.live {
         builder.live(
             uniqueid.clone(),
             LiveChannel {
                 linkedids_ever: live.linkedids_ever.clone(),
+                channel: live.channel.clone(),
                 first_seen: live.first_seen,
                 last_known_alive: live.last_known_alive,
+                last_activity: live.last_activity,
                 epoch: live.epoch,
             },
         );
@@ -78,6 +81,7 @@ pub fn server_view(snapshot: &MapSnapshot, memory: &ServerMemory) -> ServerView 
             uniqueid.clone(),
             EndedChannel {
                 linkedids_ever: ended.linkedids_ever.clone(),
+                channel: ended.channel.clone(),
                 end,
             },
         );
@@ -116,6 +120,7 @@ mod tests {
             key: key.into(),
             uniqueid: Some(uniqueid.into()),
             linkedid: None,
+            channel: None,
             extension: None,
             answered_at,
             talk_seconds: None,

@@ -8,6 +8,7 @@ mod daemon;
 mod demo;
 mod events;
 mod fleet;
+mod ghosts;
 mod init;
 mod laravel;
 mod mysql_time_zone;

@@ -32,6 +32,27 @@ pub const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_MAX_TOMBSTONES: usize = 20_000;
 /// Default capacity of the [`ChannelGone`] queue (overflow is counted, oldest kept).
 pub const DEFAULT_GONE_QUEUE: usize = 100_000;
+/// At most this many Linkedids are remembered per channel (the oldest dropped first, never the current
+/// one): a channel that lives for days (a stuck SCCP or UnicastRTP channel Asterisk never frees) would
+/// otherwise collect every Linkedid it ever touched.
+pub const MAX_LINKEDIDS_PER_CHANNEL: usize = 32;
+
+/// Adds `lid` to a channel's Linkedid history unless it is there, dropping the oldest entries other than
+/// `current` beyond [`MAX_LINKEDIDS_PER_CHANNEL`].
+fn remember_linkedid(ever: &mut Vec<String>, lid: &str, current: &str) {
+    if ever.iter().any(|x| x == lid) {
+        return;
+    }
+    ever.push(lid.to_string());
+    while ever.len() > MAX_LINKEDIDS_PER_CHANNEL {
+        match ever.iter().position(|x| x != current) {
+            Some(oldest) => {
+                ever.remove(oldest);
+            }
+            None => break,
+        }
+    }
+}
 
 /// Options of a [`ChannelMap`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +181,9 @@ pub struct LiveChannel {
     pub first_seen: DateTime<Utc>,
     /// Latest time it is known to have been alive.
     pub last_known_alive: DateTime<Utc>,
+    /// The last event about it (its `Newchannel`, state changes, bridges, …), or when a listing first showed
+    /// it. A listing that shows it again is not activity: a channel Asterisk forgot to free is listed forever.
+    pub last_activity: DateTime<Utc>,
     /// Connection epoch in which it was last confirmed (created or listed).
     pub epoch: u64,
 }
@@ -190,6 +214,8 @@ pub struct MapSnapshot {
     pub listing_at: Option<DateTime<Utc>>,
     /// Connection epoch (incremented at every login).
     pub epoch: u64,
+    /// When the Asterisk whose channels the map holds booted (from `FullyBooted`'s `Uptime`), if known.
+    pub booted_at: Option<DateTime<Utc>>,
     /// Channels up, by `Uniqueid`.
     pub live: HashMap<String, LiveChannel>,
     /// Ended channels still retained, by `Uniqueid`.
@@ -204,6 +230,8 @@ struct Live {
     state: String,
     first_seen: i64,
     last_seen: i64,
+    /// The last event about it (see [`LiveChannel::last_activity`]).
+    last_event: i64,
     epoch: u64,
     /// Listing generation in which it was last confirmed alive.
     gen: u64,
@@ -234,6 +262,8 @@ struct Status {
     prev_session_started: Option<i64>,
     /// When the last session ended (the connection dropped).
     dropped_at: Option<i64>,
+    /// When the Asterisk of the current session booted (from `FullyBooted`'s `Uptime`).
+    booted_at: Option<i64>,
     /// Tombstones in write order, for retention.
     order: VecDeque<(i64, String)>,
 }
@@ -726,6 +756,7 @@ impl ServerChannels {
                 state: f.state().unwrap_or("").to_string(),
                 first_seen: now,
                 last_seen: now,
+                last_event: now,
                 epoch,
                 gen: self.inner.gen.load(Ordering::Relaxed),
             },
@@ -750,15 +781,14 @@ impl ServerChannels {
         let gen = self.inner.gen.load(Ordering::Relaxed);
         if let Some(mut live) = self.inner.live.get_mut(uid) {
             live.last_seen = live.last_seen.max(now);
+            live.last_event = live.last_event.max(now);
             live.gen = gen;
             // Nearly always unchanged: compare bytes, read the text only for a change.
             let linkedid = msg.linkedid_bytes();
             let changed = linkedid.is_some_and(|l| l != live.linkedid.as_bytes());
             if let Some(l) = text(linkedid).filter(|l| changed && valid_id(l)) {
                 live.linkedid = l.to_string();
-                if !live.linkedids_ever.iter().any(|x| x == l) {
-                    live.linkedids_ever.push(l.to_string());
-                }
+                remember_linkedid(&mut live.linkedids_ever, l, l);
             }
             match event {
                 b"Newstate" => {
@@ -798,6 +828,7 @@ impl ServerChannels {
                 state: f.state().unwrap_or("").to_string(),
                 first_seen: now,
                 last_seen: now,
+                last_event: now,
                 epoch: self.epoch(),
                 gen,
             },
@@ -811,9 +842,8 @@ impl ServerChannels {
     fn remember_other_linkedids(&self, f: &Fields<'_>) {
         for (uid, lid) in f.others() {
             if let Some(mut live) = self.inner.live.get_mut(uid) {
-                if !live.linkedids_ever.iter().any(|x| x == lid) {
-                    live.linkedids_ever.push(lid.to_string());
-                }
+                let live = &mut *live;
+                remember_linkedid(&mut live.linkedids_ever, lid, &live.linkedid);
             }
         }
     }
@@ -862,6 +892,7 @@ impl ServerChannels {
                     state: String::new(),
                     first_seen: us(at),
                     last_seen: us(at),
+                    last_event: us(at),
                     epoch: self.epoch(),
                     gen: 0,
                 }
@@ -894,11 +925,12 @@ impl ServerChannels {
     /// the number of channels ended.
     pub fn fully_booted(&self, uptime: Duration, now: DateTime<Utc>) -> usize {
         let n = us(now);
-        let st = lock(&self.inner.status);
+        let mut st = lock(&self.inner.status);
+        let booted = n.saturating_sub(i64::try_from(uptime.as_micros()).unwrap_or(i64::MAX));
+        st.booted_at = Some(booted);
         let Some(prev) = st.prev_session_started else {
             return 0;
         };
-        let booted = n.saturating_sub(i64::try_from(uptime.as_micros()).unwrap_or(i64::MAX));
         // One second of slack: Uptime is whole seconds.
         if booted <= prev + 1_000_000 {
             return 0;
@@ -1033,9 +1065,7 @@ impl ServerChannels {
                 if let Some(l) = f.linkedid().filter(|l| valid_id(l)) {
                     if live.linkedid != l {
                         live.linkedid = l.to_string();
-                        if !live.linkedids_ever.iter().any(|x| x == l) {
-                            live.linkedids_ever.push(l.to_string());
-                        }
+                        remember_linkedid(&mut live.linkedids_ever, l, l);
                     }
                 }
                 if let Some(c) = f.channel() {
@@ -1065,6 +1095,7 @@ impl ServerChannels {
                         state: f.state().unwrap_or("").to_string(),
                         first_seen: now,
                         last_seen: now,
+                        last_event: now,
                         epoch,
                         gen,
                     },
@@ -1134,6 +1165,7 @@ impl ServerChannels {
                         state: l.state.clone(),
                         first_seen: dt(l.first_seen),
                         last_known_alive: dt(Self::last_known_alive(l, through)),
+                        last_activity: dt(l.last_event),
                         epoch: l.epoch,
                     },
                 )
@@ -1162,6 +1194,7 @@ impl ServerChannels {
             unsynced_since: st.unsynced_since.map(dt),
             listing_at: st.listing_at.map(dt),
             epoch: st.epoch,
+            booted_at: st.booted_at.map(dt),
             live,
             ended,
         }
@@ -1373,6 +1406,59 @@ mod tests {
         assert_eq!(gone[0].linkedid, "srv1-1795520000.2");
     }
 
+    /// Issue 14 (6): a channel that lives for days (a ghost Asterisk never frees) keeps at most
+    /// [`MAX_LINKEDIDS_PER_CHANNEL`] Linkedids, the oldest dropped and the current one kept; a listing that
+    /// shows it again is no activity.
+    #[test]
+    fn linkedid_history_is_capped_and_listings_are_not_activity() {
+        let map = ChannelMap::default();
+        let s = map.server("pbx");
+        s.begin_session(t(0));
+        let gen = s.begin_listing(t(0));
+        s.finish_listing(gen, t(0)).unwrap();
+        s.apply(&newchannel("1795520001.1", "1795520001.1"), t(1));
+        for i in 0..100 {
+            let lid = format!("1795520002.{i}");
+            let own = Message::from_pairs([
+                ("Event", "BridgeEnter"),
+                ("Channel", "SCCP/2001-00000001"),
+                ("Uniqueid", "1795520001.1"),
+                ("Linkedid", lid.as_str()),
+            ]);
+            s.read_through(t(2 + i));
+            s.apply(&own, t(2 + i));
+        }
+        let snap = s.snapshot();
+        let ch = &snap.live["1795520001.1"];
+        let want: Vec<String> = (68..100).map(|i| format!("1795520002.{i}")).collect();
+        assert_eq!(ch.linkedids_ever, want);
+        assert_eq!(ch.last_activity, t(101));
+        // another channel's event names it with a new Linkedid: the oldest goes, the current stays
+        let other = Message::from_pairs([
+            ("Event", "AttendedTransfer"),
+            ("OrigTransfererUniqueid", "1795520009.1"),
+            ("OrigTransfererLinkedid", "1795520009.1"),
+            ("TransfereeUniqueid", "1795520001.1"),
+            ("TransfereeLinkedid", "1795520003.1"),
+        ]);
+        s.apply(&other, t(102));
+        let ch = &s.snapshot().live["1795520001.1"];
+        assert_eq!(ch.linkedids_ever.len(), MAX_LINKEDIDS_PER_CHANNEL);
+        assert_eq!(ch.linkedids_ever[0], "1795520002.69");
+        assert_eq!(ch.linkedid, "1795520002.99");
+        assert!(ch.linkedids_ever.contains(&ch.linkedid));
+        assert_eq!(ch.linkedids_ever.last().unwrap(), "1795520003.1");
+        // listed again much later: still up, but no activity since t(101)
+        s.disconnected(t(500));
+        s.begin_session(t(600));
+        let gen = s.begin_listing(t(600));
+        s.listed(gen, &item("1795520001.1", "1795520002.99"), t(600));
+        s.finish_listing(gen, t(600)).unwrap();
+        let ch = &s.snapshot().live["1795520001.1"];
+        assert_eq!(ch.last_activity, t(101));
+        assert!(ch.last_known_alive >= t(600));
+    }
+
     /// Regression (cacofonisk `ctd-account-account-xfer-attn-abbcac` with a gap): the transfer target was
     /// created while callwatch was away and listed with its new Linkedid; only the `AttendedTransfer`
     /// event shows it belonged to the consultation call, whose row must stay open while it is up.
@@ -1459,6 +1545,9 @@ mod tests {
         let map = ChannelMap::default();
         let s = map.server("pbx");
         s.begin_session(t(0));
+        assert_eq!(s.snapshot().booted_at, None);
+        assert_eq!(s.fully_booted(Duration::from_secs(900), t(0)), 0);
+        assert_eq!(s.snapshot().booted_at, Some(t(-900)));
         s.apply(&newchannel("1795520001.1", "1795520001.1"), t(1));
         s.disconnected(t(10));
         // Back 100 s later; Asterisk has been up 1000 s: no restart.
@@ -1470,6 +1559,7 @@ mod tests {
         s.begin_session(t(200));
         assert_eq!(s.fully_booted(Duration::from_secs(30), t(200)), 1);
         let snap = s.snapshot();
+        assert_eq!(snap.booted_at, Some(t(170)));
         assert!(snap.live.is_empty());
         assert!(
             matches!(snap.ended["1795520001.1"].end, ChannelEnd::Restart { at, before, .. } if at == t(110) && before == Some(t(170)))

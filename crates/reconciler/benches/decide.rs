@@ -33,14 +33,17 @@ fn fixture(synced: bool) -> (Vec<OpenRow>, ServerViewBuilder) {
         listing_at: Some(now - Duration::seconds(1)),
         epoch: 1,
         ids_matched_before: true,
+        booted_at: None,
     });
     for i in 0..N {
         view.live(
             uid(i),
             LiveChannel {
                 linkedids_ever: vec![uid(i - i % 4)],
+                channel: String::new(),
                 first_seen: now - Duration::seconds(600),
                 last_known_alive: now,
+                last_activity: now,
                 epoch: 1,
             },
         );
@@ -64,6 +67,7 @@ fn fixture(synced: bool) -> (Vec<OpenRow>, ServerViewBuilder) {
             uid(i),
             EndedChannel {
                 linkedids_ever: vec![uid(i)],
+                channel: String::new(),
                 end,
             },
         );
@@ -78,6 +82,7 @@ fn fixture(synced: bool) -> (Vec<OpenRow>, ServerViewBuilder) {
             OpenRow {
                 key: r.to_string(),
                 uniqueid,
+                channel: None,
                 linkedid,
                 extension: Some(format!("{}", 2001 + r % 20_000)),
                 answered_at: now - Duration::seconds(300),

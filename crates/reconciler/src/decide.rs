@@ -5,10 +5,12 @@ use chrono::{DateTime, Utc};
 use crate::decision::{Decision, KeepReason};
 use crate::matching::{match_row, RowMatch};
 use crate::model::OpenRow;
+use crate::names::ChannelNames;
 use crate::policy::Policy;
 use crate::rules::asterisk_restart::asterisk_restart;
 use crate::rules::channel_gone::{answered_before_listing, channel_gone};
 use crate::rules::future::answered_in_future;
+use crate::rules::ghost_channel::{ghost_channel, suspected};
 use crate::rules::guard::mass_close_guard;
 use crate::rules::hangup_seen::hangup_seen;
 use crate::rules::superseded::{extension, superseded, LiveByExtension};
@@ -21,14 +23,16 @@ use crate::view::ServerView;
 /// Returns exactly one [`Decision`] per row, in the order of `rows` (a [`crate::Close`] also carries its
 /// row's index). For each row, in order:
 /// 1. answered after `now` → keep (never judged);
-/// 2. matched to a live channel (by Uniqueid, else by any channel that ever carried its Linkedid) → keep;
+/// 2. matched to a live channel (by Uniqueid or channel name of the same boot, else by any channel that
+///    ever carried its Linkedid) → keep; answered more than `max_call_duration` ago → a suspected ghost
+///    (`ghost_channel`: reported, or closed when the policy closes ghosts);
 /// 3. `hangup_seen`, 4. `asterisk_restart` (evidence);
 /// 5. `channel_gone` (synced map only);
 /// 6. `superseded` (synced map only; a newer call on its extension is live);
 /// 7. `timeout_cleanup` (unjudgeable and old);
 /// 8. otherwise keep, saying why.
 ///
-/// Then the mass-close guard may turn the closes of rules 5–7 into holds.
+/// Then the mass-close guard may turn the closes of rules 5–7 and `ghost_channel` into holds.
 ///
 /// Pure: no clock (time is `now`), no I/O, no failure; the same input gives the same output.
 pub fn decide(
@@ -38,10 +42,13 @@ pub fn decide(
     now: DateTime<Utc>,
 ) -> Vec<Decision> {
     let ctx = Ctx { view, policy, now };
+    let names = ChannelNames::new(rows, view, policy.skew);
     let mut out: Vec<Decision> = Vec::with_capacity(rows.len());
     // rows no evidence closed and no live channel keeps: (index, match)
     let mut pending: Vec<(usize, RowMatch<'_>)> = Vec::new();
     let mut any_matched = false;
+    // rows kept alive longer than `max_call_duration`: (index, how they matched)
+    let mut suspects: Vec<(usize, crate::decision::MatchedBy)> = Vec::new();
 
     for (i, row) in rows.iter().enumerate() {
         if answered_in_future(row, now) {
@@ -50,9 +57,12 @@ pub fn decide(
             });
             continue;
         }
-        let m = match_row(row, view);
+        let m = match_row(row, view, &names);
         any_matched |= m.is_matched();
         if let RowMatch::Alive(by) = m {
+            if suspected(row, &ctx) {
+                suspects.push((i, by));
+            }
             out.push(Decision::Keep {
                 reason: KeepReason::Alive { by },
             });
@@ -73,13 +83,17 @@ pub fn decide(
         }
     }
 
+    for (i, d) in ghost_channel(&suspects, rows, &names, &ctx) {
+        out[i] = d;
+    }
+
     if !pending.is_empty() {
         let live = if policy.superseded {
             let alive = out.iter().enumerate().filter_map(|(i, d)| {
                 matches!(
                     d,
                     Decision::Keep {
-                        reason: KeepReason::Alive { .. }
+                        reason: KeepReason::Alive { .. } | KeepReason::SuspectGhost(_)
                     }
                 )
                 .then_some(i)

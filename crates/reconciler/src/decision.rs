@@ -77,11 +77,14 @@ pub enum Reason {
     TimeoutCleanup,
     /// A newer call on the same extension is live.
     Superseded,
+    /// A channel Asterisk still lists kept the row alive longer than `max_call_duration` (a suspected
+    /// ghost), and the policy closes ghosts.
+    GhostChannel,
 }
 
 impl Reason {
     /// The reason's name, as stored in `hangup_cause` and the audit: `hangup_seen`, `channel_gone`,
-    /// `asterisk_restart`, `timeout_cleanup` or `superseded`.
+    /// `asterisk_restart`, `timeout_cleanup`, `superseded` or `ghost_channel`.
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::HangupSeen => "hangup_seen",
@@ -89,15 +92,19 @@ impl Reason {
             Reason::AsteriskRestart => "asterisk_restart",
             Reason::TimeoutCleanup => "timeout_cleanup",
             Reason::Superseded => "superseded",
+            Reason::GhostChannel => "ghost_channel",
         }
     }
 
     /// True for the reasons the mass-close guard may hold (`channel_gone`, `timeout_cleanup`,
-    /// `superseded`). `hangup_seen` and `asterisk_restart` are evidence and never held.
+    /// `superseded`, `ghost_channel`). `hangup_seen` and `asterisk_restart` are evidence and never held.
     pub fn is_guarded(self) -> bool {
         matches!(
             self,
-            Reason::ChannelGone | Reason::TimeoutCleanup | Reason::Superseded
+            Reason::ChannelGone
+                | Reason::TimeoutCleanup
+                | Reason::Superseded
+                | Reason::GhostChannel
         )
     }
 }
@@ -116,10 +123,25 @@ pub enum MatchedBy {
     Uniqueid,
     /// A live channel has (or once had) the row's Linkedid.
     Linkedid,
+    /// A live channel of the same Asterisk boot has the row's channel name.
+    Channel,
+}
+
+/// A row kept alive longer than `max_call_duration`: the channel that keeps it alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ghost {
+    /// Which id matched the channel.
+    pub by: MatchedBy,
+    /// The channel's Uniqueid.
+    pub uniqueid: String,
+    /// The channel's name (empty when unknown).
+    pub channel: String,
+    /// The last event seen about the channel (for a Linkedid group, the member with the latest one).
+    pub last_activity: DateTime<Utc>,
 }
 
 /// Why a row stays open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeepReason {
     /// The row's channel is up.
@@ -127,6 +149,9 @@ pub enum KeepReason {
         /// Which id matched.
         by: MatchedBy,
     },
+    /// The row's channel is up, but the row was answered more than `max_call_duration` ago: a suspected
+    /// ghost (reported; closed only when the policy closes ghosts).
+    SuspectGhost(Ghost),
     /// The row was answered after `now` (clock skew); it is not judged.
     AnsweredInFuture,
     /// The map is unsynced and has not been for longer than `fallback_after` (or the runner did not say

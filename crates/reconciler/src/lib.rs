@@ -27,6 +27,7 @@
 //!     "1795520552.4",
 //!     EndedChannel {
 //!         linkedids_ever: vec!["1795520552.4".into()],
+//!         channel: "PJSIP/2001-00000004".into(),
 //!         end: End::HangupSeen {
 //!             at: now - Duration::seconds(30),
 //!             cause: Some(16),
@@ -41,6 +42,7 @@
 //!     key: "42".into(),
 //!     uniqueid: Some("1795520552.4".into()),
 //!     linkedid: None,
+//!     channel: None,
 //!     extension: Some("2007".into()),
 //!     answered_at: now - Duration::seconds(90),
 //!     talk_seconds: None,
@@ -61,15 +63,17 @@ mod hash;
 mod key;
 mod matching;
 mod model;
+mod names;
 mod policy;
 mod rules;
 mod view;
 
 pub use decide::decide;
-pub use decision::{Close, Decision, HoldReason, KeepReason, MatchedBy, Reason};
+pub use decision::{Close, Decision, Ghost, HoldReason, KeepReason, MatchedBy, Reason};
 pub use model::{End, EndedChannel, LiveChannel, OpenRow, ServerState};
 pub use policy::{
-    CauseFormat, Policy, DEFAULT_CONFIRM_DELAY, DEFAULT_FALLBACK_AFTER, DEFAULT_MAX_CLOSE_FRACTION,
-    DEFAULT_MAX_CLOSE_MIN, DEFAULT_SKEW, DEFAULT_SUPERSEDED, DEFAULT_TIMEOUT,
+    CauseFormat, Policy, DEFAULT_CLOSE_GHOSTS, DEFAULT_CONFIRM_DELAY, DEFAULT_FALLBACK_AFTER,
+    DEFAULT_MAX_CALL_DURATION, DEFAULT_MAX_CLOSE_FRACTION, DEFAULT_MAX_CLOSE_MIN, DEFAULT_SKEW,
+    DEFAULT_SUPERSEDED, DEFAULT_TIMEOUT,
 };
 pub use view::{ServerView, ServerViewBuilder};

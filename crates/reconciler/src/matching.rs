@@ -1,8 +1,9 @@
-//! Matching a row to the server's channels: by Uniqueid first, else by Linkedid group.
+//! Matching a row to the server's channels: by Uniqueid and channel name first, else by Linkedid group.
 
 use crate::decision::MatchedBy;
 use crate::evidence::Evidence;
 use crate::model::OpenRow;
+use crate::names::{ChannelNames, NameSlot};
 use crate::view::{Lookup, ServerView};
 
 /// Where a row's call stands.
@@ -33,28 +34,52 @@ impl RowMatch<'_> {
     }
 }
 
-/// Matching rule: a row follows the channel whose Uniqueid equals its `uniqueid` (live or ended); with no
-/// such channel, the channels that ever carried its `linkedid` — alive while any of them is up, over
-/// when all are gone.
-pub(crate) fn match_row<'v>(row: &OpenRow, view: &'v ServerView) -> RowMatch<'v> {
+/// Matching rule, strongest evidence first:
+/// 1. a live channel with the row's `uniqueid`, or a live channel of the same boot named as its `channel`,
+///    keeps the row alive;
+/// 2. otherwise a tombstone with its `uniqueid` says how the call ended (the Uniqueid decides);
+/// 3. otherwise any live channel that ever carried its `linkedid` keeps it alive;
+/// 4. otherwise the tombstones of its channel name and of its Linkedid group say how it ended (the later
+///    of the two when both are known: the call lasted while either was up).
+///
+/// A row with neither a Uniqueid nor a Linkedid, whose channel name no known channel has, is [`RowMatch::NoIds`].
+pub(crate) fn match_row<'v>(
+    row: &OpenRow,
+    view: &'v ServerView,
+    names: &ChannelNames<'v>,
+) -> RowMatch<'v> {
     let uniqueid = row.uniqueid.as_deref().filter(|s| !s.is_empty());
     let linkedid = row.linkedid.as_deref().filter(|s| !s.is_empty());
-    if uniqueid.is_none() && linkedid.is_none() {
+    let name = names.lookup(row);
+    if uniqueid.is_none() && linkedid.is_none() && name.is_none() {
         return RowMatch::NoIds;
     }
-    if let Some(uid) = uniqueid {
-        match view.by_uniqueid(uid) {
-            Lookup::Alive => return RowMatch::Alive(MatchedBy::Uniqueid),
-            Lookup::Ended(e) => return RowMatch::Ended(e),
-            Lookup::Unknown => {}
-        }
+    let by_uniqueid = uniqueid.map(|uid| view.by_uniqueid(uid));
+    if by_uniqueid == Some(Lookup::Alive) {
+        return RowMatch::Alive(MatchedBy::Uniqueid);
     }
-    if let Some(lid) = linkedid {
-        match view.by_linkedid(lid) {
-            Lookup::Alive => return RowMatch::Alive(MatchedBy::Linkedid),
-            Lookup::Ended(e) => return RowMatch::Ended(e),
-            Lookup::Unknown => {}
-        }
+    if matches!(name, Some(NameSlot::Live(_))) {
+        return RowMatch::Alive(MatchedBy::Channel);
     }
-    RowMatch::Unknown
+    if let Some(Lookup::Ended(e)) = by_uniqueid {
+        return RowMatch::Ended(e);
+    }
+    let by_linkedid = linkedid.map(|lid| view.by_linkedid(lid));
+    if by_linkedid == Some(Lookup::Alive) {
+        return RowMatch::Alive(MatchedBy::Linkedid);
+    }
+    let named = match name {
+        Some(NameSlot::Ended(e)) => Some(e),
+        _ => None,
+    };
+    let group = match by_linkedid {
+        Some(Lookup::Ended(e)) => Some(e),
+        _ => None,
+    };
+    match (named, group) {
+        (Some(a), Some(b)) => RowMatch::Ended(a.merge(b)),
+        (Some(e), None) | (None, Some(e)) => RowMatch::Ended(e),
+        (None, None) if uniqueid.is_none() && linkedid.is_none() => RowMatch::NoIds,
+        (None, None) => RowMatch::Unknown,
+    }
 }

@@ -11,6 +11,9 @@ pub struct OpenRow {
     pub uniqueid: Option<String>,
     /// The Asterisk `Linkedid` the application stored, if any.
     pub linkedid: Option<String>,
+    /// The Asterisk channel name the application stored (e.g. `PJSIP/2001-0000001a`), if any. A live
+    /// channel of that name in the same Asterisk boot keeps the row alive.
+    pub channel: Option<String>,
     /// The extension (agent) the call belongs to, if known; used by the `superseded` rule.
     pub extension: Option<String>,
     /// When the call was answered, as the application wrote it.
@@ -26,10 +29,15 @@ pub struct LiveChannel {
     /// Every `Linkedid` the channel has carried while it lived, the current one last. Asterisk rewrites a
     /// channel's Linkedid on attended/blonde transfers and pickups; the channel stays a member of every group.
     pub linkedids_ever: Vec<String>,
+    /// The channel's name (`PJSIP/2001-0000001a`; empty when unknown).
+    pub channel: String,
     /// When callwatch first saw the channel.
     pub first_seen: DateTime<Utc>,
     /// The last time callwatch knew the channel to be up.
     pub last_known_alive: DateTime<Utc>,
+    /// The last event seen about the channel (its creation, state changes, bridges, …). A listing that
+    /// merely shows it again is not activity: Asterisk can keep a channel it never frees (a ghost).
+    pub last_activity: DateTime<Utc>,
     /// The epoch (connection / Asterisk boot) in which the channel was last confirmed. Informational:
     /// `decide` counts every live channel as up; the map turns the channels of a boot that ended into
     /// [`End::Restart`] tombstones.
@@ -41,6 +49,8 @@ pub struct LiveChannel {
 pub struct EndedChannel {
     /// Every `Linkedid` the channel carried while it lived, the last one last.
     pub linkedids_ever: Vec<String>,
+    /// The channel's name (empty when unknown).
+    pub channel: String,
     /// How callwatch learned that the channel ended.
     pub end: End,
 }
@@ -99,6 +109,10 @@ pub struct ServerState {
     pub listing_at: Option<DateTime<Utc>>,
     /// The current epoch (connection / Asterisk boot). Informational (see [`LiveChannel::epoch`]).
     pub epoch: u64,
+    /// When the Asterisk whose channels the map holds booted (from its `FullyBooted` `Uptime`), if known.
+    /// Channel names repeat across boots: a row's `channel` counts only for rows answered after the boot
+    /// (less `skew`); unknown, every row counts as answered in this boot.
+    pub booted_at: Option<DateTime<Utc>>,
     /// Rows of this server have matched channels in an earlier round (remembered by the runner). When
     /// false and no open row matches any channel in the view, a mass close raises an alert instead.
     pub ids_matched_before: bool,

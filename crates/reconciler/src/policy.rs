@@ -16,6 +16,10 @@ pub const DEFAULT_MAX_CLOSE_FRACTION: f64 = 0.9;
 pub const DEFAULT_MAX_CLOSE_MIN: usize = 50;
 /// Default delay before a later listing may confirm held closes.
 pub const DEFAULT_CONFIRM_DELAY: Duration = Duration::seconds(15);
+/// Default age beyond which a row kept alive by a channel is a suspected ghost.
+pub const DEFAULT_MAX_CALL_DURATION: Duration = Duration::hours(4);
+/// Suspected ghosts are reported, not closed, by default.
+pub const DEFAULT_CLOSE_GHOSTS: bool = false;
 
 /// How a close's `cause` is written for `hangup_seen`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,6 +54,11 @@ pub struct Policy {
     pub confirm_delay: Duration,
     /// How `hangup_seen` causes are written.
     pub cause_format: CauseFormat,
+    /// A row answered longer ago than this and still kept alive by a channel is a suspected ghost
+    /// (Asterisk can keep a channel after its call is gone); `None`: never.
+    pub max_call_duration: Option<Duration>,
+    /// Close suspected ghosts (`ghost_channel`, on a synced map) instead of only reporting them.
+    pub close_ghosts: bool,
 }
 
 impl Default for Policy {
@@ -63,6 +72,8 @@ impl Default for Policy {
             max_close_min: DEFAULT_MAX_CLOSE_MIN,
             confirm_delay: DEFAULT_CONFIRM_DELAY,
             cause_format: CauseFormat::Text,
+            max_call_duration: Some(DEFAULT_MAX_CALL_DURATION),
+            close_ghosts: DEFAULT_CLOSE_GHOSTS,
         }
     }
 }

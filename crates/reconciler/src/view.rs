@@ -212,6 +212,16 @@ impl ServerView {
         self.ended.len()
     }
 
+    /// Every live channel, by Uniqueid.
+    pub(crate) fn live_channels(&self) -> impl Iterator<Item = (&str, &LiveChannel)> {
+        self.live.iter().map(|(u, c)| (u.as_str(), c))
+    }
+
+    /// Every tombstone, by Uniqueid.
+    pub(crate) fn ended_channels(&self) -> impl Iterator<Item = (&str, &EndedChannel)> {
+        self.ended.iter().map(|(u, c)| (u.as_str(), c))
+    }
+
     /// True when some channel that ever carried `linkedid` is up.
     pub fn linkedid_alive(&self, linkedid: &str) -> bool {
         self.groups.get(linkedid).is_some_and(|g| g.live > 0)

@@ -90,6 +90,7 @@ fn state() -> impl Strategy<Value = ServerState> {
             listing_at: listing.map(t),
             epoch: 1,
             ids_matched_before: before,
+            booted_at: None,
         })
 }
 
@@ -146,6 +147,7 @@ impl Scenario {
             .map(|(i, r)| OpenRow {
                 key: format!("r{i}"),
                 uniqueid: r.uid.map(uid),
+                channel: None,
                 linkedid: r.lid.map(|l| {
                     LIDS.get(l)
                         .map_or_else(|| "nowhere".to_owned(), |s| (*s).to_owned())
@@ -166,8 +168,10 @@ impl Scenario {
                         uid(*u),
                         LiveChannel {
                             linkedids_ever: lids(l),
+                            channel: String::new(),
                             first_seen: t(-4000),
                             last_known_alive: t(0),
+                            last_activity: t(0),
                             epoch: 1,
                         },
                     );
@@ -177,6 +181,7 @@ impl Scenario {
                         uid(*u),
                         EndedChannel {
                             linkedids_ever: lids(l),
+                            channel: String::new(),
                             end: End::HangupSeen {
                                 at: t(*at),
                                 cause: *cause,
@@ -192,6 +197,7 @@ impl Scenario {
                         uid(*u),
                         EndedChannel {
                             linkedids_ever: lids(l),
+                            channel: String::new(),
                             end: End::Gone {
                                 after: t(*after),
                                 before: t(*before),
@@ -204,6 +210,7 @@ impl Scenario {
                         uid(*u),
                         EndedChannel {
                             linkedids_ever: lids(l),
+                            channel: String::new(),
                             end: End::Restart {
                                 at: t(*at),
                                 after: t(*after),
@@ -376,11 +383,13 @@ fn extreme_times_and_settings_do_not_panic() {
         listing_at: Some(max),
         epoch: u64::MAX,
         ids_matched_before: false,
+        booted_at: None,
     });
     b.ended(
         "a",
         EndedChannel {
             linkedids_ever: vec!["a".into()],
+            channel: String::new(),
             end: End::Gone {
                 after: max,
                 before: min,
@@ -391,6 +400,7 @@ fn extreme_times_and_settings_do_not_panic() {
         "b",
         EndedChannel {
             linkedids_ever: vec!["a".into()],
+            channel: String::new(),
             end: End::Restart {
                 at: min,
                 after: max,
@@ -407,6 +417,7 @@ fn extreme_times_and_settings_do_not_panic() {
         .map(|(i, at)| OpenRow {
             key: format!("r{i}"),
             uniqueid: (i % 2 == 0).then(|| "a".to_owned()),
+            channel: None,
             linkedid: Some("a".into()),
             extension: Some("2001".into()),
             answered_at: *at,

@@ -91,6 +91,7 @@ fn open_row(call: &Value, track: Track) -> OpenRow {
     OpenRow {
         key: call["call_id"].as_str().unwrap().to_owned(),
         uniqueid,
+        channel: None,
         linkedid,
         extension: Some(call["extension"].as_str().unwrap().to_owned()),
         answered_at: ts(&call["answered_at"]),
@@ -148,6 +149,7 @@ fn basic_every_hangup_seen() {
             ch["uniqueid"].as_str().unwrap(),
             EndedChannel {
                 linkedids_ever: vec![ch["linkedid"].as_str().unwrap().to_owned()],
+                channel: String::new(),
                 end: End::HangupSeen {
                     at,
                     cause: ch["hangup_cause"].as_u64().map(|c| c as u16),
@@ -218,8 +220,10 @@ fn disconnect_gap_resync_closes_exactly_the_calls_that_ended() {
                 uid,
                 LiveChannel {
                     linkedids_ever: lids,
+                    channel: String::new(),
                     first_seen: ts(&ch["created_at"]),
                     last_known_alive: listing_at,
+                    last_activity: listing_at,
                     epoch: 2,
                 },
             );
@@ -228,6 +232,7 @@ fn disconnect_gap_resync_closes_exactly_the_calls_that_ended() {
                 uid,
                 EndedChannel {
                     linkedids_ever: lids,
+                    channel: String::new(),
                     end: End::Gone {
                         after: last_frame,
                         before: listing_at,

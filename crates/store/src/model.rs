@@ -123,17 +123,21 @@ pub enum CloseReason {
     Superseded,
     /// An operator closed it by hand.
     Manual,
+    /// A channel Asterisk kept after the call was gone held the row open longer than
+    /// `max_call_duration`, and suspected ghosts are closed (`close_ghosts`).
+    GhostChannel,
 }
 
 impl CloseReason {
     /// Every reason.
-    pub const ALL: [CloseReason; 6] = [
+    pub const ALL: [CloseReason; 7] = [
         CloseReason::HangupSeen,
         CloseReason::ChannelGone,
         CloseReason::AsteriskRestart,
         CloseReason::TimeoutCleanup,
         CloseReason::Superseded,
         CloseReason::Manual,
+        CloseReason::GhostChannel,
     ];
 
     /// The stored name (`hangup_seen`, `channel_gone`, …).
@@ -145,6 +149,7 @@ impl CloseReason {
             CloseReason::TimeoutCleanup => "timeout_cleanup",
             CloseReason::Superseded => "superseded",
             CloseReason::Manual => "manual",
+            CloseReason::GhostChannel => "ghost_channel",
         }
     }
 

@@ -4,6 +4,7 @@
 pub(crate) mod asterisk_restart;
 pub(crate) mod channel_gone;
 pub(crate) mod future;
+pub(crate) mod ghost_channel;
 pub(crate) mod guard;
 pub(crate) mod hangup_seen;
 pub(crate) mod superseded;

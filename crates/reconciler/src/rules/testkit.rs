@@ -33,6 +33,7 @@ pub(crate) fn row(key: &str) -> OpenRow {
         key: key.to_owned(),
         uniqueid: None,
         linkedid: None,
+        channel: None,
         extension: None,
         answered_at: t(-600),
         talk_seconds: None,
@@ -46,6 +47,10 @@ impl OpenRow {
     }
     pub(crate) fn lid(mut self, lid: &str) -> Self {
         self.linkedid = Some(lid.to_owned());
+        self
+    }
+    pub(crate) fn chan(mut self, name: &str) -> Self {
+        self.channel = Some(name.to_owned());
         self
     }
     pub(crate) fn ext(mut self, ext: &str) -> Self {
@@ -70,6 +75,7 @@ pub(crate) fn synced(listing: i64) -> V {
         listing_at: Some(t(listing)),
         epoch: 1,
         ids_matched_before: false,
+        booted_at: None,
     }))
 }
 
@@ -82,6 +88,7 @@ pub(crate) fn unsynced(since: i64) -> V {
         listing_at: Some(t(-3600)),
         epoch: 1,
         ids_matched_before: false,
+        booted_at: None,
     }))
 }
 
@@ -94,24 +101,41 @@ impl V {
         f(self.0.state_mut());
         self
     }
-    /// A live channel carrying the Linkedids `l` (current last).
-    pub(crate) fn live(mut self, uid: &str, l: &[&str]) -> Self {
+    /// A live channel carrying the Linkedids `l` (current last), named `PJSIP/<uid>`.
+    pub(crate) fn live(self, uid: &str, l: &[&str]) -> Self {
+        let name = format!("PJSIP/{uid}");
+        self.live_named(uid, &name, l)
+    }
+    /// A live channel named `name`, last active at `t(-1000)`.
+    pub(crate) fn live_named(self, uid: &str, name: &str, l: &[&str]) -> Self {
+        self.live_active(uid, name, l, -1000)
+    }
+    /// A live channel named `name`, last active at `t(active)`.
+    pub(crate) fn live_active(mut self, uid: &str, name: &str, l: &[&str], active: i64) -> Self {
         self.0.live(
             uid,
             LiveChannel {
                 linkedids_ever: lids(l),
-                first_seen: t(-1000),
+                channel: name.to_owned(),
+                first_seen: t(-1000).min(t(active)),
                 last_known_alive: t(0),
+                last_activity: t(active),
                 epoch: 1,
             },
         );
         self
     }
-    pub(crate) fn ended(mut self, uid: &str, l: &[&str], end: End) -> Self {
+    pub(crate) fn ended(self, uid: &str, l: &[&str], end: End) -> Self {
+        let name = format!("PJSIP/{uid}");
+        self.ended_named(uid, &name, l, end)
+    }
+    /// A tombstone named `name`.
+    pub(crate) fn ended_named(mut self, uid: &str, name: &str, l: &[&str], end: End) -> Self {
         self.0.ended(
             uid,
             EndedChannel {
                 linkedids_ever: lids(l),
+                channel: name.to_owned(),
                 end,
             },
         );
@@ -176,12 +200,13 @@ pub(crate) fn render(d: &Decision) -> String {
     let opt = |o: Option<DateTime<Utc>>| o.map_or("-".to_owned(), off);
     match d {
         Decision::Keep { reason } => match reason {
-            KeepReason::Alive { by } => format!(
-                "keep alive({})",
-                match by {
-                    MatchedBy::Uniqueid => "uniqueid",
-                    MatchedBy::Linkedid => "linkedid",
-                }
+            KeepReason::Alive { by } => format!("keep alive({})", by_text(*by)),
+            KeepReason::SuspectGhost(g) => format!(
+                "keep suspect_ghost({}, {} {}, last={})",
+                by_text(g.by),
+                g.uniqueid,
+                g.channel,
+                off(g.last_activity)
             ),
             KeepReason::AnsweredInFuture => "keep future".to_owned(),
             KeepReason::NotSynced { since } => format!("keep not_synced(since={})", opt(*since)),
@@ -217,6 +242,14 @@ pub(crate) fn render(d: &Decision) -> String {
                 format!("hold ids_never_matched({})", would_close.as_str())
             }
         },
+    }
+}
+
+fn by_text(by: MatchedBy) -> &'static str {
+    match by {
+        MatchedBy::Uniqueid => "uniqueid",
+        MatchedBy::Linkedid => "linkedid",
+        MatchedBy::Channel => "channel",
     }
 }
 

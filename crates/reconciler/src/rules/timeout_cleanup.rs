@@ -86,7 +86,8 @@ mod tests {
             &[
                 "close timeout_cleanup at=0 after=-1801 before=0 cause=timeout_cleanup talk=1801",
                 "keep awaiting_timeout(no_ids=false, at=0)",
-                "keep alive(uniqueid)",
+                // alive for 27 h: a suspected ghost, kept (never a timeout)
+                "keep suspect_ghost(uniqueid, live PJSIP/live, last=-1000)",
                 "close timeout_cleanup at=-1900 after=-1900 before=-1890 cause=timeout_cleanup talk=100",
             ],
         );
