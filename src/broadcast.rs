@@ -506,13 +506,57 @@ struct Shared {
     status: String,
     /// One queue per transport, with the transport's name.
     queues: Vec<(&'static str, mpsc::Sender<CallUpdate>)>,
+    /// Deliveries, failures and drops (all transports), shared with [`BroadcastStats`].
+    counters: Arc<Counters>,
+}
+
+/// What the delivery tasks count for `/status` and the status page.
+#[derive(Debug, Default)]
+struct Counters {
+    transports: Vec<String>,
+    delivered: AtomicU64,
+    failed: AtomicU64,
     /// Updates dropped (all transports and reasons), as counted in the metric.
     dropped: AtomicU64,
+    last_error: std::sync::Mutex<Option<(String, DateTime<Utc>)>>,
+}
+
+impl Counters {
+    fn failed(&self, err: &anyhow::Error) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        let text = crate::redact::text(&format!("{err:#}"));
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some((text, Utc::now()));
+        }
+    }
+}
+
+/// Delivery counters of a [`Broadcaster`], read by `/status` and the status page; cheap to clone. Holding
+/// it does not keep the delivery tasks alive.
+#[derive(Debug, Clone, Default)]
+pub struct BroadcastStats {
+    counters: Option<Arc<Counters>>,
+}
+
+impl BroadcastStats {
+    /// The counters as `/status` shows them; `None` when no transport is configured.
+    pub fn health(&self) -> Option<crate::health::BroadcastHealth> {
+        let c = self.counters.as_ref()?;
+        let last = c.last_error.lock().ok().and_then(|l| l.clone());
+        Some(crate::health::BroadcastHealth {
+            transports: c.transports.clone(),
+            delivered: c.delivered.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            last_error_at: last.as_ref().map(|(_, at)| *at),
+            last_error: last.map(|(e, _)| e),
+        })
+    }
 }
 
 impl Shared {
     fn drop_one(&self, transport: &'static str, reason: &'static str, call_id: &CallId) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(crate::metrics::BROADCAST_DROPPED_TOTAL, "transport" => transport, "reason" => reason)
             .increment(1);
         tracing::warn!(transport, reason, call_id = %call_id, "broadcast dropped");
@@ -599,10 +643,14 @@ impl Broadcaster {
             queues.push((t.name(), tx));
             receivers.push((t, rx));
         }
+        let counters = Arc::new(Counters {
+            transports: queues.iter().map(|(name, _)| name.to_string()).collect(),
+            ..Counters::default()
+        });
         let shared = Arc::new(Shared {
             status: cfg.status.clone(),
             queues,
-            dropped: AtomicU64::new(0),
+            counters: counters.clone(),
         });
         for (t, rx) in receivers {
             tracker.spawn(deliver_loop(
@@ -611,6 +659,7 @@ impl Broadcaster {
                 rx,
                 cancel.clone(),
                 Arc::downgrade(&shared),
+                counters.clone(),
             ));
         }
         Ok(Self {
@@ -634,7 +683,14 @@ impl Broadcaster {
     pub fn dropped(&self) -> u64 {
         self.inner
             .as_ref()
-            .map_or(0, |s| s.dropped.load(Ordering::Relaxed))
+            .map_or(0, |s| s.counters.dropped.load(Ordering::Relaxed))
+    }
+
+    /// Its delivery counters.
+    pub fn stats(&self) -> BroadcastStats {
+        BroadcastStats {
+            counters: self.inner.as_ref().map(|s| s.counters.clone()),
+        }
     }
 }
 
@@ -646,6 +702,7 @@ async fn deliver_loop(
     mut rx: mpsc::Receiver<CallUpdate>,
     cancel: CancellationToken,
     shared: std::sync::Weak<Shared>,
+    counters: Arc<Counters>,
 ) {
     let dropped = |update: &CallUpdate, reason: &'static str| {
         if let Some(s) = shared.upgrade() {
@@ -672,10 +729,12 @@ async fn deliver_loop(
             };
             match result {
                 Ok(()) => {
+                    counters.delivered.fetch_add(1, Ordering::Relaxed);
                     delivered = true;
                     break;
                 }
                 Err(err) => {
+                    counters.failed(&err);
                     count_failure(&t, &update, &err);
                     if attempt == attempts || cancel.is_cancelled() {
                         break;
@@ -704,10 +763,16 @@ async fn deliver_loop(
                 .await
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("shutdown deadline")))
         };
-        if let Err(err) = result {
-            count_failure(&t, &update, &err);
-            dropped(&update, "shutdown");
-            failing = true;
+        match result {
+            Ok(()) => {
+                counters.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(err) => {
+                counters.failed(&err);
+                count_failure(&t, &update, &err);
+                dropped(&update, "shutdown");
+                failing = true;
+            }
         }
     }
 }

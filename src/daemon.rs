@@ -149,7 +149,7 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
         );
         let (addr, task) =
             crate::http::serve(&settings.http.listen, router, cancel.clone()).await?;
-        tracing::info!(%addr, "HTTP endpoints listening (/healthz /readyz /metrics /status)");
+        tracing::info!(%addr, "HTTP endpoints listening (status page /, /healthz /readyz /metrics /status)");
         health.update(|s| s.http_listen = Some(addr.to_string()));
         tracker.spawn(async move {
             let _ = task.await;
@@ -161,6 +161,7 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
         return Ok(DaemonSummary::default());
     };
     let broadcaster = Broadcaster::start(&settings.broadcast, &tracker, cancel.clone())?;
+    health.attach_broadcast(broadcaster.stats());
     // Unique per daemon, also for several daemons in one process (tests) started within a second.
     static DAEMONS_STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let nth = DAEMONS_STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -492,6 +493,8 @@ impl Daemon {
                     uniqueid: g.uniqueid.clone(),
                     last_activity: Some(g.last_activity),
                 }));
+            s.note_closes(server, &report.closed, now);
+            s.note_open_rows(server, report, now);
             s.alerts = report
                 .held
                 .iter()
@@ -700,6 +703,8 @@ async fn supervise(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last = ami::ClientStats::default();
     let mut last_listing: Option<chrono::DateTime<chrono::Utc>> = None;
+    let mut synced_since: Option<chrono::DateTime<chrono::Utc>> = None;
+    let mut rate = crate::health::EventRate::default();
     let channels = map.server(&server.name);
     // The supervisor starts before the first connect, so the first sync is measured too.
     let mut syncing_since: Option<std::time::Instant> = Some(std::time::Instant::now());
@@ -716,6 +721,12 @@ async fn supervise(
             ),
             _ => (fresh.connected, fresh.unsynced_since, None),
         };
+        if !synced {
+            synced_since = None;
+        } else if synced_since.is_none() {
+            synced_since = fresh.listing_at;
+        }
+        let events_per_second = rate.update(client.stats().events, std::time::Instant::now());
         health.set_server(ServerHealth {
             name: server.name.clone(),
             state: state_name(&current).to_string(),
@@ -725,6 +736,8 @@ async fn supervise(
             last_error,
             channels_live: snapshot_live,
             last_listing_at: fresh.listing_at,
+            synced_since,
+            events_per_second,
         });
         metrics::gauge!(m::CHANNELS_LIVE, "server" => server.name.clone())
             .set(snapshot_live as f64);

@@ -1,4 +1,5 @@
-//! The daemon's HTTP endpoints (axum): `/healthz`, `/readyz`, `/metrics`, `/status`.
+//! The daemon's HTTP endpoints (axum): `/` (the status page, HTML), `/healthz`, `/readyz`, `/metrics`,
+//! `/status` (JSON).
 
 use std::net::SocketAddr;
 
@@ -60,6 +61,7 @@ pub fn router(
     clock: clock::SharedClock,
 ) -> Router {
     Router::new()
+        .route("/", get(status_page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -92,6 +94,18 @@ async fn metrics_text(State(app): State<AppState>) -> impl IntoResponse {
 
 async fn status(State(app): State<AppState>) -> impl IntoResponse {
     Json(app.health.snapshot())
+}
+
+async fn status_page(State(app): State<AppState>) -> impl IntoResponse {
+    let page =
+        crate::status_page::render(&app.health.snapshot(), app.clock.now(), app.fallback_after);
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        page,
+    )
 }
 
 /// Binds `listen` and serves until `cancel` fires. Returns the bound address once listening.

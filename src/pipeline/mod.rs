@@ -103,6 +103,39 @@ pub struct SweepReport {
     pub unreadable: Vec<UnreadableRow>,
     /// Rows kept open although a channel has kept them alive longer than `max_call_duration`.
     pub suspect_ghosts: Vec<GhostRow>,
+    /// Rows kept open, by why (see [`keep_state`]).
+    pub kept_by: std::collections::BTreeMap<&'static str, usize>,
+}
+
+impl SweepReport {
+    /// Open rows by state after this round: the kept rows by why, `held_by_guard` and `unreadable`.
+    pub fn states(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut states: std::collections::BTreeMap<String, usize> = self
+            .kept_by
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        if !self.held.is_empty() {
+            states.insert("held_by_guard".into(), self.held.len());
+        }
+        if !self.unreadable.is_empty() {
+            states.insert("unreadable".into(), self.unreadable.len());
+        }
+        states
+    }
+}
+
+/// The state name of a row kept open: `alive`, `awaiting_listing` (the map is unsynced, or the row was
+/// answered after the last listing), `awaiting_timeout`, `answered_in_future`, or `kept`.
+pub fn keep_state(reason: &reconciler::KeepReason) -> &'static str {
+    use reconciler::KeepReason as K;
+    match reason {
+        K::Alive { .. } => "alive",
+        K::NotSynced { .. } | K::AnsweredAfterListing { .. } => "awaiting_listing",
+        K::AwaitingTimeout { .. } => "awaiting_timeout",
+        K::AnsweredInFuture => "answered_in_future",
+        _ => "kept",
+    }
 }
 
 /// Runs rounds; see the module docs.
@@ -388,6 +421,11 @@ impl Sweeper {
                         uniqueid: ghost.uniqueid,
                         last_activity: ghost.last_activity,
                     });
+                    *report.kept_by.entry("suspected_ghost").or_default() += 1;
+                }
+                Decision::Keep { reason } => {
+                    report.kept += 1;
+                    *report.kept_by.entry(keep_state(&reason)).or_default() += 1;
                 }
                 _ => report.kept += 1,
             }

@@ -1,6 +1,7 @@
 //! The runner's one integration-test binary.
 mod broadcast_channel;
 mod broadcast_faults;
+mod browser;
 mod cleanup;
 mod client;
 mod common;
@@ -16,6 +17,7 @@ mod never_quiet;
 mod replay;
 mod simulate;
 mod status;
+mod status_page;
 mod store_cli;
 mod talk_time;
 mod transfers;
