@@ -6,6 +6,7 @@ mod cleanup;
 mod client;
 mod common;
 mod daemon;
+mod deb;
 mod demo;
 mod events;
 mod fleet;
