@@ -87,6 +87,14 @@ pub struct DemoReport {
     pub cron_cuts_live: usize,
     /// Wall-clock seconds the demo took.
     pub wall_seconds: f64,
+    /// The AMI connection as the daemon saw it: logged-in and down periods (recording time).
+    pub ami_periods: Vec<crate::report::Period>,
+    /// Start times of the complete `CoreShowChannels` listings the daemon got.
+    pub listings: Vec<DateTime<Utc>>,
+    /// Start of the recording.
+    pub recording_start: DateTime<Utc>,
+    /// End of the recording.
+    pub recording_end: DateTime<Utc>,
 }
 
 fn ts(v: &serde_json::Value) -> Option<DateTime<Utc>> {
@@ -289,6 +297,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         },
     ));
 
+    let watch_stop = CancellationToken::new();
+    let watcher = tokio::spawn(watch_connection(
+        health.clone(),
+        clock.clone(),
+        watch_stop.clone(),
+    ));
     // Progress until the recording is over (plus a moment for the last round), or Ctrl-C.
     let end_wall = Duration::from_secs_f64(
         ((recording_end - origin).num_milliseconds().max(0) as f64 / 1000.0) / opts.speed,
@@ -325,6 +339,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     }
     cancel.cancel();
     let summary = daemon.await.context("the daemon task failed")??;
+    watch_stop.cancel();
+    let (ami_periods, listings) = watcher.await.context("the connection watcher failed")?;
     drop(sim);
 
     // Read back what callwatch wrote.
@@ -366,6 +382,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
         live_closed: 0,
         cron_cuts_live: 0,
         wall_seconds: 0.0,
+        ami_periods,
+        listings,
+        recording_start: origin,
+        recording_end,
     };
     for s in seeds {
         let c = closed.get(&s.id);
@@ -407,6 +427,108 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoReport> {
     }
     report.wall_seconds = wall.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Follows the daemon's view of the AMI connection (sampled every 20 ms): logged-in and down periods, and
+/// the start time of every complete listing, all on the demo's clock (recording time).
+async fn watch_connection(
+    health: Health,
+    clock: clock::SharedClock,
+    stop: CancellationToken,
+) -> (Vec<crate::report::Period>, Vec<DateTime<Utc>>) {
+    let mut periods = Vec::new();
+    let mut listings: Vec<DateTime<Utc>> = Vec::new();
+    let mut current: Option<(bool, DateTime<Utc>)> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let now = clock.now();
+        let s = health.snapshot();
+        let server = s.servers.first();
+        let up = server.is_some_and(|s| s.connected);
+        if let Some(at) = server.and_then(|s| s.last_listing_at) {
+            if listings.last() != Some(&at) {
+                listings.push(at);
+            }
+        }
+        match current {
+            Some((was, since)) if was != up => {
+                periods.push(crate::report::Period {
+                    from: since,
+                    to: now,
+                    up: was,
+                });
+                current = Some((up, now));
+            }
+            None => current = Some((up, now)),
+            _ => {}
+        }
+    }
+    if let Some((up, since)) = current {
+        periods.push(crate::report::Period {
+            from: since,
+            to: clock.now(),
+            up,
+        });
+    }
+    (periods, listings)
+}
+
+/// The report's timeline: every seeded row (answer → callwatch's `ended_at`, bounds, reason, the true end),
+/// the daemon's view of the AMI connection and its listings.
+pub fn timeline(report: &DemoReport) -> crate::report::Timeline {
+    use crate::report::{Timeline, TimelineRow};
+    let start = report.recording_start - chrono::Duration::seconds(2);
+    let end = report.recording_end + chrono::Duration::seconds(3);
+    let rows = report
+        .rows
+        .iter()
+        .map(|r| TimelineRow {
+            id: r.id.to_string(),
+            label: Some(r.extension.clone()),
+            answered_at: r.answered_at,
+            ended_at: r.ended_at,
+            reason: r.reason.clone(),
+            ended_after: r.ended_after,
+            ended_before: r.ended_before,
+            truth_ended_at: r.truth_ended_at,
+            note: match (&r.reason, r.live_at_end, r.call.is_none()) {
+                (Some(_), _, _) => None,
+                (None, true, _) => Some("live at the end: kept".into()),
+                (None, false, true) => Some("stuck from before".into()),
+                (None, false, false) => Some("kept open".into()),
+            },
+        })
+        .collect();
+    let closed: usize = report.closed_by_reason.values().sum();
+    Timeline {
+        title: "callwatch demo".into(),
+        subtitle: format!(
+            "The disconnect-gap recording (a real Asterisk 22, a 35 s AMI outage) replayed against a \
+             temporary SQLite table: {closed} rows closed ({}), {} live calls kept, {} live calls closed.",
+            report
+                .closed_by_reason
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            report.live_kept,
+            report.live_closed,
+        ),
+        rows,
+        connection: report
+            .ami_periods
+            .iter()
+            .filter(|p| p.to > start && p.from < end)
+            .cloned()
+            .collect(),
+        listings: report.listings.clone(),
+        start,
+        end,
+    }
 }
 
 async fn daemon_finished<T>(handle: &tokio::task::JoinHandle<T>) {

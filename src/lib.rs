@@ -27,6 +27,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod redact;
 pub mod replay;
+pub mod report;
 pub mod settings;
 pub mod shutdown;
 pub mod status_page;

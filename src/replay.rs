@@ -40,6 +40,10 @@ pub struct SessionReport {
     pub synced: bool,
     /// Why the connection ended, as the client saw it.
     pub end: String,
+    /// Start times of the complete `CoreShowChannels` listings on this connection.
+    pub listings: Vec<DateTime<Utc>>,
+    /// When the client saw the connection end (recorded close, or the last data).
+    pub ended_at: DateTime<Utc>,
 }
 
 /// What a whole replay did.
@@ -57,6 +61,8 @@ pub struct ReplayReport {
     pub sessions: Vec<SessionReport>,
     /// Rounds run.
     pub sweeps: usize,
+    /// Rows still open at the end: id and answer time.
+    pub open: Vec<(store::CallId, DateTime<Utc>)>,
 }
 
 /// Replays `sessions` (successive connections to one Asterisk) through the pipeline.
@@ -117,6 +123,13 @@ impl<'a> Replayer<'a> {
             open.len()
         };
         self.report.kept_open = still_open;
+        let closed: std::collections::HashSet<_> =
+            self.report.closed.iter().map(|c| c.id.clone()).collect();
+        self.report.open = open
+            .iter()
+            .filter(|c| !closed.contains(&c.id))
+            .map(|c| (c.id.clone(), c.answered_at))
+            .collect();
         Ok(self.report)
     }
 
@@ -185,6 +198,7 @@ impl<'a> Replayer<'a> {
             synced_once: false,
             closed: None,
             logged_off: false,
+            listings: Vec::new(),
         };
         for chunk in session.chunks() {
             if wire.closed.is_some() {
@@ -216,6 +230,8 @@ impl<'a> Replayer<'a> {
             frames: stats.frames,
             synced: wire.synced_once,
             end: wire.closed.clone().unwrap_or(end),
+            listings: std::mem::take(&mut wire.listings),
+            ended_at: self.clock.now(),
         })
     }
 
@@ -226,6 +242,9 @@ impl<'a> Replayer<'a> {
         let gone = self.map.take_gone();
         if wire.resynced {
             wire.resynced = false;
+            if let Some(at) = self.map.server(&self.target.name).freshness().listing_at {
+                wire.listings.push(at);
+            }
             self.sweep().await?;
         } else if !gone.is_empty() && self.gone_sweep.is_none() {
             let debounce =
@@ -248,6 +267,8 @@ struct Wire {
     synced_once: bool,
     closed: Option<String>,
     logged_off: bool,
+    /// Start times of the complete listings seen.
+    listings: Vec<DateTime<Utc>>,
 }
 
 impl Wire {

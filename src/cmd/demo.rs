@@ -16,6 +16,9 @@ pub struct DemoArgs {
     /// Print one JSON object instead of the progress lines and the table.
     #[arg(long)]
     pub json: bool,
+    /// Also write an HTML report with a timeline of the rows and the AMI connection to this file.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<std::path::PathBuf>,
 }
 
 /// Runs `callwatch demo`.
@@ -36,6 +39,12 @@ pub async fn run(args: DemoArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCod
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         demo::print(&report);
+    }
+    if let Some(path) = &args.report {
+        crate::report::write(path, &demo::timeline(&report))?;
+        if !args.json {
+            println!("report written to {}", path.display());
+        }
     }
     Ok(if report.live_closed == 0 {
         ExitCode::SUCCESS

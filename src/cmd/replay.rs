@@ -29,6 +29,9 @@ pub struct ReplayArgs {
     /// Run the migrations first (for a fresh database).
     #[arg(long)]
     pub migrate: bool,
+    /// Also write an HTML report with a timeline of the rows and the AMI connection to this file.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
     /// Recorded sessions in connection order: `DIR/NAME.LABEL` (→ `.ami` or `.ami.gz`, `.chunks.jsonl`,
     /// `.sent`) or a `.json` event-list flow.
     #[arg(required = true)]
@@ -92,6 +95,12 @@ pub async fn run(args: ReplayArgs, global: &GlobalArgs) -> anyhow::Result<ExitCo
     .run(&sessions)
     .await?;
     store.shutdown().await;
+    if let Some(path) = &args.report {
+        crate::report::write(path, &timeline(&report, &args.sessions))?;
+        if !args.json {
+            println!("report written to {}", path.display());
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report_json(&report))?);
     } else {
@@ -106,6 +115,88 @@ pub fn replay_client_config(server: &str) -> ami::Config {
     let mut cfg = ami::Config::new("127.0.0.1", "replay", ami::Secret::new("replay"));
     cfg.server = server.to_string();
     cfg
+}
+
+/// The report's timeline: closed rows (answer → `ended_at`, bounds, reason), rows still open, the sessions
+/// as up periods and their listings.
+pub fn timeline(report: &ReplayReport, sessions: &[PathBuf]) -> crate::report::Timeline {
+    use crate::report::{Timeline, TimelineRow};
+    let mut rows: Vec<TimelineRow> = report
+        .closed
+        .iter()
+        .map(|c| TimelineRow {
+            id: c.id.to_text(),
+            label: c.extension.clone(),
+            answered_at: c.answered_at,
+            ended_at: Some(c.ended_at),
+            reason: Some(c.reason.clone()),
+            ended_after: c.ended_after,
+            ended_before: c.ended_before,
+            truth_ended_at: None,
+            note: None,
+        })
+        .collect();
+    for (id, answered_at) in &report.open {
+        let held = report.held.iter().any(|h| &h.id == id);
+        rows.push(TimelineRow {
+            id: id.to_text(),
+            label: None,
+            answered_at: *answered_at,
+            ended_at: None,
+            reason: None,
+            ended_after: None,
+            ended_before: None,
+            truth_ended_at: None,
+            note: Some(
+                if held {
+                    "held by the guard"
+                } else {
+                    "kept open"
+                }
+                .into(),
+            ),
+        });
+    }
+    rows.sort_by_key(|r| r.answered_at);
+    let periods: Vec<_> = report
+        .sessions
+        .iter()
+        .map(|s| (s.connected_at, s.closed_at.unwrap_or(s.ended_at)))
+        .collect();
+    let start = periods.first().map(|p| p.0).unwrap_or_default();
+    let last = periods.last().map(|p| p.1).unwrap_or(start);
+    let end = rows
+        .iter()
+        .filter_map(|r| r.ended_at.max(r.ended_before))
+        .chain([last])
+        .max()
+        .unwrap_or(last);
+    let end = end + (end - start) / 50;
+    Timeline {
+        title: "callwatch replay".into(),
+        subtitle: format!(
+            "{} session(s): {}; {} rows closed, {} kept open, {} rounds",
+            report.sessions.len(),
+            sessions
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            report.closed.len(),
+            report.kept_open,
+            report.sweeps
+        ),
+        rows,
+        // The recording ends with the last session: no band after it.
+        connection: Timeline::periods_from_sessions(&periods, start, last),
+        listings: report
+            .sessions
+            .iter()
+            .flat_map(|s| s.listings.clone())
+            .collect(),
+        start,
+        end,
+    }
 }
 
 /// The `--json` shape: `{"closed":[…],"kept_open":N,"held":[…],"sessions":[…]}`.

@@ -16,6 +16,7 @@ mod laravel;
 mod mysql_time_zone;
 mod never_quiet;
 mod replay;
+mod report;
 mod simulate;
 mod status;
 mod status_page;

@@ -24,7 +24,7 @@ enum Shape {
 
 /// One seeded row and what must happen to it.
 #[derive(Debug, Clone)]
-struct Seeded {
+pub(crate) struct Seeded {
     id: i64,
     call_id: Option<String>,
     answered_at: DateTime<Utc>,
@@ -32,7 +32,7 @@ struct Seeded {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum Expect {
+pub(crate) enum Expect {
     /// Closed after a seen Hangup, within 1 s of this truth time.
     HangupSeen(DateTime<Utc>),
     /// Closed by an outage rule, the truth end time inside the audit bounds.
@@ -58,7 +58,7 @@ fn sql_text(v: Option<&str>) -> String {
 }
 
 /// Builds the seed rows for `scenario` from its truth.json.
-fn plan(truth: &Value) -> (Vec<Seeded>, Vec<String>) {
+pub(crate) fn plan(truth: &Value) -> (Vec<Seeded>, Vec<String>) {
     let subjects = truth["subject_connections"].as_array().unwrap();
     let windows: Vec<(DateTime<Utc>, DateTime<Utc>)> = subjects
         .iter()
@@ -177,7 +177,7 @@ fn plan(truth: &Value) -> (Vec<Seeded>, Vec<String>) {
     (rows, inserts)
 }
 
-fn subject_sessions(scenario: &str, truth: &Value) -> Vec<PathBuf> {
+pub(crate) fn subject_sessions(scenario: &str, truth: &Value) -> Vec<PathBuf> {
     truth["subject_connections"]
         .as_array()
         .unwrap()
@@ -204,7 +204,7 @@ async fn row_state(db: &TestDb, id: i64) -> (Option<String>, Option<i64>, Option
     row
 }
 
-fn run_replay(db: &TestDb, sessions: &[PathBuf], extra: &[&str]) -> Value {
+pub(crate) fn run_replay(db: &TestDb, sessions: &[PathBuf], extra: &[&str]) -> Value {
     let mut args: Vec<String> = vec![
         "replay".into(),
         "--database".into(),
