@@ -67,6 +67,7 @@ pub fn render(
     alerts(&mut h, status);
     servers(&mut h, &status.servers, now, fallback_after);
     open_rows(&mut h, &status.open_rows);
+    unknown_servers(&mut h, status);
     broadcast(&mut h, status);
     closes(&mut h, status);
     h.push_str("</main></body></html>\n");
@@ -93,12 +94,17 @@ fn header(h: &mut String, s: &DaemonStatus, now: DateTime<Utc>) {
     let _ = writeln!(
         h,
         "<header><h1>callwatch</h1><span id=\"version\">{}</span><span>{}</span>\
-         <span id=\"lock\">lock: {}</span><span id=\"database\">database: {}</span>\
+         <span id=\"lock\">lock: {}{}</span><span id=\"database\">database: {}</span>\
          <span id=\"last-round\">{}</span><span id=\"closed-total\">{} closed since start</span>\
          <span class=\"muted\" id=\"rendered-at\">{} UTC, refreshes every {REFRESH_SECONDS} s</span></header>",
         escape(&s.version),
         escape(&up),
         yes_no(s.lock_held, "held (this daemon writes)", "not held (standby)"),
+        if s.owned.is_empty() {
+            String::new()
+        } else {
+            format!(" for {}", escape(&s.owned.join(", ")))
+        },
         yes_no(s.database_ok, "ok", "unreachable"),
         escape(&sweep),
         s.closed_total,
@@ -232,6 +238,25 @@ fn open_rows(h: &mut String, rows: &[OpenRowsHealth]) {
             );
         }
         h.push_str("</tr>\n");
+    }
+    h.push_str("</tbody></table></section>\n");
+}
+
+fn unknown_servers(h: &mut String, s: &DaemonStatus) {
+    if s.unknown_servers.is_empty() {
+        return;
+    }
+    h.push_str(
+        "<section id=\"unknown-servers\"><h2>Open rows for servers this daemon does not watch</h2><table><thead>\
+         <tr><th>server value</th><th class=\"num\">open rows</th></tr></thead><tbody>\n",
+    );
+    for u in &s.unknown_servers {
+        let _ = writeln!(
+            h,
+            "<tr><td data-field=\"server\">{}</td><td class=\"num bad\" data-field=\"rows\">{}</td></tr>",
+            escape(u.server.as_deref().unwrap_or("NULL")),
+            u.rows
+        );
     }
     h.push_str("</tbody></table></section>\n");
 }

@@ -106,7 +106,12 @@ async fn status_page_renders_in_a_browser() {
     insert_row(&db, 2, &agent_b, "2002", now).await; // hung up below: hangup_seen
     insert_row(&db, 3, "", "2003", now - chrono::Duration::minutes(1)).await; // no ids: awaiting timeout
     insert_row(&db, 4, "1700000000.99", "2004", now).await; // made unreadable below
+    insert_row(&db, 5, "1700000000.98", "2005", now).await; // another PBX's row
     let store = db.store().await;
+    sqlx::query("UPDATE calls SET server = '<pbx9>' WHERE id = 5")
+        .execute(store.pool())
+        .await
+        .unwrap();
     // A day-first date: SQLite compares it as text, so it passes the "answered before now" filter.
     sqlx::query("UPDATE calls SET answered_at = '02/12/2026 07:48' WHERE id = 4")
         .execute(store.pool())
@@ -186,6 +191,15 @@ async fn status_page_renders_in_a_browser() {
         .unwrap();
     assert!(failed >= 1);
     assert!(!field("broadcast", "<tbody", "data-field=\"last-error\"").is_empty());
+    // The other PBX's row, its server value escaped.
+    assert_eq!(
+        field("unknown-servers", "<tbody", "data-field=\"server\""),
+        "&lt;pbx9&gt;"
+    );
+    assert_eq!(
+        field("unknown-servers", "<tbody", "data-field=\"rows\""),
+        "1"
+    );
     // Nothing beyond /status: no caller number, no secret.
     for secret in ["5550100", "lab-secret", "hook-secret"] {
         assert!(!dom.contains(secret), "{secret} in the page");
