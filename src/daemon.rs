@@ -139,6 +139,10 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
     } else {
         crate::metrics::install()
     };
+    crate::metrics::start(
+        settings.policy.fallback_after,
+        settings.policy.sweep_interval,
+    );
 
     if settings.http.enabled {
         let router = crate::http::router(
@@ -495,6 +499,7 @@ impl Daemon {
                 }));
             s.note_closes(server, &report.closed, now);
             s.note_open_rows(server, report, now);
+            crate::metrics::round(server, &report.states(), now);
             s.alerts = report
                 .held
                 .iter()
@@ -727,6 +732,12 @@ async fn supervise(
             synced_since = fresh.listing_at;
         }
         let events_per_second = rate.update(client.stats().events, std::time::Instant::now());
+        crate::metrics::ami_state(
+            &server.name,
+            connected,
+            synced,
+            unsynced_since.map_or(chrono::Duration::zero(), |t| chrono::Utc::now() - t),
+        );
         health.set_server(ServerHealth {
             name: server.name.clone(),
             state: state_name(&current).to_string(),

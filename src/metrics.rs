@@ -32,11 +32,51 @@ pub const BROADCAST_ERRORS_TOTAL: &str = "callwatch_broadcast_errors_total";
 /// Broadcast updates given up, by transport and reason (`queue_full`, `undelivered`, `shutdown`).
 pub const BROADCAST_DROPPED_TOTAL: &str = "callwatch_broadcast_dropped_total";
 
+/// 1 while the AMI session is logged in, else 0, by server.
+pub const AMI_UP: &str = "callwatch_ami_up";
+/// 1 while the server's channel map is synced (a complete listing since the last (re)connect), by server.
+pub const AMI_SYNCED: &str = "callwatch_ami_synced";
+/// Seconds since the server's map stopped being synced (0 while synced), by server.
+pub const AMI_UNSYNCED_SECONDS: &str = "callwatch_ami_unsynced_seconds";
+/// `[policy] fallback_after`, in seconds (for alert rules).
+pub const FALLBACK_AFTER_SECONDS: &str = "callwatch_fallback_after_seconds";
+/// `[policy] sweep_interval`, in seconds (for alert rules).
+pub const SWEEP_INTERVAL_SECONDS: &str = "callwatch_sweep_interval_seconds";
+/// Unix time of the server's last successful round, by server.
+pub const LAST_ROUND_TIMESTAMP_SECONDS: &str = "callwatch_last_round_timestamp_seconds";
+/// Open rows by state after the server's last round, by server and state (`alive`, `awaiting_listing`,
+/// `awaiting_timeout`, `answered_in_future`, `held_by_guard`, `unreadable`).
+pub const OPEN_ROWS: &str = "callwatch_open_rows";
+/// Time from a call's end (the `ended_at` written) to its close, by reason.
+pub const CLOSE_LATENCY_SECONDS: &str = "callwatch_close_latency_seconds";
+
+/// The states [`OPEN_ROWS`] reports (each set every round, 0 when empty).
+pub const OPEN_ROW_STATES: &[&str] = &[
+    "alive",
+    "awaiting_listing",
+    "awaiting_timeout",
+    "answered_in_future",
+    "held_by_guard",
+    "unreadable",
+];
+
+/// Buckets of [`CLOSE_LATENCY_SECONDS`]: from a seen Hangup (well under a second) to the timeout fallback.
+pub const CLOSE_LATENCY_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0,
+];
+
 /// Installs the global Prometheus recorder and describes every metric.
 ///
 /// Returns `None` if a recorder is already installed (e.g. twice in one test process).
 pub fn install() -> Option<PrometheusHandle> {
-    let handle = PrometheusBuilder::new().install_recorder().ok()?;
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(CLOSE_LATENCY_SECONDS.into()),
+            CLOSE_LATENCY_BUCKETS,
+        )
+        .ok()?
+        .install_recorder()
+        .ok()?;
     describe();
     Some(handle)
 }
@@ -76,4 +116,70 @@ fn describe() {
         BROADCAST_DROPPED_TOTAL,
         "Broadcast updates given up (queue full, delivery failed, left at shutdown)"
     );
+    describe_gauge!(AMI_UP, "1 while the AMI session is logged in");
+    describe_gauge!(
+        AMI_SYNCED,
+        "1 while the channel map is synced (complete listing since the last (re)connect)"
+    );
+    describe_gauge!(
+        AMI_UNSYNCED_SECONDS,
+        Unit::Seconds,
+        "Seconds since the channel map stopped being synced (0 while synced)"
+    );
+    describe_gauge!(
+        FALLBACK_AFTER_SECONDS,
+        Unit::Seconds,
+        "[policy] fallback_after"
+    );
+    describe_gauge!(
+        SWEEP_INTERVAL_SECONDS,
+        Unit::Seconds,
+        "[policy] sweep_interval"
+    );
+    describe_gauge!(
+        LAST_ROUND_TIMESTAMP_SECONDS,
+        Unit::Seconds,
+        "Unix time of the last successful round"
+    );
+    describe_gauge!(OPEN_ROWS, "Open rows by state after the last round");
+    describe_histogram!(
+        CLOSE_LATENCY_SECONDS,
+        Unit::Seconds,
+        "Time from a call's end (ended_at written) to its close"
+    );
+}
+
+/// At daemon start: exports the policy values the alert rules compare with, and the error counter at 0 (so
+/// `increase()` sees its first error).
+pub fn start(fallback_after: std::time::Duration, sweep_interval: std::time::Duration) {
+    metrics::counter!(DB_ERRORS_TOTAL).increment(0);
+    metrics::gauge!(FALLBACK_AFTER_SECONDS).set(fallback_after.as_secs_f64());
+    metrics::gauge!(SWEEP_INTERVAL_SECONDS).set(sweep_interval.as_secs_f64());
+}
+
+/// Exports one server's AMI state; `unsynced_for` is how long the map has not been synced (zero while synced).
+pub fn ami_state(server: &str, connected: bool, synced: bool, unsynced_for: chrono::Duration) {
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    metrics::gauge!(AMI_UP, "server" => server.to_string()).set(flag(connected));
+    metrics::gauge!(AMI_SYNCED, "server" => server.to_string()).set(flag(synced));
+    let secs = if synced {
+        0.0
+    } else {
+        unsynced_for.num_milliseconds().max(0) as f64 / 1000.0
+    };
+    metrics::gauge!(AMI_UNSYNCED_SECONDS, "server" => server.to_string()).set(secs);
+}
+
+/// Exports a successful round: its time and the open rows by state.
+pub fn round(
+    server: &str,
+    states: &std::collections::BTreeMap<String, usize>,
+    at: chrono::DateTime<chrono::Utc>,
+) {
+    metrics::gauge!(LAST_ROUND_TIMESTAMP_SECONDS, "server" => server.to_string())
+        .set(at.timestamp_millis() as f64 / 1000.0);
+    for state in OPEN_ROW_STATES {
+        let n = states.get(*state).copied().unwrap_or(0);
+        metrics::gauge!(OPEN_ROWS, "server" => server.to_string(), "state" => *state).set(n as f64);
+    }
 }

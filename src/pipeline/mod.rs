@@ -507,6 +507,9 @@ impl Sweeper {
             "Stuck call cleaned up"
         );
         metrics::counter!(m::CLOSES_TOTAL, "reason" => row.reason.clone()).increment(1);
+        let latency = (self.clock.now() - row.ended_at).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::histogram!(m::CLOSE_LATENCY_SECONDS, "reason" => row.reason.clone())
+            .record(latency);
         self.broadcaster.send(CallUpdate::completed(row));
     }
 }

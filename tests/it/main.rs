@@ -8,6 +8,7 @@ mod common;
 mod daemon;
 mod deb;
 mod demo;
+mod deploy;
 mod events;
 mod fleet;
 mod ghosts;
