@@ -122,7 +122,7 @@ pub struct OpenRowsHealth {
     /// When the round ran.
     pub at: Option<DateTime<Utc>>,
     /// Row count by state: `alive`, `awaiting_listing`, `awaiting_timeout`, `answered_in_future`,
-    /// `held_by_guard`, `unreadable` (only states with rows are listed).
+    /// `held_by_guard`, `unreadable`, `suspected_ghost` (only states with rows are listed).
     pub states: std::collections::BTreeMap<String, usize>,
 }
 

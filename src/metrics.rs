@@ -45,7 +45,7 @@ pub const SWEEP_INTERVAL_SECONDS: &str = "callwatch_sweep_interval_seconds";
 /// Unix time of the server's last successful round, by server.
 pub const LAST_ROUND_TIMESTAMP_SECONDS: &str = "callwatch_last_round_timestamp_seconds";
 /// Open rows by state after the server's last round, by server and state (`alive`, `awaiting_listing`,
-/// `awaiting_timeout`, `answered_in_future`, `held_by_guard`, `unreadable`).
+/// `awaiting_timeout`, `answered_in_future`, `held_by_guard`, `unreadable`, `suspected_ghost`).
 pub const OPEN_ROWS: &str = "callwatch_open_rows";
 /// Time from a call's end (the `ended_at` written) to its close, by reason.
 pub const CLOSE_LATENCY_SECONDS: &str = "callwatch_close_latency_seconds";
@@ -58,6 +58,7 @@ pub const OPEN_ROW_STATES: &[&str] = &[
     "answered_in_future",
     "held_by_guard",
     "unreadable",
+    "suspected_ghost",
 ];
 
 /// Buckets of [`CLOSE_LATENCY_SECONDS`]: from a seen Hangup (well under a second) to the timeout fallback.

@@ -19,12 +19,12 @@ const STATES: &[(&str, &str)] = &[
     ("awaiting_timeout", "awaiting timeout"),
     ("held_by_guard", "held by the guard"),
     ("unreadable", "unreadable"),
+    ("suspected_ghost", "suspected ghosts"),
 ];
 
 /// Labels of states shown only when a round reports them.
 const OTHER_LABELS: &[(&str, &str)] = &[
     ("unknown_server", "unknown server"),
-    ("suspected_ghost", "suspected ghosts"),
     ("answered_in_future", "answered in the future"),
 ];
 
