@@ -280,7 +280,7 @@ impl std::fmt::Debug for WebhookConfig {
 }
 
 /// What the frontend is told about a closed call (the `data` of the broadcast event), serialised as the
-/// application's own event would serialise the row: the key set is fixed and documented (README, "Listening with
+/// application's own event would serialise the row: the key set is fixed and documented (docs/laravel.md, "Listening with
 /// Echo").
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CallUpdate {

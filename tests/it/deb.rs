@@ -125,6 +125,9 @@ fn deb_package_installs_binary_unit_and_conffile_and_never_starts_the_service() 
     assert!(entry("usr/lib/systemd/system/callwatch.service").starts_with("-rw-r--r--"));
     assert!(entry("etc/callwatch/callwatch.toml").starts_with("-rw-r--r--"));
     entry("usr/share/doc/callwatch/copyright");
+    // The README and the docs pages it links to.
+    entry("usr/share/doc/callwatch/README.md");
+    entry("usr/share/doc/callwatch/docs/operations.md");
     assert!(
         !listing.contains(".wants/"),
         "the unit is not enabled by the package:\n{listing}"

@@ -9,6 +9,7 @@ mod daemon;
 mod deb;
 mod demo;
 mod deploy;
+mod docs;
 mod events;
 mod fleet;
 mod ghosts;

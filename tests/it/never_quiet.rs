@@ -144,7 +144,7 @@ async fn cleanup_falls_back_when_the_ami_login_fails() {
 }
 
 /// `callwatch run` with the server in `CALLWATCH_AMI_URL` and its secret in `CALLWATCH_AMI_SECRET` (as the
-/// README documents) logs in and closes a call when it hangs up.
+/// configuration reference, docs/configuration.md, documents) logs in and closes a call when it hangs up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_reads_the_ami_secret_from_callwatch_ami_secret() {
     let db = TestDb::create(Engine::Sqlite).await.unwrap();
