@@ -38,6 +38,45 @@ impl Checks {
     }
 }
 
+/// How long `check-config` waits for each AMI server's login and channel listing.
+const AMI_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Logs in to every configured AMI server and waits for a listing. What it finds is advice, not a failed
+/// check (Asterisk may be down while the configuration is right): `warn` when a server does not list in
+/// time, `hint` when its events carry no `Timestamp:` header.
+async fn check_ami(settings: &crate::settings::Settings) {
+    let Ok(servers) = settings.resolve_servers() else {
+        return;
+    };
+    if servers.is_empty() {
+        return;
+    }
+    let listings =
+        crate::oneshot::listing::Listings::take(&servers, AMI_WAIT, Arc::new(clock::SystemClock))
+            .await;
+    for (name, outcome) in listings.outcomes() {
+        match outcome {
+            crate::oneshot::listing::Outcome::Synced(s) => {
+                println!(
+                    "ok   AMI {name}: logged in, {} channel(s) listed",
+                    s.live.len()
+                );
+                if listings.events_untimed(name) {
+                    println!(
+                        "hint AMI {name}: events carry no Timestamp: header, so end times are bounded by read \
+                         times and pings; set `timestampevents = yes` in Asterisk's manager.conf for exact times"
+                    );
+                }
+            }
+            crate::oneshot::listing::Outcome::Failed { reason } => println!(
+                "warn AMI {name}: no complete channel listing within {} ({reason}); the daemon keeps retrying",
+                humantime::format_duration(AMI_WAIT)
+            ),
+        }
+    }
+    listings.close().await;
+}
+
 /// Runs `callwatch check-config`.
 pub async fn run(args: CheckConfigArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let mut checks = Checks::default();
@@ -99,6 +138,9 @@ pub async fn run(args: CheckConfigArgs, global: &GlobalArgs) -> anyhow::Result<E
             }
             Err(err) => checks.report(false, "database connection", &err.to_string()),
         }
+    }
+    if !args.offline && checks.failed == 0 {
+        check_ami(&settings).await;
     }
     if checks.failed == 0 {
         println!("configuration OK");

@@ -144,6 +144,11 @@ impl Listings {
         &self.outcomes
     }
 
+    /// Whether server `name` sent events without a `Timestamp:` header (`timestampevents` is off).
+    pub fn events_untimed(&self, name: &str) -> bool {
+        self.map.server(name).saw_untimed_event()
+    }
+
     /// The synced snapshot of `name`, if its listing arrived.
     pub fn snapshot(&self, name: &str) -> Option<&MapSnapshot> {
         self.outcomes.iter().find_map(|(n, o)| match o {

@@ -1136,3 +1136,53 @@ async fn watchdog_follows_the_loop_not_the_database() {
     assert!(after >= 2, "pings did not come back:\n{log}");
     assert!(status.success(), "{status:?}\n{log}");
 }
+
+/// `check-config` against a live AMI logs in, lists the channels, and says when events carry no
+/// `Timestamp:` header that `timestampevents = yes` gives exact end times; an unreachable AMI is a warning,
+/// not a failed check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_hints_at_timestampevents_against_a_live_ami() {
+    let db = TestDb::create(Engine::Sqlite).await.unwrap();
+    db.store().await.shutdown().await;
+    let (pbx, _call, _agent) = pbx_with_call("2001").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("callwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[server]]\nname = \"pbx1\"\nurl = \"ami://watchdog:lab-secret@{}\"\n\
+             [[server]]\nname = \"pbx2\"\nurl = \"ami://watchdog:lab-secret@{}\"\n",
+            pbx.local_addr(),
+            closed_port()
+        ),
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking({
+        let (config, url) = (config.clone(), db.url().to_string());
+        move || {
+            callwatch(&[
+                "check-config",
+                "--config",
+                config.to_str().unwrap(),
+                "--database",
+                &url,
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("ok   AMI pbx1: logged in, 2 channel(s) listed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("hint AMI pbx1"), "{stdout}");
+    assert!(stdout.contains("timestampevents = yes"), "{stdout}");
+    assert!(stdout.contains("warn AMI pbx2"), "{stdout}");
+    assert!(!stdout.contains("lab-secret"), "{stdout}");
+}

@@ -620,6 +620,12 @@ impl ServerChannels {
         (p != i64::MIN).then(|| dt(p))
     }
 
+    /// Whether an event without a `Timestamp:` header has been seen for this server (Asterisk's
+    /// `timestampevents` is off).
+    pub fn saw_untimed_event(&self) -> bool {
+        self.inner.untimed_seen.load(Ordering::Relaxed)
+    }
+
     /// True the first time an event without a `Timestamp:` header is reported for this server.
     pub fn first_untimed_event(&self) -> bool {
         !self.inner.untimed_seen.swap(true, Ordering::Relaxed)
