@@ -605,15 +605,7 @@ impl Daemon {
                 return;
             }
         };
-        let has_default = self.servers.iter().any(|s| s.is_default);
-        let unknown: Vec<UnknownServer> = counts
-            .into_iter()
-            .filter(|(server, _)| match server {
-                None => !has_default,
-                Some(name) => !self.all.contains(name),
-            })
-            .map(|(server, rows)| UnknownServer { server, rows })
-            .collect();
+        let unknown = UnknownServer::from_counts(counts, &self.servers);
         for gone in self.unknown_seen.iter() {
             if !unknown.iter().any(|u| &u.server == gone) {
                 let label = gone.clone().unwrap_or_default();

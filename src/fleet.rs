@@ -15,7 +15,13 @@ use store::DaemonBeat;
 use crate::health::Health;
 
 /// A heartbeat older than this many lock checks is a daemon gone.
-pub const HEARTBEAT_TTL_CHECKS: i32 = 3;
+pub const HEARTBEAT_TTL_CHECKS: u32 = 3;
+
+/// How old a heartbeat may be for its daemon to count as alive (`HEARTBEAT_TTL_CHECKS` lock checks).
+pub fn heartbeat_ttl(check_interval: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(check_interval * HEARTBEAT_TTL_CHECKS)
+        .unwrap_or(chrono::Duration::seconds(15))
+}
 
 /// What one lock check should do with this daemon's locks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,8 +124,7 @@ impl Ownership {
         check_interval: std::time::Duration,
     ) -> Vec<String> {
         self.drop_lost().await;
-        let ttl = chrono::Duration::from_std(check_interval * HEARTBEAT_TTL_CHECKS as u32)
-            .unwrap_or(chrono::Duration::seconds(15));
+        let ttl = heartbeat_ttl(check_interval);
         let live = self.beat(store, ttl).await;
         let owned = self.owned();
         let plan = balance(&self.id, self.wanted.len(), &owned, &live);

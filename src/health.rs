@@ -221,6 +221,25 @@ pub struct UnknownServer {
     pub rows: i64,
 }
 
+impl UnknownServer {
+    /// From open-row counts by `server` value, those that no configured server reads: a value naming none
+    /// of `servers`, or NULL when no server is the default.
+    pub fn from_counts(
+        counts: Vec<(Option<String>, i64)>,
+        servers: &[crate::settings::ResolvedServer],
+    ) -> Vec<UnknownServer> {
+        let has_default = servers.iter().any(|s| s.is_default);
+        counts
+            .into_iter()
+            .filter(|(server, _)| match server {
+                None => !has_default,
+                Some(name) => !servers.iter().any(|s| &s.name == name),
+            })
+            .map(|(server, rows)| UnknownServer { server, rows })
+            .collect()
+    }
+}
+
 /// Shared, cheaply cloneable status.
 #[derive(Debug, Clone, Default)]
 pub struct Health {

@@ -505,8 +505,7 @@ async fn cleanup(
 fn quarantine(unreadable: &[store::UnreadableRow]) -> String {
     let mut lines = String::new();
     for row in unreadable {
-        tracing::warn!(call_id = %row.id, column = %row.column, value = row.value.as_deref().unwrap_or(""),
-            detail = %row.detail, "unreadable call row skipped; fix the value to let callwatch judge it");
+        crate::pipeline::warn_unreadable(row, row.server.as_deref().unwrap_or(""));
         lines.push_str(&format!(
             "Skipped call {}: its {} cannot be read ({}).\n",
             row.id, row.column, row.detail
@@ -517,10 +516,7 @@ fn quarantine(unreadable: &[store::UnreadableRow]) -> String {
 
 /// A daemon alive on this database (`host pid N`), if any: one whose heartbeat is recent.
 async fn live_daemon(store: &store::Store) -> Option<String> {
-    let ttl = chrono::Duration::from_std(
-        crate::daemon::LOCK_CHECK_INTERVAL * crate::fleet::HEARTBEAT_TTL_CHECKS as u32,
-    )
-    .ok()?;
+    let ttl = crate::fleet::heartbeat_ttl(crate::daemon::LOCK_CHECK_INTERVAL);
     let live = store.live_daemons(ttl).await.ok()?;
     let d = live.first()?;
     Some(format!("{} pid {}", d.host, d.pid))

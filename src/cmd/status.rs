@@ -131,15 +131,9 @@ fn unknown_servers(
     if servers.is_empty() {
         return Ok(Vec::new());
     }
-    let has_default = servers.iter().any(|s| s.is_default);
-    Ok(by_server
-        .into_iter()
-        .filter(|(server, _)| match server {
-            None => !has_default,
-            Some(name) => !servers.iter().any(|s| &s.name == name),
-        })
-        .map(|(server, rows)| crate::health::UnknownServer { server, rows })
-        .collect())
+    Ok(crate::health::UnknownServer::from_counts(
+        by_server, &servers,
+    ))
 }
 
 /// The unknown servers' rows, one line each (empty when there are none).

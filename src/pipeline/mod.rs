@@ -284,14 +284,7 @@ impl Sweeper {
             .set(unreadable.len() as f64);
         for row in unreadable {
             if self.unreadable_logged.insert(row.id.clone()) {
-                tracing::warn!(
-                    call_id = %row.id,
-                    column = %row.column,
-                    value = row.value.as_deref().unwrap_or(""),
-                    server = %target.name,
-                    detail = %row.detail,
-                    "unreadable call row skipped; fix the value to let callwatch judge it"
-                );
+                warn_unreadable(row, &target.name);
             }
         }
     }
@@ -512,6 +505,18 @@ impl Sweeper {
             .record(latency);
         self.broadcaster.send(CallUpdate::completed(row));
     }
+}
+
+/// The warning for one open row that cannot be read (`server`: the server whose rows were read, or empty).
+pub fn warn_unreadable(row: &UnreadableRow, server: &str) {
+    tracing::warn!(
+        call_id = %row.id,
+        column = %row.column,
+        value = row.value.as_deref().unwrap_or(""),
+        server,
+        detail = %row.detail,
+        "unreadable call row skipped; fix the value to let callwatch judge it"
+    );
 }
 
 /// The reconciler's view of a row.
