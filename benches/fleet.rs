@@ -33,28 +33,7 @@ fn main() {
     runtime.block_on(run(pbxs, rate, seconds));
 }
 
-/// utime + stime of `pid`, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
-/// A `/proc/PID/status` value in kB.
-fn status_kb(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
+use bench_report::proc_stats::{process_cpu_seconds as cpu_seconds, status_kb};
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
@@ -237,6 +216,49 @@ async fn run(pbxs: usize, rate: f64, seconds: f64) {
         quantile(&all, 0.99),
         all.last().copied().unwrap_or(f64::NAN),
         worst_p99
+    );
+    let cores = (cpu1 - cpu0) / wall;
+    let command = format!("cargo bench --bench fleet -- {pbxs} {rate} {seconds}");
+    let load = format!("{pbxs} PBXs × {rate} calls/s");
+    bench_report::record(
+        &bench_report::Figure::new(
+            "fleet.cpu_cores",
+            format!("one daemon watching {load}: CPU"),
+            cores,
+            "cores",
+        )
+        .means(format!(
+            "{:.0} calls/s across {pbxs} PBXs cost {:.0} % of one core",
+            pbxs as f64 * rate,
+            cores * 100.0
+        ))
+        .command(command.clone()),
+    );
+    bench_report::record(
+        &bench_report::Figure::new(
+            "fleet.peak_rss_mb",
+            format!("one daemon watching {load}: peak RSS"),
+            hwm as f64 / 1024.0,
+            "MB",
+        )
+        .means(format!(
+            "{:.1} MB per watched PBX",
+            hwm as f64 / 1024.0 / pbxs as f64
+        ))
+        .command(command.clone()),
+    );
+    bench_report::record(
+        &bench_report::Figure::new(
+            "fleet.close_p99_s",
+            format!("one daemon watching {load}: Hangup-to-close p99"),
+            quantile(&all, 0.99),
+            "s",
+        )
+        .means(format!(
+            "99 % of hung-up calls show as ended within {:.2} s (the bench polls every 50 ms)",
+            quantile(&all, 0.99)
+        ))
+        .command(command),
     );
     store.shutdown().await;
 }

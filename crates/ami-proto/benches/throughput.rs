@@ -25,6 +25,7 @@ fn main() {
         data.len(),
         data.len() as f64 / expected.events as f64
     );
+    let mut rounds_done: Vec<(f64, f64)> = Vec::new();
     for round in 0..rounds {
         let (parse, s) = timed(|| parse_summary(&data));
         assert_eq!(
@@ -35,6 +36,7 @@ fn main() {
         let (split, split_frames) = timed(|| memchr_split(&data));
         assert_eq!(split_frames, expected.frames);
         let rate = |secs: f64| s.events as f64 / secs / 1e6;
+        rounds_done.push((rate(parse.wall), rate(split.wall)));
         print!(
             "round {round}: wall: parse {:.2} M events/s ({:.0} MB/s), memchr split {:.2} M events/s, ratio {:.2}",
             rate(parse.wall),
@@ -52,6 +54,32 @@ fn main() {
             _ => println!(),
         }
     }
+    record(rounds_done, expected.events);
+}
+
+/// Records the round with the median parse rate for `scripts/bench.sh`.
+fn record(mut rounds: Vec<(f64, f64)>, events: u64) {
+    rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let Some(&(parse, split)) = rounds.get(rounds.len() / 2) else {
+        return;
+    };
+    // The busy reference PBX: 700 calls up, 230 ending each second, 1.39 M events in 66 s.
+    let busy_pbx_events_per_s = 21_000.0;
+    bench_report::record(
+        &bench_report::Figure::new(
+            "parse.events_per_s",
+            format!("AMI parse + classify + count, from memory ({events} synthetic events)"),
+            parse * 1e6,
+            "events/s",
+        )
+        .baseline("bare memchr line split", split * 1e6)
+        .means(format!(
+            "one core parses the event stream of {:.0} busy PBXs (700 calls up, 230 ending per second: \
+             21,000 events/s)",
+            parse * 1e6 / busy_pbx_events_per_s
+        ))
+        .command("cargo bench -p ami-proto --features synthetic --bench throughput -- 11000 3"),
+    );
 }
 
 /// Wall-clock and on-CPU seconds of one phase. The CPU time of this thread does not count the time the
