@@ -73,6 +73,7 @@ use sqlx::{AnyPool, Executor};
 pub use config::{Columns, DatabaseConfig, DatabaseUrl, IdType, Mapping, StatusValues};
 pub use dialect::Dialect;
 pub use error::{DbError, Error, Result};
+pub use ident::Ident;
 pub use lock::{this_host, InstanceLock};
 pub use model::{
     BusyExtension, CallId, CloseOutcome, CloseReason, CloseRequest, ClosedCall, DaemonBeat,
