@@ -113,11 +113,11 @@ impl TableSource {
     fn select_list(&self) -> String {
         let d = self.dialect;
         let text = |key: &str| match self.column(key) {
-            Some(c) => d.as_text(&c.quoted(d)),
+            Some(c) => d.as_text(&qualified(d, c)),
             None => d.as_text("NULL"),
         };
         let ts = |key: &str| match self.column(key) {
-            Some(c) => d.ts_text(&c.quoted(d)),
+            Some(c) => d.ts_text(&qualified(d, c)),
             None => d.as_text("NULL"),
         };
         [
@@ -157,14 +157,14 @@ impl TableSource {
                     })
                     .collect();
                 if !ps.is_empty() {
-                    conds.push(format!("{} IN ({})", col.quoted(d), ps.join(", ")));
+                    conds.push(format!("{} IN ({})", qualified(d, col), ps.join(", ")));
                 }
             }
             if conds.is_empty() {
                 continue;
             }
             let sql = format!(
-                "SELECT {} FROM {} WHERE {}",
+                "SELECT {} FROM {} AS t WHERE {}",
                 self.select_list(),
                 self.table.quoted(d),
                 conds.join(" OR ")
@@ -264,7 +264,8 @@ impl TableSource {
         let mut all_present = true;
         for (key, col) in &self.columns {
             let Some(col) = col else { continue };
-            let sql = format!("SELECT {} FROM {table} WHERE 1 = 0", col.quoted(d));
+            // Qualified: SQLite reads an unknown double-quoted name as a string literal.
+            let sql = format!("SELECT {} FROM {table} AS t WHERE 1 = 0", qualified(d, col));
             match sqlx::query(&sql).fetch_all(&self.pool).await {
                 Ok(_) => out.push(Check::pass(format!("CDR column {key}"), col.to_string())),
                 Err(_) => {
@@ -289,9 +290,9 @@ impl TableSource {
         }
         if let Some(start) = self.column("start") {
             let sql = format!(
-                "SELECT {} FROM {table} ORDER BY {} DESC LIMIT 1",
+                "SELECT {} FROM {table} AS t ORDER BY {} DESC LIMIT 1",
                 self.select_list(),
-                start.quoted(d)
+                qualified(d, start)
             );
             match sqlx::query(&sql).fetch_all(&self.pool).await {
                 Ok(rows) => match rows.first().map(|r| self.decode(r)) {
@@ -319,6 +320,12 @@ impl TableSource {
     pub async fn shutdown(&self) {
         self.pool.close().await;
     }
+}
+
+/// `t.<column>` quoted (every statement reads the table as `t`). Qualified, a missing column is an error on
+/// every engine (SQLite reads an unknown bare `"name"` as a string).
+fn qualified(d: Dialect, c: &Ident) -> String {
+    format!("t.{}", c.quoted(d))
 }
 
 /// Session statements: read-only, the CDR timezone (PostgreSQL), the server's zone (MySQL, whose driver
