@@ -294,7 +294,7 @@ async fn check_table(engine: Engine) {
     // The audit says where each end came from, and the rows hold what the report says.
     let audit = text_rows(
         &db,
-        &format!("SELECT call_id, ended_at_source FROM call_closures WHERE outcome = 'closed'"),
+        "SELECT call_id, ended_at_source FROM call_closures WHERE outcome = 'closed'",
     )
     .await;
     let sources: BTreeMap<String, String> = audit
