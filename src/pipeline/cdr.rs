@@ -25,6 +25,10 @@ use super::{ClosedRow, ServerTarget};
 /// Recent closes looked at per pass.
 const PASS_LIMIT: usize = 500;
 
+/// Only CDRs that started at most this long before a close's `ended_after` are read: a channel up longer
+/// than that keeps the evidence's end time.
+const LONGEST_CALL: chrono::Duration = chrono::Duration::days(1);
+
 /// The CDR source and its settings, owned by the [`super::Sweeper`].
 pub struct Refiner {
     source: Arc<::cdr::Source>,
@@ -113,10 +117,24 @@ impl Refiner {
         Verdict::Use(end.clamp(after, before.max(after)).min(now))
     }
 
-    async fn lookup(&self, ids: &[&Ids]) -> Option<Vec<::cdr::CdrRecord>> {
+    /// The records of `ids` whose channels ended within `windows` (the evidence's `[ended_after,
+    /// ended_before]` of each close): only records that started between the earliest `ended_after` less
+    /// [`LONGEST_CALL`] and the latest `ended_before` plus the skew are read.
+    async fn lookup(
+        &self,
+        ids: &[&Ids],
+        windows: impl Iterator<Item = (DateTime<Utc>, DateTime<Utc>)>,
+    ) -> Option<Vec<::cdr::CdrRecord>> {
         let uniqueids: Vec<&str> = ids.iter().filter_map(|i| i.uniqueid.as_deref()).collect();
         let linkedids: Vec<&str> = ids.iter().filter_map(|i| i.linkedid.as_deref()).collect();
-        match self.source.lookup(&uniqueids, &linkedids).await {
+        let started = windows.fold(None, |acc: Option<::cdr::Window>, (after, before)| {
+            let (lo, hi) = (after - LONGEST_CALL, before + self.skew);
+            Some(match acc {
+                Some((a, b)) => (a.min(lo), b.max(hi)),
+                None => (lo, hi),
+            })
+        });
+        match self.source.lookup(&uniqueids, &linkedids, started).await {
             Ok(records) => Some(records),
             Err(err) => {
                 tracing::warn!(
@@ -159,8 +177,15 @@ impl Refiner {
         if wanted.is_empty() {
             return;
         }
+        let windows = wanted.iter().filter_map(|(i, _)| {
+            let r = batch.get(*i)?;
+            Some((r.ended_after?, r.ended_before?))
+        });
         let Some(records) = self
-            .lookup(&wanted.iter().map(|(_, ids)| ids).collect::<Vec<_>>())
+            .lookup(
+                &wanted.iter().map(|(_, ids)| ids).collect::<Vec<_>>(),
+                windows,
+            )
             .await
         else {
             return;
@@ -238,8 +263,9 @@ impl Refiner {
         if ids.is_empty() {
             return Vec::new();
         }
+        let windows = ids.iter().map(|(c, _)| (c.ended_after, c.ended_before));
         let Some(records) = self
-            .lookup(&ids.iter().map(|(_, i)| i).collect::<Vec<_>>())
+            .lookup(&ids.iter().map(|(_, i)| i).collect::<Vec<_>>(), windows)
             .await
         else {
             return Vec::new();

@@ -12,7 +12,7 @@
 //! # async fn demo() -> Result<(), cdr::Error> {
 //! let cfg: cdr::CdrConfig = toml::from_str("url = \"mysql://cdr@pbx/asteriskcdrdb\"").unwrap();
 //! let source = cdr::Source::open(&cfg, "Europe/Berlin")?;
-//! let records = source.lookup(&["1795522161.75563"], &[]).await?;
+//! let records = source.lookup(&["1795522161.75563"], &[], None).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -31,6 +31,9 @@ use serde::Serialize;
 pub use config::{CdrColumns, CdrConfig};
 pub use error::{Error, Result};
 pub use record::{matching, CdrRecord, Wanted};
+
+/// A time window `[from, to]`.
+pub type Window = (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>);
 
 /// One check of [`Source::check`] (for `check-config`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -97,15 +100,29 @@ impl Source {
         }
     }
 
-    /// The records of these Uniqueids and of these Linkedids.
-    pub async fn lookup(&self, uniqueids: &[&str], linkedids: &[&str]) -> Result<Vec<CdrRecord>> {
+    /// The records of these Uniqueids and of these Linkedids; with `started`, only those that started within
+    /// `[from, to]` (on a table this lets the database use its index on the start column, FreePBX's
+    /// `calldate`, instead of scanning a table of years of calls).
+    pub async fn lookup(
+        &self,
+        uniqueids: &[&str],
+        linkedids: &[&str],
+        started: Option<Window>,
+    ) -> Result<Vec<CdrRecord>> {
         if uniqueids.is_empty() && linkedids.is_empty() {
             return Ok(Vec::new());
         }
-        match self {
-            Source::Table(t) => t.lookup(uniqueids, linkedids).await,
-            Source::Csv(c) => c.lookup(uniqueids, linkedids),
-        }
+        let records = match self {
+            Source::Table(t) => t.lookup(uniqueids, linkedids, started).await?,
+            Source::Csv(c) => c.lookup(uniqueids, linkedids)?,
+        };
+        Ok(match started {
+            Some((from, to)) => records
+                .into_iter()
+                .filter(|r| r.start >= from - chrono::Duration::seconds(1) && r.start <= to)
+                .collect(),
+            None => records,
+        })
     }
 
     /// Checks the source for `check-config`.

@@ -133,7 +133,12 @@ impl TableSource {
     }
 
     /// The records of these Uniqueids and Linkedids.
-    pub async fn lookup(&self, uniqueids: &[&str], linkedids: &[&str]) -> Result<Vec<CdrRecord>> {
+    pub async fn lookup(
+        &self,
+        uniqueids: &[&str],
+        linkedids: &[&str],
+        started: Option<crate::Window>,
+    ) -> Result<Vec<CdrRecord>> {
         let d = self.dialect;
         let mut out = Vec::new();
         let keys: Vec<(&str, &str)> = uniqueids
@@ -163,8 +168,25 @@ impl TableSource {
             if conds.is_empty() {
                 continue;
             }
+            // The start column compared with local `YYYY-MM-DD HH:MM:SS` text (whole seconds, widened by one).
+            let mut range = String::new();
+            let mut bounds = Vec::new();
+            if let (Some((from, to)), Some(start)) = (started, self.column("start")) {
+                let cast = |p: String| match d {
+                    Dialect::Postgres => format!("CAST({p} AS TIMESTAMP)"),
+                    _ => p,
+                };
+                let lo = cast(d.placeholder(n + 1));
+                let hi = cast(d.placeholder(n + 2));
+                range = format!(
+                    " AND {col} >= {lo} AND {col} <= {hi}",
+                    col = qualified(d, start)
+                );
+                bounds.push(self.time.encode(from - chrono::Duration::seconds(1)));
+                bounds.push(self.time.encode(to + chrono::Duration::seconds(1)));
+            }
             let sql = format!(
-                "SELECT {} FROM {} AS t WHERE {}",
+                "SELECT {} FROM {} AS t WHERE ({}){range}",
                 self.select_list(),
                 self.table.quoted(d),
                 conds.join(" OR ")
@@ -177,6 +199,9 @@ impl TableSource {
                 for (_, v) in part.iter().filter(|(k, _)| *k == key) {
                     q = q.bind(v.to_string());
                 }
+            }
+            for b in bounds {
+                q = q.bind(b);
             }
             let rows = q
                 .fetch_all(&self.pool)
