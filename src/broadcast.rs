@@ -824,6 +824,7 @@ mod tests {
             talk_seconds: 42,
             answered_at: ended_at - chrono::Duration::seconds(42),
             closure_id: Some(1),
+            ended_at_source: Default::default(),
         }
     }
 

@@ -189,7 +189,11 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
         run_id,
         false,
         broadcaster,
-    );
+    )
+    .with_cdr(crate::pipeline::cdr::open(
+        settings.cdr.as_ref(),
+        &settings.database.timezone,
+    )?);
 
     let map = ami::channels::ChannelMap::new(ami::channels::MapOptions {
         tombstone_retention: TOMBSTONE_RETENTION,

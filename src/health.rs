@@ -400,6 +400,7 @@ mod tests {
             talk_seconds: 0,
             answered_at: t0,
             closure_id: Some(id),
+            ended_at_source: Default::default(),
         };
         for chunk in (1..=70).collect::<Vec<_>>().chunks(7) {
             let rows: Vec<_> = chunk.iter().map(|i| row(*i)).collect();

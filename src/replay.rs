@@ -63,6 +63,8 @@ pub struct ReplayReport {
     pub sweeps: usize,
     /// Rows still open at the end: id and answer time.
     pub open: Vec<(store::CallId, DateTime<Utc>)>,
+    /// Earlier closes made exact by a CDR that arrived after them (`[cdr]`).
+    pub refined: Vec<store::RefinedCall>,
 }
 
 /// Replays `sessions` (successive connections to one Asterisk) through the pipeline.
@@ -140,9 +142,11 @@ impl<'a> Replayer<'a> {
             closed,
             skipped,
             held,
+            refined,
             ..
         } = self.sweeper.sweep(&self.target, &snapshot).await?;
         self.report.closed.extend(closed);
+        self.report.refined.extend(refined);
         self.report.skipped.extend(skipped);
         self.report.held = held;
         self.report.sweeps += 1;

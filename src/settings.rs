@@ -44,6 +44,8 @@ pub struct Settings {
     pub broadcast: BroadcastConfig,
     /// Health, readiness, metrics and status endpoints (`[http]`).
     pub http: HttpConfig,
+    /// Asterisk's CDRs, for exact end times after an outage (`[cdr]`; read-only).
+    pub cdr: Option<cdr::CdrConfig>,
 }
 
 /// One `[[server]]`.
@@ -163,6 +165,9 @@ impl Settings {
         self.policy.validate()?;
         self.broadcast.validate()?;
         self.resolve_servers()?;
+        if let Some(c) = &self.cdr {
+            c.validate(&self.database.timezone)?;
+        }
         anyhow::ensure!(
             self.servers.iter().filter(|s| s.default).count() <= 1,
             "only one [[server]] may have default = true"

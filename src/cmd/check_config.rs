@@ -77,6 +77,31 @@ async fn check_ami(settings: &crate::settings::Settings) {
     listings.close().await;
 }
 
+/// Checks the `[cdr]` source: reachable (or readable), the table and its columns present, the latest
+/// record readable. Never prints a password.
+async fn check_cdr(checks: &mut Checks, cfg: &cdr::CdrConfig, default_tz: &str, offline: bool) {
+    match cdr::Source::open(cfg, default_tz) {
+        Ok(source) => {
+            checks.report(
+                true,
+                "CDR source",
+                &format!(
+                    "{}, timezone {} (read-only)",
+                    source.describe(),
+                    cfg.timezone(default_tz)
+                ),
+            );
+            if !offline {
+                for c in source.check().await {
+                    checks.report(c.ok, &c.what, &c.detail);
+                }
+            }
+            source.shutdown().await;
+        }
+        Err(err) => checks.report(false, "CDR source", &err.to_string()),
+    }
+}
+
 /// Runs `callwatch check-config`.
 pub async fn run(args: CheckConfigArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let mut checks = Checks::default();
@@ -138,6 +163,9 @@ pub async fn run(args: CheckConfigArgs, global: &GlobalArgs) -> anyhow::Result<E
             }
             Err(err) => checks.report(false, "database connection", &err.to_string()),
         }
+    }
+    if let Some(cfg) = &settings.cdr {
+        check_cdr(&mut checks, cfg, &settings.database.timezone, args.offline).await;
     }
     if !args.offline && checks.failed == 0 {
         check_ami(&settings).await;

@@ -77,7 +77,11 @@ pub async fn run(args: ReplayArgs, global: &GlobalArgs) -> anyhow::Result<ExitCo
         run_id,
         args.dry_run,
         Broadcaster::disabled(),
-    );
+    )
+    .with_cdr(crate::pipeline::cdr::open(
+        config.cdr.as_ref(),
+        &config.database.timezone,
+    )?);
     let ami_cfg = replay_client_config(&server);
     let map = ami::channels::ChannelMap::new(ami::channels::MapOptions::default());
     let target = ServerTarget {
@@ -216,6 +220,7 @@ pub fn report_json(report: &ReplayReport) -> serde_json::Value {
                 "ended_after": c.ended_after,
                 "ended_before": c.ended_before,
                 "talk_seconds": c.talk_seconds,
+                "ended_at_source": c.ended_at_source,
             })
         })
         .collect();
@@ -226,6 +231,7 @@ pub fn report_json(report: &ReplayReport) -> serde_json::Value {
         "skipped": report.skipped,
         "sessions": report.sessions,
         "sweeps": report.sweeps,
+        "refined": report.refined,
     })
 }
 

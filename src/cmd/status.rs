@@ -261,6 +261,7 @@ fn status_json(
         })).collect::<Vec<_>>(),
         "closes_last_24h": closes,
         "skipped_last_24h": stats.skipped_in_window,
+        "refined_by_cdr_last_24h": stats.refined_by_cdr,
         "last_run": stats.last_run,
         "daemon": daemon,
     })
@@ -320,6 +321,13 @@ fn status_text(
             o,
             "  (left alone, already ended by the application: {})",
             stats.skipped_in_window
+        );
+    }
+    if stats.refined_by_cdr > 0 {
+        let _ = writeln!(
+            o,
+            "  (end time from Asterisk's CDR, at the close or refined later: {})",
+            stats.refined_by_cdr
         );
     }
     match &stats.last_run {

@@ -39,6 +39,7 @@ pub fn requests(plan: &Plan, decided_at: DateTime<Utc>) -> Vec<CloseRequest> {
                 ended_after: c.ended_after,
                 ended_before: c.ended_before,
                 decided_at,
+                ended_at_source: Default::default(),
             })
         })
         .collect()
@@ -62,6 +63,7 @@ pub fn planned_rows(plan: &Plan) -> Vec<ClosedRow> {
                 talk_seconds: p.talk_seconds.unwrap_or(c.talk_seconds),
                 answered_at: p.call.answered_at,
                 closure_id: None,
+                ended_at_source: Default::default(),
             })
         })
         .collect()

@@ -6,6 +6,7 @@
 //! and re-decides from the map, so a round that fails (database down) loses nothing: the evidence stays in
 //! the map's tombstones and the next round closes the same rows with the same times.
 
+pub mod cdr;
 pub mod view;
 
 use std::collections::{HashMap, HashSet};
@@ -15,7 +16,8 @@ use chrono::{DateTime, Utc};
 use reconciler::{Decision, HoldReason, KeepReason, OpenRow, Reason};
 use serde::Serialize;
 use store::{
-    CallId, CloseReason, CloseRequest, OpenCall, OpenRows, ServerFilter, Store, UnreadableRow,
+    CallId, CloseReason, CloseRequest, EndedAtSource, OpenCall, OpenRows, ServerFilter, Store,
+    UnreadableRow,
 };
 
 use crate::broadcast::{Broadcaster, CallUpdate};
@@ -58,6 +60,8 @@ pub struct ClosedRow {
     pub answered_at: DateTime<Utc>,
     /// Audit row id (None on a dry run).
     pub closure_id: Option<i64>,
+    /// Where `ended_at` comes from: callwatch's evidence, or Asterisk's CDR.
+    pub ended_at_source: EndedAtSource,
 }
 
 /// One row the mass-close guard holds.
@@ -105,6 +109,8 @@ pub struct SweepReport {
     pub suspect_ghosts: Vec<GhostRow>,
     /// Rows kept open, by why (see [`keep_state`]).
     pub kept_by: std::collections::BTreeMap<&'static str, usize>,
+    /// Earlier closes whose end time a CDR that arrived later made exact (see [`cdr::Refiner`]).
+    pub refined: Vec<store::RefinedCall>,
 }
 
 impl SweepReport {
@@ -159,6 +165,8 @@ pub struct Sweeper {
     /// When this sweeper was made (the process started watching): the start of `fallback_after` for a map
     /// that has never been synced.
     started_at: DateTime<Utc>,
+    /// Exact end times from Asterisk's CDRs (`[cdr]`), when configured.
+    refiner: Option<self::cdr::Refiner>,
 }
 
 impl Sweeper {
@@ -184,7 +192,14 @@ impl Sweeper {
             unreadable_logged: HashSet::new(),
             ghosts_logged: HashSet::new(),
             in_doubt: HashMap::new(),
+            refiner: None,
         }
+    }
+
+    /// Looks up Asterisk's CDRs for closes without a seen Hangup (see [`cdr`]).
+    pub fn with_cdr(mut self, refiner: Option<self::cdr::Refiner>) -> Self {
+        self.refiner = refiner;
+        self
     }
 
     /// When this sweeper was made: the start of `fallback_after` for a server never synced.
@@ -359,6 +374,7 @@ impl Sweeper {
                         ended_after: close.ended_after,
                         ended_before: close.ended_before,
                         decided_at: now,
+                        ended_at_source: Default::default(),
                     });
                     planned.insert(
                         call.id.clone(),
@@ -377,6 +393,7 @@ impl Sweeper {
                                 .talk_seconds_written(call.talk_seconds, close.talk_seconds),
                             answered_at: call.answered_at,
                             closure_id: None,
+                            ended_at_source: EndedAtSource::Evidence,
                         },
                     );
                 }
@@ -434,6 +451,11 @@ impl Sweeper {
             );
         }
 
+        if let Some(refiner) = &self.refiner {
+            refiner
+                .refine_batch(&self.store, &calls, &mut batch, &mut planned, now)
+                .await;
+        }
         if self.dry_run {
             for row in planned.into_values() {
                 self.dry_closed.insert(row.id.clone());
@@ -479,6 +501,12 @@ impl Sweeper {
                     return Err(err);
                 }
             }
+        }
+        if let Some(refiner) = self.refiner.as_mut() {
+            let now = self.clock.now();
+            report.refined = refiner
+                .later_pass(&self.store, target, &self.run_id, now)
+                .await;
         }
         let closed_now = report.closed.len() - settled_count;
         metrics::gauge!(m::CALLS_OPEN, "server" => target.name.clone())

@@ -2,6 +2,7 @@
 mod broadcast_channel;
 mod broadcast_faults;
 mod browser;
+mod cdr;
 mod cleanup;
 mod client;
 mod common;

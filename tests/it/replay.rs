@@ -25,10 +25,10 @@ enum Shape {
 /// One seeded row and what must happen to it.
 #[derive(Debug, Clone)]
 pub(crate) struct Seeded {
-    id: i64,
-    call_id: Option<String>,
-    answered_at: DateTime<Utc>,
-    expect: Expect,
+    pub(crate) id: i64,
+    pub(crate) call_id: Option<String>,
+    pub(crate) answered_at: DateTime<Utc>,
+    pub(crate) expect: Expect,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +43,7 @@ pub(crate) enum Expect {
     Open,
 }
 
-fn ts(v: &Value) -> Option<DateTime<Utc>> {
+pub(crate) fn ts(v: &Value) -> Option<DateTime<Utc>> {
     v.as_str()
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.with_timezone(&Utc))

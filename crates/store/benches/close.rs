@@ -129,6 +129,7 @@ async fn bench(engine: Engine, rows: usize) {
             ended_after: Some(c.answered_at),
             ended_before: Some(now),
             decided_at: now,
+            ended_at_source: Default::default(),
         })
         .collect();
     let t = Instant::now();

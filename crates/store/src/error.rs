@@ -62,6 +62,12 @@ impl Error {
         }
     }
 
+    /// Classifies a driver error met while `context` (for other crates reading a database through sqlx, e.g.
+    /// the CDR reader): the message is reduced to what is safe to log.
+    pub fn from_driver(context: &'static str, err: sqlx::Error) -> Self {
+        Self::sqlx(context, err)
+    }
+
     /// Classifies a driver error.
     pub(crate) fn sqlx(context: &'static str, err: sqlx::Error) -> Self {
         let transient = is_transient(&err);

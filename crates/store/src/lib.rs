@@ -38,6 +38,7 @@
 //!         ended_after: Some(c.answered_at),
 //!         ended_before: Some(now),
 //!         decided_at: now,
+//!         ended_at_source: store::EndedAtSource::Evidence,
 //!     })
 //!     .collect();
 //! let outcome = store.close(&batch, "run-1").await?;
@@ -73,12 +74,14 @@ use sqlx::{AnyPool, Executor};
 pub use config::{Columns, DatabaseConfig, DatabaseUrl, IdType, Mapping, StatusValues};
 pub use dialect::Dialect;
 pub use error::{DbError, Error, Result};
+pub use ident::Ident;
 pub use lock::{this_host, InstanceLock};
 pub use model::{
     BusyExtension, CallId, CloseOutcome, CloseReason, CloseRequest, ClosedCall, DaemonBeat,
-    LastRun, MappingCheck, MappingReport, MigrateReport, OpenCall, OpenRows, RecordedClose,
-    ServerFilter, Stats, UndoOutcome, UndoSelector, UnreadableRow,
+    EndedAtSource, LastRun, MappingCheck, MappingReport, MigrateReport, OpenCall, OpenRows,
+    RecordedClose, ServerFilter, Stats, UndoOutcome, UndoSelector, UnreadableRow,
 };
+pub use ops::{RefineCandidate, RefineOutcome, RefinedCall, Refinement};
 pub use time::TimeCodec;
 
 use config::ResolvedMapping;

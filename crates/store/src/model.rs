@@ -182,6 +182,36 @@ pub struct CloseRequest {
     pub ended_before: Option<DateTime<Utc>>,
     /// When the decision was made.
     pub decided_at: DateTime<Utc>,
+    /// Where `ended_at` comes from (audited as `ended_at_source`).
+    pub ended_at_source: EndedAtSource,
+}
+
+/// Where a close's `ended_at` comes from (the audit's `ended_at_source`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EndedAtSource {
+    /// callwatch's own evidence: a seen Hangup, or the last moment the channel was known alive.
+    #[default]
+    Evidence,
+    /// Asterisk's CDR for the channel.
+    Cdr,
+}
+
+impl EndedAtSource {
+    /// The stored name: `evidence` or `cdr`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndedAtSource::Evidence => "evidence",
+            EndedAtSource::Cdr => "cdr",
+        }
+    }
+}
+
+impl fmt::Display for EndedAtSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A row that [`crate::Store::close`] closed.
@@ -307,6 +337,9 @@ pub struct Stats {
     pub closes_by_reason: Vec<(String, i64)>,
     /// Skipped close attempts within the window.
     pub skipped_in_window: i64,
+    /// Closes within the window whose `ended_at` came from Asterisk's CDR (`ended_at_source = 'cdr'`):
+    /// at the close, or by a later refinement (excluding undone ones).
+    pub refined_by_cdr: i64,
     /// The latest run.
     pub last_run: Option<LastRun>,
 }

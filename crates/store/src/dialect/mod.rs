@@ -54,7 +54,7 @@ impl Dialect {
     }
 
     /// The `n`-th (1-based) bind placeholder.
-    pub(crate) fn placeholder(self, n: usize) -> String {
+    pub fn placeholder(self, n: usize) -> String {
         match self {
             Dialect::Postgres => format!("${n}"),
             // Positional `?`: callers bind in SQL text order. (SQLite's numbered `?NNN` would free us from
@@ -65,7 +65,7 @@ impl Dialect {
     }
 
     /// An expression reading `expr` as text (so that the `Any` driver can decode it whatever the column type).
-    pub(crate) fn as_text(self, expr: &str) -> String {
+    pub fn as_text(self, expr: &str) -> String {
         match self {
             Dialect::MySql => format!("CAST({expr} AS CHAR)"),
             _ => format!("CAST({expr} AS TEXT)"),
@@ -82,7 +82,7 @@ impl Dialect {
     }
 
     /// An expression reading the timestamp `expr` as `YYYY-MM-DD HH:MM:SS` text.
-    pub(crate) fn ts_text(self, expr: &str) -> String {
+    pub fn ts_text(self, expr: &str) -> String {
         match self {
             Dialect::Sqlite => sqlite::ts_text(expr),
             Dialect::Postgres => postgres::ts_text(expr),

@@ -33,6 +33,7 @@ const AUDIT_REQUIRED: &[&str] = &[
     "decided_at",
     "undone_at",
     "undo_run_id",
+    "ended_at_source",
 ];
 
 /// How a column's type check starts its detail.

@@ -67,7 +67,7 @@ enum Kind {
 }
 
 /// The kind of each of [`AUDIT_COLUMNS`].
-const AUDIT_KINDS: [Kind; 21] = [
+const AUDIT_KINDS: [Kind; 22] = [
     Kind::Text, // batch_id
     Kind::Text, // call_id
     Kind::Text, // server
@@ -89,6 +89,7 @@ const AUDIT_KINDS: [Kind; 21] = [
     Kind::Ts,   // ended_before
     Kind::Text, // run_id
     Kind::Ts,   // decided_at
+    Kind::Text, // ended_at_source
 ];
 
 /// A PostgreSQL array literal (`{"a","b\"c",NULL,7}`) of one column's values.
@@ -141,7 +142,7 @@ enum Entry<'p, 'r> {
     Skipped(&'p CloseRequest),
 }
 
-const AUDIT_COLUMNS: [&str; 21] = [
+const AUDIT_COLUMNS: [&str; 22] = [
     "batch_id",
     "call_id",
     "server",
@@ -163,6 +164,7 @@ const AUDIT_COLUMNS: [&str; 21] = [
     "ended_before",
     "run_id",
     "decided_at",
+    "ended_at_source",
 ];
 
 impl Store {
@@ -530,7 +532,7 @@ impl Store {
         let d = self.inner.dialect;
         let m = &self.inner.map;
         let time = &self.inner.time;
-        // 21 parameters per row; stay well below every engine's limit.
+        // 22 parameters per row; stay well below every engine's limit.
         let per_stmt = (30_000 / AUDIT_COLUMNS.len()).max(1);
         let status_new = m.status.as_ref().map(|_| m.status_values.completed.clone());
         let has_updated = m.updated_at.is_some();
@@ -563,6 +565,7 @@ impl Store {
                     Val::Ts(p.req.ended_before.map(|t| time.encode(t))),
                     Val::Text(Some(run_id.to_string())),
                     Val::Ts(Some(time.encode(p.req.decided_at))),
+                    Val::Text(Some(p.req.ended_at_source.as_str().into())),
                 ],
                 Entry::Skipped(req) => vec![
                     Val::Text(Some(batch_id.to_string())),
@@ -586,12 +589,13 @@ impl Store {
                     Val::Ts(req.ended_before.map(|t| time.encode(t))),
                     Val::Text(Some(run_id.to_string())),
                     Val::Ts(Some(time.encode(req.decided_at))),
+                    Val::Text(None),
                 ],
             }
         };
         if d == Dialect::Postgres {
             // One statement for the whole batch: each column travels as one array literal and is unnested,
-            // instead of 21 bound parameters per row (parsing and planning those dominated the close).
+            // instead of 22 bound parameters per row (parsing and planning those dominated the close).
             let mut columns: Vec<Vec<Val>> = AUDIT_COLUMNS
                 .iter()
                 .map(|_| Vec::with_capacity(entries.len()))

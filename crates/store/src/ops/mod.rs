@@ -5,8 +5,11 @@ mod close;
 mod fleet;
 mod in_progress;
 mod migrate;
+mod refine;
 mod stats;
 mod undo;
+
+pub use refine::{RefineCandidate, RefineOutcome, RefinedCall, Refinement};
 
 use sqlx::any::AnyRow;
 use sqlx::Row;

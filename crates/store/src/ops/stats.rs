@@ -90,10 +90,19 @@ impl Store {
             let n: i64 = get(&row, 2, "count")?;
             if outcome == "closed" {
                 stats.closes_by_reason.push((reason, n));
-            } else {
+            } else if outcome == "skipped" {
                 stats.skipped_in_window += n;
             }
         }
+
+        let mut b = SqlBuilder::new(d);
+        let since = b.ts(Some(time.encode(now - window)));
+        b.push(&format!(
+            "SELECT {n} FROM {audit} WHERE decided_at >= {since} AND undone_at IS NULL \
+             AND ended_at_source = 'cdr' AND outcome IN ('closed', 'refined')",
+            n = d.as_int("COUNT(*)"),
+        ));
+        stats.refined_by_cdr = get(&self.one(b).await?, 0, "count")?;
 
         let mut b = SqlBuilder::new(d);
         b.push(&format!(

@@ -11,6 +11,10 @@ use crate::Store;
 
 struct Closure {
     id: i64,
+    /// `closed`, or `refined` (a later, better end time: undoing it puts the close's values back).
+    refined: bool,
+    prev_ended_at: Option<String>,
+    prev_updated_at: Option<String>,
     call_id: CallId,
     prev_status: Option<String>,
     prev_hangup_cause: Option<String>,
@@ -24,7 +28,8 @@ struct Closure {
 
 impl Store {
     /// Reverts closes: for each selected audit row (outcome `closed`, not yet undone, newest first) sets
-    /// `ended_at` back to NULL and restores `status`, `hangup_cause` and `talk_seconds` — but only if the row
+    /// `ended_at` back to NULL (for outcome `refined`, a later better end time: back to the close's end time
+    /// and `updated_at`) and restores `status`, `hangup_cause` and `talk_seconds` — but only if the row
     /// still holds exactly what callwatch wrote (`ended_at`, `hangup_cause`, `talk_seconds`, `status` and
     /// `updated_at`); otherwise the closure is reported as a conflict and left alone. `updated_at` becomes
     /// the clock's now. Each undone audit row gets `undone_at` and `undo_run_id`.
@@ -73,7 +78,15 @@ impl Store {
         for c in closures {
             // Bind in SQL text order (MySQL placeholders are positional): SET values, id, then guards.
             let mut b = SqlBuilder::new(d);
-            let mut set = vec![format!("{} = NULL", m.ended_at.quoted(d))];
+            let mut set = vec![if c.refined {
+                format!(
+                    "{} = {}",
+                    m.ended_at.quoted(d),
+                    b.ts(c.prev_ended_at.clone())
+                )
+            } else {
+                format!("{} = NULL", m.ended_at.quoted(d))
+            }];
             if let Some(h) = &m.hangup_cause {
                 set.push(format!(
                     "{} = {}",
@@ -92,7 +105,14 @@ impl Store {
                 ));
             }
             if let Some(u) = &m.updated_at {
-                set.push(format!("{} = {}", u.quoted(d), b.ts(Some(now_s.clone()))));
+                // A refinement undone leaves the row exactly as its close wrote it, so that close can be
+                // undone in turn.
+                let at = if c.refined {
+                    c.prev_updated_at.clone()
+                } else {
+                    Some(now_s.clone())
+                };
+                set.push(format!("{} = {}", u.quoted(d), b.ts(at)));
             }
             let id = bind_id(&mut b, &c.call_id);
             let mut guard = vec![format!(
@@ -180,13 +200,16 @@ impl Store {
             }
         };
         let sql = format!(
-            "SELECT {id}, call_id, prev_status, prev_hangup_cause, {pts}, {ne}, new_status, new_hangup_cause, {nts}, {nu} \
-             FROM {audit} WHERE outcome = 'closed' AND undone_at IS NULL AND {filter} ORDER BY id DESC{lock}",
+            "SELECT {id}, call_id, prev_status, prev_hangup_cause, {pts}, {ne}, new_status, new_hangup_cause, {nts}, {nu}, \
+             outcome, {pe}, {pu} \
+             FROM {audit} WHERE outcome IN ('closed', 'refined') AND undone_at IS NULL AND {filter} ORDER BY id DESC{lock}",
             id = d.as_int("id"),
             pts = d.as_int("prev_talk_seconds"),
             ne = d.ts_text("new_ended_at"),
             nts = d.as_int("new_talk_seconds"),
             nu = d.ts_text("new_updated_at"),
+            pe = d.ts_text("prev_ended_at"),
+            pu = d.ts_text("prev_updated_at"),
             audit = m.audit_table.quoted(d),
             lock = d.for_update(),
         );
@@ -210,6 +233,9 @@ impl Store {
                 new_hangup_cause: get(row, 7, "new_hangup_cause")?,
                 new_talk_seconds: get(row, 8, "new_talk_seconds")?,
                 new_updated_at: get(row, 9, "new_updated_at")?,
+                refined: get::<String>(row, 10, "outcome")? == "refined",
+                prev_ended_at: get(row, 11, "prev_ended_at")?,
+                prev_updated_at: get(row, 12, "prev_updated_at")?,
             });
         }
         Ok(out)

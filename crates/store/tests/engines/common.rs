@@ -87,6 +87,7 @@ pub fn req(id: i64, ended: DateTime<Utc>, reason: CloseReason) -> CloseRequest {
         ended_after: Some(ended - chrono::Duration::seconds(30)),
         ended_before: Some(ended),
         decided_at: ended + chrono::Duration::seconds(1),
+        ended_at_source: Default::default(),
     }
 }
 

@@ -7,6 +7,7 @@ mod failure;
 mod lock;
 mod mapping;
 mod migrate;
+mod refine;
 mod stats;
 mod timezone;
 mod undo;

@@ -101,6 +101,7 @@ async fn maps_onto_an_existing_table_with_other_names() {
             ended_after: None,
             ended_before: None,
             decided_at: t0() + chrono::Duration::seconds(50),
+            ended_at_source: Default::default(),
         };
         let skipped = CloseRequest {
             call_id: CallId::Text("c3d4".into()),
