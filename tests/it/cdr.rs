@@ -619,3 +619,88 @@ async fn check_config_checks_the_cdr_source() {
     let (ok, text) = run("csv = \"/nonexistent/Master.csv\"\n");
     assert!(!ok && text.contains("FAIL CDR file readable"), "{text}");
 }
+
+/// The daemon refines from the CDR too, not only replay: a Hangup lost on the way (the channel ends in the
+/// PBX, the daemon never hears of it) is caught by the periodic listing as `channel_gone`, and the row ends
+/// at the CDR's end (the middle of its whole-second window), audited as `cdr` — at the close, or by the
+/// later pass when the record's end was still ahead of the close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_takes_a_lost_hangups_end_from_the_cdr() {
+    use crate::daemon::{insert_row, pbx_with_call, settings_for, start_daemon};
+
+    let Some(db) = TestDb::create(Engine::Sqlite).await else {
+        return;
+    };
+    db.store().await.shutdown().await;
+    db.exec(&cdr_table_sql(Engine::Sqlite)).await;
+    let (pbx, _call, agent) = pbx_with_call("2001").await;
+    let answered = Utc::now() - Duration::seconds(90);
+    insert_row(&db, 1, &agent, "2001", answered).await;
+    let mut settings = settings_for(db.url(), pbx.local_addr());
+    settings.policy.sweep_interval = std::time::Duration::from_secs(1);
+    settings.cdr = Some(
+        toml::from_str(&format!(
+            "url = \"{}\"\nrecheck_every = \"1s\"\ntimezone = \"UTC\"",
+            db.url()
+        ))
+        .unwrap(),
+    );
+    let d = start_daemon(settings);
+    d.synced().await;
+
+    // The agent's channel ends in the PBX; the Hangup never reaches the daemon, the CDR is written.
+    let ended = Utc::now();
+    let channel = pbx.with(|p| p.channel(&agent).map(|c| c.name.clone()).unwrap());
+    pbx.with(|p| {
+        p.apply(&ami_proto::Message::from_pairs([
+            ("Event", "Hangup"),
+            ("Uniqueid", agent.as_str()),
+            ("Cause", "16"),
+            ("Cause-txt", "Normal Clearing"),
+        ]))
+    });
+    let record = Cdr {
+        uniqueid: agent.clone(),
+        linkedid: agent.clone(),
+        channel,
+        start: answered,
+        answer: Some(answered),
+        end: ended,
+    };
+    db.exec(&format!(
+        "INSERT INTO cdr (calldate, channel, duration, billsec, disposition, uniqueid, linkedid) \
+         VALUES ('{}', '{}', {}, {}, 'ANSWERED', '{}', '{}')",
+        Cdr::floor(record.start).format("%Y-%m-%d %H:%M:%S"),
+        record.channel,
+        record.duration(),
+        record.billsec(),
+        record.uniqueid,
+        record.linkedid
+    ))
+    .await;
+    // The record says [start + duration, + 2 s): callwatch writes the middle.
+    let cdr_end = record.stated_end() + Duration::seconds(1);
+
+    let from_cdr = crate::daemon::eventually("the row to end at the CDR's end", || async {
+        let rows = text_rows(
+            &db,
+            "SELECT outcome, ended_at_source, reason FROM call_closures WHERE call_id = '1' \
+             ORDER BY id",
+        )
+        .await;
+        let ended_at = ended_at_of(&db, Engine::Sqlite, 1).await;
+        rows.iter()
+            .any(|r| r[1].as_deref() == Some("cdr"))
+            .then_some((rows, ended_at))
+    })
+    .await;
+    d.stop().await;
+    let (audit, ended_at) = from_cdr;
+    assert_eq!(audit[0][0].as_deref(), Some("closed"), "{audit:?}");
+    assert_eq!(audit[0][2].as_deref(), Some("channel_gone"), "{audit:?}");
+    assert_eq!(
+        ended_at.as_deref(),
+        Some(cdr_end.format("%Y-%m-%d %H:%M:%S").to_string().as_str()),
+        "the true end was {ended}; audit {audit:?}"
+    );
+}
