@@ -9,6 +9,11 @@
 //! listening, so that neither its memory nor its generator's CPU is counted as the client's; `--live-server`
 //! instead runs it in this process, generating as it goes (then RSS and CPU include the server).
 //!
+//! The client is compared with two baselines that read the same stream from the same server on their own
+//! connection, one after the other before it: a bare memchr line split, and a single-threaded parse into
+//! borrowed header slices (the least a parser must do); the bench prints the client's events/s as a
+//! fraction of the latter's (`client / borrowed-slice parse`).
+//!
 //! Run: `cargo bench -p ami --bench loopback` (optionally `-- CALLS`, default 10 753 calls = 1 000 030 events;
 //! `--tombstones N` keeps N ended channels in the map, default 1 024).
 
@@ -133,6 +138,8 @@ fn main() {
         // The limit first: a bare reader that logs in, reads the same stream with the same read size and
         // splits it with memchr, on its own connection to the same server.
         let (split_frames, split_secs) = memchr_split_over_tcp(addr).await;
+        // The baseline: a single-threaded parse of the same stream into borrowed header slices.
+        let base = borrowed_parse_over_tcp(addr).await;
         let mut cfg = Config::new(addr.ip().to_string(), "watchdog", Secret::new("lab-secret"));
         cfg.port = addr.port();
         cfg.server = "load".into();
@@ -170,8 +177,8 @@ fn main() {
         );
         drop(client);
         let _ = task.await;
-        // Two connections got the whole stream: the bare reader's and the client's.
-        let sent = server.finish() / 2;
+        // Three connections got the whole stream: the two baselines' and the client's.
+        let sent = server.finish() / 3;
         println!("bytes of the stream: {sent}");
         println!("elapsed: {elapsed:.3} s");
         println!(
@@ -206,6 +213,17 @@ fn main() {
             frames as f64 / elapsed,
             (split_frames as f64 / split_secs) / (frames as f64 / elapsed)
         );
+        let base_rate = base.events as f64 / base.secs;
+        let client_rate = total as f64 / elapsed;
+        println!(
+            "single-threaded borrowed-slice parse of the same stream: {} events, {} responses in {:.3} s = {base_rate:.0} events/s",
+            base.events, base.responses, base.secs
+        );
+        println!(
+            "client / borrowed-slice parse: {:.2} ({client_rate:.0} / {base_rate:.0} events/s)",
+            client_rate / base_rate
+        );
+        assert_eq!(base.events, expected.events, "baseline lost events");
         assert_eq!(total, expected.events, "events lost");
         assert_eq!(lagged, 0);
     });
@@ -242,6 +260,108 @@ async fn memchr_split_over_tcp(addr: std::net::SocketAddr) -> (u64, f64) {
     }
     let secs = started.map_or(0.0, |t| t.elapsed().as_secs_f64());
     (frames, secs)
+}
+
+/// What the borrowed-slice baseline parsed.
+struct Baseline {
+    events: u64,
+    responses: u64,
+    secs: f64,
+}
+
+/// The baseline the client is compared with: logs in on a raw socket, reads in reads of the client's size and
+/// parses every message in place on this one thread: each line found with memchr, split at its first `:` into
+/// key and value slices of the read buffer (kept in a reused vector, no copy), `Event`/`Response` noted,
+/// events counted by name. A message cut by the end of a read is moved to the front and parsed again.
+async fn borrowed_parse_over_tcp(addr: std::net::SocketAddr) -> Baseline {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"Action: Login\r\nActionID: 1\r\nUsername: bench\r\nSecret: x\r\n\r\n")
+        .await
+        .unwrap();
+    const READ: usize = 256 * 1024;
+    let mut buf = vec![0u8; 2 * READ];
+    let (mut len, mut banner) = (0usize, true);
+    let mut counts: HashMap<Vec<u8>, u64> = HashMap::new();
+    let (mut events, mut responses) = (0u64, 0u64);
+    // (key, value) offsets of the current message's headers.
+    let mut headers: Vec<(u32, u32, u32, u32)> = Vec::with_capacity(64);
+    let mut started = None;
+    loop {
+        if buf.len() - len < READ {
+            buf.resize(len + READ, 0);
+        }
+        let n = s.read(&mut buf[len..]).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        started.get_or_insert_with(Instant::now);
+        len += n;
+        let data = &buf[..len];
+        let (mut pos, mut msg_start) = (0usize, 0usize);
+        headers.clear();
+        while let Some(nl) = memchr::memchr(b'\n', &data[pos..]) {
+            let end = pos + nl;
+            let line = &data[pos..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let line_start = pos;
+            pos = end + 1;
+            if banner {
+                banner = false;
+                msg_start = pos;
+                continue;
+            }
+            if line.is_empty() {
+                let mut kind = None;
+                for &(ks, ke, vs, ve) in &headers {
+                    let key = &data[ks as usize..ke as usize];
+                    if key.eq_ignore_ascii_case(b"Event") || key.eq_ignore_ascii_case(b"Response") {
+                        kind = Some((key.len() == 5, &data[vs as usize..ve as usize]));
+                        break;
+                    }
+                }
+                match kind {
+                    Some((true, name)) => {
+                        events += 1;
+                        match counts.get_mut(name) {
+                            Some(c) => *c += 1,
+                            None => {
+                                counts.insert(name.to_vec(), 1);
+                            }
+                        }
+                    }
+                    Some((false, _)) => responses += 1,
+                    None => {}
+                }
+                headers.clear();
+                msg_start = pos;
+                continue;
+            }
+            if let Some(colon) = memchr::memchr(b':', line) {
+                let mut vs = line_start + colon + 1;
+                let ve = line_start + line.len();
+                if data.get(vs) == Some(&b' ') {
+                    vs += 1;
+                }
+                headers.push((
+                    line_start as u32,
+                    (line_start + colon) as u32,
+                    vs.min(ve) as u32,
+                    ve as u32,
+                ));
+            }
+        }
+        // Keep the unfinished message for the next read.
+        buf.copy_within(msg_start..len, 0);
+        len -= msg_start;
+    }
+    let secs = started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    std::hint::black_box(&counts);
+    Baseline {
+        events,
+        responses,
+        secs,
+    }
 }
 
 /// What the consumer saw.
