@@ -10,9 +10,11 @@
 //! instead runs it in this process, generating as it goes (then RSS and CPU include the server).
 //!
 //! The client is compared with two baselines that read the same stream from the same server on their own
-//! connection, one after the other before it: a bare memchr line split, and a single-threaded parse into
-//! borrowed header slices (the least a parser must do); the bench prints the client's events/s as a
-//! fraction of the latter's (`client / borrowed-slice parse`).
+//! connection, one after the other before it: a bare memchr line split; a single-threaded parse into
+//! borrowed header slices (the least a parser must do); and `ami_proto::Parser` with the summary counter on
+//! one thread (the client's parsing without its map and threads). The bench prints the client's events/s
+//! as a fraction of the last two (`client / borrowed-slice parse`, `client / single-threaded ami-proto
+//! parse`).
 //!
 //! Run: `cargo bench -p ami --bench loopback` (optionally `-- CALLS`, default 10 753 calls = 1 000 030 events;
 //! `--tombstones N` keeps N ended channels in the map, default 1 024).
@@ -22,6 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ami::{ChannelMap, Config, Event, MapOptions, Secret, TokioClock};
+use ami_proto::summary::StreamSummary;
 use ami_proto::synthetic::Totals;
 use ami_testkit::{LoadConfig, LoadServer};
 
@@ -140,9 +143,13 @@ fn main() {
         let (split_frames, split_secs) = memchr_split_over_tcp(addr).await;
         // The baseline: a single-threaded parse of the same stream into borrowed header slices.
         let base = borrowed_parse_over_tcp(addr).await;
+        // And the crate's own parser on one thread: read, frame into zero-copy `Message`s, count.
+        let proto = proto_parse_over_tcp(addr).await;
         let mut cfg = Config::new(addr.ip().to_string(), "watchdog", Secret::new("lab-secret"));
         cfg.port = addr.port();
         cfg.server = "load".into();
+        // As `callwatch events --ami`: a 16,384-event subscriber buffer.
+        cfg.event_buffer = 16 * 1024;
         let map = ChannelMap::new(MapOptions {
             gone_queue: 0,
             max_tombstones: tombstones,
@@ -155,12 +162,11 @@ fn main() {
         // runs next on the same worker.
         let tally = tokio::spawn(consume(events)).await.unwrap();
         let Tally {
-            counts,
-            total,
-            responses,
+            summary,
             lagged,
             started,
         } = tally;
+        let (total, responses, counts) = (summary.events, summary.responses, summary.event_counts);
         let (t0, cpu0) = started.expect("never logged in");
         let elapsed = t0.elapsed().as_secs_f64();
         let cpu = cpu_seconds().unwrap_or(0.0) - cpu0;
@@ -177,8 +183,8 @@ fn main() {
         );
         drop(client);
         let _ = task.await;
-        // Three connections got the whole stream: the two baselines' and the client's.
-        let sent = server.finish() / 3;
+        // Four connections got the whole stream: the three baselines' and the client's.
+        let sent = server.finish() / 4;
         println!("bytes of the stream: {sent}");
         println!("elapsed: {elapsed:.3} s");
         println!(
@@ -223,7 +229,17 @@ fn main() {
             "client / borrowed-slice parse: {:.2} ({client_rate:.0} / {base_rate:.0} events/s)",
             client_rate / base_rate
         );
+        let proto_rate = proto.events as f64 / proto.secs;
+        println!(
+            "single-threaded ami-proto Parser + summary of the same stream: {} events, {} responses in {:.3} s = {proto_rate:.0} events/s",
+            proto.events, proto.responses, proto.secs
+        );
+        println!(
+            "client / single-threaded ami-proto parse: {:.2} ({client_rate:.0} / {proto_rate:.0} events/s)",
+            client_rate / proto_rate
+        );
         assert_eq!(base.events, expected.events, "baseline lost events");
+        assert_eq!(proto.events, expected.events, "ami-proto baseline lost events");
         assert_eq!(total, expected.events, "events lost");
         assert_eq!(lagged, 0);
     });
@@ -364,22 +380,53 @@ async fn borrowed_parse_over_tcp(addr: std::net::SocketAddr) -> Baseline {
     }
 }
 
+/// The client's own parsing without its pipeline: on this one thread, reads of the client's size into a
+/// `BytesMut`, `ami_proto::Parser` frames zero-copy `Message`s (slices of the read buffer) and the same
+/// `StreamSummary` as `callwatch events --summary` counts them. No channel map, no hand-off between threads.
+async fn proto_parse_over_tcp(addr: std::net::SocketAddr) -> Baseline {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"Action: Login\r\nActionID: 1\r\nUsername: bench\r\nSecret: x\r\n\r\n")
+        .await
+        .unwrap();
+    const READ: usize = 256 * 1024;
+    let mut buf = bytes::BytesMut::with_capacity(READ);
+    let mut parser = ami_proto::Parser::new(ami_proto::Limits::default());
+    let mut summary = StreamSummary::new();
+    let mut started = None;
+    loop {
+        if buf.capacity() - buf.len() < READ / 4 {
+            buf.reserve(READ);
+        }
+        let n = s.read_buf(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        started.get_or_insert_with(Instant::now);
+        while let Some(frame) = parser.next_frame(&mut buf) {
+            summary.record(&frame);
+        }
+    }
+    let secs = started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    Baseline {
+        events: summary.events,
+        responses: summary.responses,
+        secs,
+    }
+}
+
 /// What the consumer saw.
 struct Tally {
-    counts: HashMap<String, u64>,
-    total: u64,
-    responses: u64,
+    summary: StreamSummary,
     lagged: u64,
     /// Wall time and CPU time at login.
     started: Option<(Instant, f64)>,
 }
 
-/// Classifies and counts every event until the session ends.
+/// Classifies and counts every message until the session ends, as `callwatch events --ami --summary` does.
 async fn consume(mut events: ami::Subscription) -> Tally {
     let mut t = Tally {
-        counts: HashMap::new(),
-        total: 0,
-        responses: 0,
+        summary: StreamSummary::new(),
         lagged: 0,
         started: None,
     };
@@ -390,23 +437,14 @@ async fn consume(mut events: ami::Subscription) -> Tally {
                 Event::Connected { .. } => {
                     t.started = Some((Instant::now(), cpu_seconds().unwrap_or(0.0)))
                 }
-                Event::Message(m) => match m.event() {
-                    Some(name) => {
-                        t.total += 1;
-                        match t.counts.get_mut(name) {
-                            Some(c) => *c += 1,
-                            None => {
-                                t.counts.insert(name.to_string(), 1);
-                            }
-                        }
-                    }
-                    None => t.responses += 1,
-                },
+                // What `callwatch events --ami --summary` does with each message.
+                Event::Message(m) => t.summary.record_message(&m),
                 Event::Lagged(n) => t.lagged += n,
                 Event::Disconnected { .. } => return t,
                 _ => {}
             }
         }
     }
+    t.summary.finish(0);
     t
 }
