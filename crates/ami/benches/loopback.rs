@@ -142,9 +142,13 @@ fn main() {
         // splits it with memchr, on its own connection to the same server.
         let (split_frames, split_secs) = memchr_split_over_tcp(addr).await;
         // The baseline: a single-threaded parse of the same stream into borrowed header slices.
+        let cpu_base = cpu_seconds().unwrap_or(0.0);
         let base = borrowed_parse_over_tcp(addr).await;
+        let cpu_base = cpu_seconds().unwrap_or(0.0) - cpu_base;
         // And the crate's own parser on one thread: read, frame into zero-copy `Message`s, count.
+        let cpu_proto = cpu_seconds().unwrap_or(0.0);
         let proto = proto_parse_over_tcp(addr).await;
+        let cpu_proto = cpu_seconds().unwrap_or(0.0) - cpu_proto;
         let mut cfg = Config::new(addr.ip().to_string(), "watchdog", Secret::new("lab-secret"));
         cfg.port = addr.port();
         cfg.server = "load".into();
@@ -228,6 +232,12 @@ fn main() {
         println!(
             "client / borrowed-slice parse: {:.2} ({client_rate:.0} / {base_rate:.0} events/s)",
             client_rate / base_rate
+        );
+        println!(
+            "events per CPU-second: client {:.0}, borrowed-slice parse {:.0}, ami-proto parse {:.0}",
+            total as f64 / cpu,
+            base.events as f64 / cpu_base,
+            proto.events as f64 / cpu_proto
         );
         let proto_rate = proto.events as f64 / proto.secs;
         println!(
