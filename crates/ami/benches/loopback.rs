@@ -17,7 +17,8 @@
 //! parse`).
 //!
 //! Run: `cargo bench -p ami --bench loopback` (optionally `-- CALLS`, default 10 753 calls = 1 000 030 events;
-//! `--tombstones N` keeps N ended channels in the map, default 1 024).
+//! `--tombstones N` keeps N ended channels in the map, default 1 024; `--server ADDR` reads from a running
+//! `load_server` example instead of starting one, which must then serve CALLS calls).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -75,11 +76,21 @@ enum Server {
         std::io::BufReader<std::process::ChildStdout>,
     ),
     InProcess(LoadServer),
+    /// Given with `--server ADDR` (e.g. `cargo run --release -p ami --example load_server`), so that
+    /// `callwatch events --ami` can read the same stream from it right after.
+    External,
 }
 
 impl Server {
-    async fn start(calls: usize, in_process: bool) -> (Self, std::net::SocketAddr) {
+    async fn start(
+        calls: usize,
+        in_process: bool,
+        external: Option<std::net::SocketAddr>,
+    ) -> (Self, std::net::SocketAddr) {
         use std::io::BufRead;
+        if let Some(addr) = external {
+            return (Server::External, addr);
+        }
         if in_process {
             let server = LoadServer::start(LoadConfig::new(calls)).await.unwrap();
             let addr = server.local_addr();
@@ -102,6 +113,7 @@ impl Server {
         use std::io::BufRead;
         match self {
             Server::InProcess(server) => server.bytes_sent(),
+            Server::External => 0,
             Server::Child(mut child, mut out) => {
                 drop(child.stdin.take());
                 let mut line = String::new();
@@ -117,13 +129,17 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let calls: usize = args
         .iter()
-        .take_while(|a| *a != "--tombstones")
+        .take_while(|a| *a != "--tombstones" && *a != "--server")
         .find_map(|a| a.parse().ok())
         .unwrap_or(10_753);
     if args.iter().any(|a| a == "--serve") {
         return serve(calls);
     }
     let in_process = args.iter().any(|a| a == "--live-server");
+    let external: Option<std::net::SocketAddr> = args
+        .iter()
+        .position(|a| a == "--server")
+        .and_then(|i| args.get(i + 1)?.parse().ok());
     // Ended channels the map keeps as history (the daemon's default is 20 000, about 19 MB here); the
     // streaming path itself needs none, so the default here is that of `callwatch events --ami`.
     let tombstones: usize = args
@@ -137,7 +153,7 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async move {
-        let (server, addr) = Server::start(calls, in_process).await;
+        let (server, addr) = Server::start(calls, in_process, external).await;
         // The limit first: a bare reader that logs in, reads the same stream with the same read size and
         // splits it with memchr, on its own connection to the same server.
         let (split_frames, split_secs) = memchr_split_over_tcp(addr).await;
