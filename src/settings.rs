@@ -66,6 +66,10 @@ pub struct ServerConfig {
     /// Rows whose `server` column is NULL belong to this server (default: the first server).
     #[serde(default)]
     pub default: bool,
+    /// Longest delay between AMI reconnect attempts, jitter included (default 5 s; also the URL's
+    /// `reconnect_max=SECS`, which this overrides).
+    #[serde(default, with = "humantime_serde")]
+    pub reconnect_max: Option<std::time::Duration>,
 }
 
 impl ServerConfig {
@@ -78,6 +82,7 @@ impl ServerConfig {
             secret_file: None,
             ca_file: None,
             default: true,
+            reconnect_max: None,
         }
     }
 
@@ -115,6 +120,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("secret_env", &self.secret_env)
             .field("secret_file", &self.secret_file)
             .field("default", &self.default)
+            .field("reconnect_max", &self.reconnect_max)
             .finish()
     }
 }
@@ -151,6 +157,14 @@ impl Settings {
             );
             let mut ami = ami;
             ami.server = name.clone();
+            if let Some(max) = s.reconnect_max {
+                anyhow::ensure!(
+                    !max.is_zero(),
+                    "[[server]] #{}: reconnect_max must be longer than 0",
+                    i + 1
+                );
+                ami.backoff.max = max;
+            }
             out.push(ResolvedServer {
                 name,
                 is_default: if any_default { s.default } else { i == 0 },
@@ -322,7 +336,32 @@ mod tests {
             "read from secret_file"
         );
         assert_eq!(servers[0].name, "pbx1");
+        assert_eq!(
+            servers[0].ami.backoff.max,
+            std::time::Duration::from_secs(5),
+            "reconnect_max as in the sample"
+        );
         assert!(!format!("{s:?}").contains("lab-secret"));
+    }
+
+    #[test]
+    fn reconnect_max_per_server() {
+        let text = "[[server]]\nurl = \"ami://u:s@127.0.0.1\"\nreconnect_max = \"2s\"\n\
+                    [[server]]\nname = \"b\"\nurl = \"ami://u:s@127.0.0.2?reconnect_max=7\"\n";
+        let s: Settings = toml::from_str(text).unwrap();
+        let servers = s.resolve_servers().unwrap();
+        assert_eq!(
+            servers[0].ami.backoff.max,
+            std::time::Duration::from_secs(2)
+        );
+        assert_eq!(
+            servers[1].ami.backoff.max,
+            std::time::Duration::from_secs(7)
+        );
+        let s: Settings =
+            toml::from_str("[[server]]\nurl = \"ami://u:s@h\"\nreconnect_max = \"0s\"\n").unwrap();
+        let err = s.resolve_servers().unwrap_err();
+        assert!(format!("{err:#}").contains("reconnect_max"), "{err:#}");
     }
 
     #[test]

@@ -86,6 +86,40 @@ pub struct Parser {
     bad: Option<ParseError>,
     /// Skipping the rest of an oversized frame.
     discard: Option<Discard>,
+    /// The line-end search, chosen once.
+    newline: Byte,
+    /// The key-end search, chosen once.
+    colon: Byte,
+}
+
+/// A search for one byte with the CPU's vector search chosen once per parser: `memchr::memchr` picks it
+/// again on every call (through a function pointer and a searcher built per call), which cost more than the
+/// search itself on lines of ~35 bytes.
+#[derive(Debug, Clone, Copy)]
+struct Byte {
+    byte: u8,
+    #[cfg(target_arch = "x86_64")]
+    avx2: Option<memchr::arch::x86_64::avx2::memchr::One>,
+}
+
+impl Byte {
+    fn new(byte: u8) -> Self {
+        Self {
+            byte,
+            #[cfg(target_arch = "x86_64")]
+            avx2: memchr::arch::x86_64::avx2::memchr::One::new(byte),
+        }
+    }
+
+    /// Position of the first `self.byte` in `haystack`.
+    #[inline(always)]
+    fn find(&self, haystack: &[u8]) -> Option<usize> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(avx2) = &self.avx2 {
+            return avx2.find(haystack);
+        }
+        memchr::memchr(self.byte, haystack)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -116,8 +150,9 @@ fn strip_cr(line: &[u8]) -> &[u8] {
     }
 }
 
-/// `nom` parser for the key of a header line: the bytes before the first `:`, then the `:`. Keys are
-/// short, so the byte-by-byte `take_till` beats a vectorised search here.
+/// `nom` parser for the key of a header line: the bytes before the first `:`, then the `:`. Used for the
+/// rare `Response: Follows` lines; header lines take the vector search of [`Parser`]'s `colon` (one
+/// searcher built per parser: 3,745 → 3,149 instructions per event for the reader, callgrind).
 #[inline]
 fn key(text: &[u8]) -> IResult<&[u8], &[u8]> {
     terminated(take_till(|b| b == b':'), tag(&b":"[..]))(text)
@@ -165,6 +200,8 @@ impl Parser {
             follows_raw: false,
             bad: None,
             discard: None,
+            newline: Byte::new(b'\n'),
+            colon: Byte::new(b':'),
         }
     }
 
@@ -246,7 +283,7 @@ impl Parser {
     fn scan(&mut self, buf: &[u8]) -> Step {
         let mut pos = self.scanned;
         loop {
-            let Ok((_, l)) = line(&buf[pos..]) else {
+            let Some(l) = self.newline.find(&buf[pos..]).map(|n| &buf[pos..pos + n]) else {
                 self.scanned = pos;
                 return if buf.len() > self.limits.max_frame_bytes {
                     Step::TooLarge
@@ -314,7 +351,7 @@ impl Parser {
             self.read_follows_line(start, text);
             return;
         }
-        match find_colon(text) {
+        match self.colon.find(text) {
             Some(colon) => {
                 self.push_header(start, text, colon);
                 if self.headers == 1 && is_response_follows(text, colon) {

@@ -4,7 +4,9 @@
 //! (or as fast as the socket takes it), through an [`ActionPairing`] so that the client's ActionIDs come back
 //! and no recorded response arrives before the client asked for it. When a session's recording ends with a
 //! close, the server closes the connection at that moment; a session without a close note (an event list)
-//! stays open, answering actions, until the client leaves.
+//! stays open, answering actions, until the client leaves. A connection ends in order: FIN after the last
+//! byte, then the server reads until the client closes (at most [`CLOSE_GRACE`]), so that nothing the
+//! client writes meanwhile (a keepalive `Ping`) resets the connection and loses the stream's tail.
 //!
 //! Between sessions, when pacing, a connection that arrives before the next session's recorded connect time
 //! (measured from the previous connection's close, or from its accept while it is still open) is accepted
@@ -370,8 +372,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, control: watch:
                     let mut conn = Conn::new(stream, s, session, connection, &shared, control);
                     let by = conn.serve().await;
                     let offset = conn.pairing.position();
-                    conn.close().await;
+                    conn.shut_down().await;
+                    // The session ends with its last byte; a recorded gap runs from here.
                     shared.lock().last_close = Some((session, Instant::now()));
+                    conn.drain().await;
                     shared.emit(ServerEvent::Closed {
                         connection,
                         offset,
@@ -429,6 +433,9 @@ fn admit(shared: &Shared) -> std::result::Result<(u64, usize), Refused> {
     st.next_connection += 1;
     Ok((c, i))
 }
+
+/// How long an ended connection waits for the client to close before closing anyway (see `Conn::shut_down`).
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// What a wait for client input or time ended with.
 enum Woke {
@@ -669,14 +676,27 @@ impl<'a> Conn<'a> {
         }
     }
 
-    /// Sends FIN and discards what the client had already sent, so the close is orderly, not a reset.
-    async fn close(&mut self) {
+    /// Ends the connection in order: sends FIN after the last byte, then reads (and discards) what the client
+    /// sends until it closes, for at most [`CLOSE_GRACE`].
+    ///
+    /// Closing a socket that still has unread input, or that receives input after the close (a keepalive
+    /// `Ping` the client wrote before it saw the end), makes the kernel reset the connection; the client's
+    /// kernel then discards everything the client has not read yet, and a session sent at full speed would
+    /// lose its tail.
+    async fn shut_down(&mut self) {
         let _ = self.wr.shutdown().await;
+    }
+
+    /// See [`Conn::shut_down`]: reads until the client closes, for at most [`CLOSE_GRACE`].
+    async fn drain(&mut self) {
         let mut sink = [0u8; 4096];
-        while let Ok(n) = self.rd.try_read(&mut sink) {
-            if n == 0 {
-                break;
+        let drain = async {
+            while let Ok(n) = self.rd.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
             }
-        }
+        };
+        let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
     }
 }

@@ -9,14 +9,23 @@
 //! listening, so that neither its memory nor its generator's CPU is counted as the client's; `--live-server`
 //! instead runs it in this process, generating as it goes (then RSS and CPU include the server).
 //!
+//! The client is compared with two baselines that read the same stream from the same server on their own
+//! connection, one after the other before it: a bare memchr line split; a single-threaded parse into
+//! borrowed header slices (the least a parser must do); and `ami_proto::Parser` with the summary counter on
+//! one thread (the client's parsing without its map and threads). The bench prints the client's events/s
+//! as a fraction of the last two (`client / borrowed-slice parse`, `client / single-threaded ami-proto
+//! parse`).
+//!
 //! Run: `cargo bench -p ami --bench loopback` (optionally `-- CALLS`, default 10 753 calls = 1 000 030 events;
-//! `--tombstones N` keeps N ended channels in the map, default 1 024).
+//! `--tombstones N` keeps N ended channels in the map, default 1 024; `--server ADDR` reads from a running
+//! `load_server` example instead of starting one, which must then serve CALLS calls).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use ami::{ChannelMap, Config, Event, MapOptions, Secret, TokioClock};
+use ami_proto::summary::StreamSummary;
 use ami_proto::synthetic::Totals;
 use ami_testkit::{LoadConfig, LoadServer};
 
@@ -67,11 +76,21 @@ enum Server {
         std::io::BufReader<std::process::ChildStdout>,
     ),
     InProcess(LoadServer),
+    /// Given with `--server ADDR` (e.g. `cargo run --release -p ami --example load_server`), so that
+    /// `callwatch events --ami` can read the same stream from it right after.
+    External,
 }
 
 impl Server {
-    async fn start(calls: usize, in_process: bool) -> (Self, std::net::SocketAddr) {
+    async fn start(
+        calls: usize,
+        in_process: bool,
+        external: Option<std::net::SocketAddr>,
+    ) -> (Self, std::net::SocketAddr) {
         use std::io::BufRead;
+        if let Some(addr) = external {
+            return (Server::External, addr);
+        }
         if in_process {
             let server = LoadServer::start(LoadConfig::new(calls)).await.unwrap();
             let addr = server.local_addr();
@@ -94,6 +113,7 @@ impl Server {
         use std::io::BufRead;
         match self {
             Server::InProcess(server) => server.bytes_sent(),
+            Server::External => 0,
             Server::Child(mut child, mut out) => {
                 drop(child.stdin.take());
                 let mut line = String::new();
@@ -109,13 +129,17 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let calls: usize = args
         .iter()
-        .take_while(|a| *a != "--tombstones")
+        .take_while(|a| *a != "--tombstones" && *a != "--server")
         .find_map(|a| a.parse().ok())
         .unwrap_or(10_753);
     if args.iter().any(|a| a == "--serve") {
         return serve(calls);
     }
     let in_process = args.iter().any(|a| a == "--live-server");
+    let external: Option<std::net::SocketAddr> = args
+        .iter()
+        .position(|a| a == "--server")
+        .and_then(|i| args.get(i + 1)?.parse().ok());
     // Ended channels the map keeps as history (the daemon's default is 20 000, about 19 MB here); the
     // streaming path itself needs none, so the default here is that of `callwatch events --ami`.
     let tombstones: usize = args
@@ -129,13 +153,23 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async move {
-        let (server, addr) = Server::start(calls, in_process).await;
+        let (server, addr) = Server::start(calls, in_process, external).await;
         // The limit first: a bare reader that logs in, reads the same stream with the same read size and
         // splits it with memchr, on its own connection to the same server.
         let (split_frames, split_secs) = memchr_split_over_tcp(addr).await;
+        // The baseline: a single-threaded parse of the same stream into borrowed header slices.
+        let cpu_base = cpu_seconds().unwrap_or(0.0);
+        let base = borrowed_parse_over_tcp(addr).await;
+        let cpu_base = cpu_seconds().unwrap_or(0.0) - cpu_base;
+        // And the crate's own parser on one thread: read, frame into zero-copy `Message`s, count.
+        let cpu_proto = cpu_seconds().unwrap_or(0.0);
+        let proto = proto_parse_over_tcp(addr).await;
+        let cpu_proto = cpu_seconds().unwrap_or(0.0) - cpu_proto;
         let mut cfg = Config::new(addr.ip().to_string(), "watchdog", Secret::new("lab-secret"));
         cfg.port = addr.port();
         cfg.server = "load".into();
+        // As `callwatch events --ami`: a 16,384-event subscriber buffer.
+        cfg.event_buffer = 16 * 1024;
         let map = ChannelMap::new(MapOptions {
             gone_queue: 0,
             max_tombstones: tombstones,
@@ -148,12 +182,11 @@ fn main() {
         // runs next on the same worker.
         let tally = tokio::spawn(consume(events)).await.unwrap();
         let Tally {
-            counts,
-            total,
-            responses,
+            summary,
             lagged,
             started,
         } = tally;
+        let (total, responses, counts) = (summary.events, summary.responses, summary.event_counts);
         let (t0, cpu0) = started.expect("never logged in");
         let elapsed = t0.elapsed().as_secs_f64();
         let cpu = cpu_seconds().unwrap_or(0.0) - cpu0;
@@ -170,8 +203,8 @@ fn main() {
         );
         drop(client);
         let _ = task.await;
-        // Two connections got the whole stream: the bare reader's and the client's.
-        let sent = server.finish() / 2;
+        // Four connections got the whole stream: the three baselines' and the client's.
+        let sent = server.finish() / 4;
         println!("bytes of the stream: {sent}");
         println!("elapsed: {elapsed:.3} s");
         println!(
@@ -206,6 +239,33 @@ fn main() {
             frames as f64 / elapsed,
             (split_frames as f64 / split_secs) / (frames as f64 / elapsed)
         );
+        let base_rate = base.events as f64 / base.secs;
+        let client_rate = total as f64 / elapsed;
+        println!(
+            "single-threaded borrowed-slice parse of the same stream: {} events, {} responses in {:.3} s = {base_rate:.0} events/s",
+            base.events, base.responses, base.secs
+        );
+        println!(
+            "client / borrowed-slice parse: {:.2} ({client_rate:.0} / {base_rate:.0} events/s)",
+            client_rate / base_rate
+        );
+        println!(
+            "events per CPU-second: client {:.0}, borrowed-slice parse {:.0}, ami-proto parse {:.0}",
+            total as f64 / cpu,
+            base.events as f64 / cpu_base,
+            proto.events as f64 / cpu_proto
+        );
+        let proto_rate = proto.events as f64 / proto.secs;
+        println!(
+            "single-threaded ami-proto Parser + summary of the same stream: {} events, {} responses in {:.3} s = {proto_rate:.0} events/s",
+            proto.events, proto.responses, proto.secs
+        );
+        println!(
+            "client / single-threaded ami-proto parse: {:.2} ({client_rate:.0} / {proto_rate:.0} events/s)",
+            client_rate / proto_rate
+        );
+        assert_eq!(base.events, expected.events, "baseline lost events");
+        assert_eq!(proto.events, expected.events, "ami-proto baseline lost events");
         assert_eq!(total, expected.events, "events lost");
         assert_eq!(lagged, 0);
     });
@@ -244,22 +304,155 @@ async fn memchr_split_over_tcp(addr: std::net::SocketAddr) -> (u64, f64) {
     (frames, secs)
 }
 
+/// What the borrowed-slice baseline parsed.
+struct Baseline {
+    events: u64,
+    responses: u64,
+    secs: f64,
+}
+
+/// The baseline the client is compared with: logs in on a raw socket, reads in reads of the client's size and
+/// parses every message in place on this one thread: each line found with memchr, split at its first `:` into
+/// key and value slices of the read buffer (kept in a reused vector, no copy), `Event`/`Response` noted,
+/// events counted by name. A message cut by the end of a read is moved to the front and parsed again.
+async fn borrowed_parse_over_tcp(addr: std::net::SocketAddr) -> Baseline {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"Action: Login\r\nActionID: 1\r\nUsername: bench\r\nSecret: x\r\n\r\n")
+        .await
+        .unwrap();
+    const READ: usize = 256 * 1024;
+    let mut buf = vec![0u8; 2 * READ];
+    let (mut len, mut banner) = (0usize, true);
+    let mut counts: HashMap<Vec<u8>, u64> = HashMap::new();
+    let (mut events, mut responses) = (0u64, 0u64);
+    // (key, value) offsets of the current message's headers.
+    let mut headers: Vec<(u32, u32, u32, u32)> = Vec::with_capacity(64);
+    let mut started = None;
+    loop {
+        if buf.len() - len < READ {
+            buf.resize(len + READ, 0);
+        }
+        let n = s.read(&mut buf[len..]).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        started.get_or_insert_with(Instant::now);
+        len += n;
+        let data = &buf[..len];
+        let (mut pos, mut msg_start) = (0usize, 0usize);
+        headers.clear();
+        while let Some(nl) = memchr::memchr(b'\n', &data[pos..]) {
+            let end = pos + nl;
+            let line = &data[pos..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let line_start = pos;
+            pos = end + 1;
+            if banner {
+                banner = false;
+                msg_start = pos;
+                continue;
+            }
+            if line.is_empty() {
+                let mut kind = None;
+                for &(ks, ke, vs, ve) in &headers {
+                    let key = &data[ks as usize..ke as usize];
+                    if key.eq_ignore_ascii_case(b"Event") || key.eq_ignore_ascii_case(b"Response") {
+                        kind = Some((key.len() == 5, &data[vs as usize..ve as usize]));
+                        break;
+                    }
+                }
+                match kind {
+                    Some((true, name)) => {
+                        events += 1;
+                        match counts.get_mut(name) {
+                            Some(c) => *c += 1,
+                            None => {
+                                counts.insert(name.to_vec(), 1);
+                            }
+                        }
+                    }
+                    Some((false, _)) => responses += 1,
+                    None => {}
+                }
+                headers.clear();
+                msg_start = pos;
+                continue;
+            }
+            if let Some(colon) = memchr::memchr(b':', line) {
+                let mut vs = line_start + colon + 1;
+                let ve = line_start + line.len();
+                if data.get(vs) == Some(&b' ') {
+                    vs += 1;
+                }
+                headers.push((
+                    line_start as u32,
+                    (line_start + colon) as u32,
+                    vs.min(ve) as u32,
+                    ve as u32,
+                ));
+            }
+        }
+        // Keep the unfinished message for the next read.
+        buf.copy_within(msg_start..len, 0);
+        len -= msg_start;
+    }
+    let secs = started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    std::hint::black_box(&counts);
+    Baseline {
+        events,
+        responses,
+        secs,
+    }
+}
+
+/// The client's own parsing without its pipeline: on this one thread, reads of the client's size into a
+/// `BytesMut`, `ami_proto::Parser` frames zero-copy `Message`s (slices of the read buffer) and the same
+/// `StreamSummary` as `callwatch events --summary` counts them. No channel map, no hand-off between threads.
+async fn proto_parse_over_tcp(addr: std::net::SocketAddr) -> Baseline {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"Action: Login\r\nActionID: 1\r\nUsername: bench\r\nSecret: x\r\n\r\n")
+        .await
+        .unwrap();
+    const READ: usize = 256 * 1024;
+    let mut buf = bytes::BytesMut::with_capacity(READ);
+    let mut parser = ami_proto::Parser::new(ami_proto::Limits::default());
+    let mut summary = StreamSummary::new();
+    let mut started = None;
+    loop {
+        if buf.capacity() - buf.len() < READ / 4 {
+            buf.reserve(READ);
+        }
+        let n = s.read_buf(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        started.get_or_insert_with(Instant::now);
+        while let Some(frame) = parser.next_frame(&mut buf) {
+            summary.record(&frame);
+        }
+    }
+    let secs = started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    Baseline {
+        events: summary.events,
+        responses: summary.responses,
+        secs,
+    }
+}
+
 /// What the consumer saw.
 struct Tally {
-    counts: HashMap<String, u64>,
-    total: u64,
-    responses: u64,
+    summary: StreamSummary,
     lagged: u64,
     /// Wall time and CPU time at login.
     started: Option<(Instant, f64)>,
 }
 
-/// Classifies and counts every event until the session ends.
+/// Classifies and counts every message until the session ends, as `callwatch events --ami --summary` does.
 async fn consume(mut events: ami::Subscription) -> Tally {
     let mut t = Tally {
-        counts: HashMap::new(),
-        total: 0,
-        responses: 0,
+        summary: StreamSummary::new(),
         lagged: 0,
         started: None,
     };
@@ -270,23 +463,14 @@ async fn consume(mut events: ami::Subscription) -> Tally {
                 Event::Connected { .. } => {
                     t.started = Some((Instant::now(), cpu_seconds().unwrap_or(0.0)))
                 }
-                Event::Message(m) => match m.event() {
-                    Some(name) => {
-                        t.total += 1;
-                        match t.counts.get_mut(name) {
-                            Some(c) => *c += 1,
-                            None => {
-                                t.counts.insert(name.to_string(), 1);
-                            }
-                        }
-                    }
-                    None => t.responses += 1,
-                },
+                // What `callwatch events --ami --summary` does with each message.
+                Event::Message(m) => t.summary.record_message(&m),
                 Event::Lagged(n) => t.lagged += n,
                 Event::Disconnected { .. } => return t,
                 _ => {}
             }
         }
     }
+    t.summary.finish(0);
     t
 }

@@ -237,14 +237,119 @@ struct Live {
     gen: u64,
 }
 
+/// A tombstone: an ended channel as the map keeps it, packed (the daemon keeps up to 20,000 per server).
+/// Strings are boxed (no spare capacity), times are micros, and the cause text is shared per server.
 #[derive(Debug, Clone)]
 struct Ended {
-    linkedids_ever: Vec<String>,
-    channel: String,
-    end: ChannelEnd,
+    linkedids_ever: Box<[Box<str>]>,
+    channel: Box<str>,
+    end: PackedEnd,
     epoch: u64,
     /// When the tombstone was written (micros), for retention.
     written: i64,
+}
+
+/// [`ChannelEnd`] packed: times as micros with [`NO_TIME`] for `None`, the cause text interned.
+#[derive(Debug, Clone)]
+struct PackedEnd {
+    kind: EndKind,
+    cause: Option<u16>,
+    at: i64,
+    after: i64,
+    before: i64,
+    cause_txt: Option<Arc<str>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EndKind {
+    HangupSeen,
+    Gone,
+    Restart,
+}
+
+/// `None` among [`PackedEnd`]'s times. No real time is this one (it is before year -290,000).
+const NO_TIME: i64 = i64::MIN;
+
+fn pack_time(t: Option<DateTime<Utc>>) -> i64 {
+    t.map_or(NO_TIME, us)
+}
+
+fn unpack_time(t: i64) -> Option<DateTime<Utc>> {
+    (t != NO_TIME).then(|| dt(t))
+}
+
+/// At most this many distinct cause texts are shared per server; others are kept per tombstone.
+const MAX_CAUSE_TEXTS: usize = 64;
+
+impl PackedEnd {
+    fn pack(end: ChannelEnd, texts: &Mutex<Vec<Arc<str>>>) -> Self {
+        match end {
+            ChannelEnd::HangupSeen {
+                at,
+                cause,
+                cause_txt,
+                after,
+                before,
+            } => Self {
+                kind: EndKind::HangupSeen,
+                cause,
+                at: us(at),
+                after: pack_time(after),
+                before: pack_time(before),
+                cause_txt: cause_txt.map(|t| intern(texts, t)),
+            },
+            ChannelEnd::Gone { after, before } => Self {
+                kind: EndKind::Gone,
+                cause: None,
+                at: us(before),
+                after: pack_time(after),
+                before: NO_TIME,
+                cause_txt: None,
+            },
+            ChannelEnd::Restart { at, after, before } => Self {
+                kind: EndKind::Restart,
+                cause: None,
+                at: us(at),
+                after: pack_time(after),
+                before: pack_time(before),
+                cause_txt: None,
+            },
+        }
+    }
+
+    fn unpack(&self) -> ChannelEnd {
+        match self.kind {
+            EndKind::HangupSeen => ChannelEnd::HangupSeen {
+                at: dt(self.at),
+                cause: self.cause,
+                cause_txt: self.cause_txt.as_deref().map(str::to_string),
+                after: unpack_time(self.after),
+                before: unpack_time(self.before),
+            },
+            EndKind::Gone => ChannelEnd::Gone {
+                after: unpack_time(self.after),
+                before: dt(self.at),
+            },
+            EndKind::Restart => ChannelEnd::Restart {
+                at: dt(self.at),
+                after: unpack_time(self.after),
+                before: unpack_time(self.before),
+            },
+        }
+    }
+}
+
+/// The shared copy of `text` (a handful of distinct cause texts in practice), added when there is room.
+fn intern(texts: &Mutex<Vec<Arc<str>>>, text: String) -> Arc<str> {
+    let mut texts = lock(texts);
+    if let Some(t) = texts.iter().find(|t| ***t == *text) {
+        return t.clone();
+    }
+    let t: Arc<str> = Arc::from(text);
+    if texts.len() < MAX_CAUSE_TEXTS {
+        texts.push(t.clone());
+    }
+    t
 }
 
 #[derive(Debug, Default)]
@@ -265,7 +370,7 @@ struct Status {
     /// When the Asterisk of the current session booted (from `FullyBooted`'s `Uptime`).
     booted_at: Option<i64>,
     /// Tombstones in write order, for retention.
-    order: VecDeque<(i64, String)>,
+    order: VecDeque<(i64, Box<str>)>,
 }
 
 /// One server's channels. Obtained from [`ChannelMap::server`]; cheap to clone.
@@ -279,7 +384,9 @@ pub struct ServerChannels {
 struct ServerInner {
     name: Arc<str>,
     live: ByUniqueid<Live>,
-    ended: ByUniqueid<Ended>,
+    ended: DashMap<Box<str>, Ended, foldhash::fast::RandomState>,
+    /// Cause texts shared by the tombstones (see [`intern`]).
+    cause_texts: Mutex<Vec<Arc<str>>>,
     status: Mutex<Status>,
     /// Time through which every event Asterisk generated has been read (micros): the send time of the latest
     /// answered action (Asterisk writes an action's response after every event it queued before it), or the
@@ -354,7 +461,8 @@ impl ChannelMap {
                     Arc::new(ServerInner {
                         name: Arc::from(name),
                         live: ByUniqueid::default(),
-                        ended: ByUniqueid::default(),
+                        ended: DashMap::default(),
+                        cause_texts: Mutex::new(Vec::new()),
                         status: Mutex::new(Status::default()),
                         proven: AtomicI64::new(i64::MIN),
                         lag: AtomicI64::new(0),
@@ -543,10 +651,45 @@ fn proves_alive(event: &[u8]) -> bool {
 
 /// An event `Timestamp:` (Unix seconds with microseconds).
 fn parse_timestamp(t: &str) -> Option<DateTime<Utc>> {
-    t.trim()
-        .parse::<f64>()
-        .ok()
-        .and_then(clock::from_unix_seconds)
+    let t = t.trim();
+    if let Some(micros) = timestamp_micros(t.as_bytes()) {
+        return DateTime::from_timestamp_micros(micros);
+    }
+    t.parse::<f64>().ok().and_then(clock::from_unix_seconds)
+}
+
+/// An event `Timestamp:` as microseconds, as `us(parse_timestamp(..))`, without going through a `DateTime`
+/// on the fast path (this runs for every timed event).
+#[inline]
+fn timestamp_us(t: &[u8]) -> Option<i64> {
+    match timestamp_micros(t.trim_ascii()) {
+        Some(micros) => Some(micros),
+        None => parse_timestamp(std::str::from_utf8(t).ok()?).map(us),
+    }
+}
+
+/// The fast path of [`parse_timestamp`], read on every timed event: `SECONDS[.FRACTION]` with fewer than
+/// 2^31 seconds and at most six fraction digits, as Asterisk writes it, read as integer microseconds.
+/// `None` for anything else (the float path decides). Gives exactly what the float path gives: below 2^31
+/// s the nearest `f64` is within 2^-23 s of the written time, and scaling it by 10^6 adds at most 0.125
+/// µs, so rounding to whole microseconds lands on the written value.
+#[inline]
+fn timestamp_micros(t: &[u8]) -> Option<i64> {
+    let (secs, frac) = match t.iter().position(|&b| b == b'.') {
+        Some(dot) => (&t[..dot], &t[dot + 1..]),
+        None => (t, &t[t.len()..]),
+    };
+    if secs.is_empty() || secs.len() > 10 || frac.len() > 6 {
+        return None;
+    }
+    let digits = |d: &[u8]| -> Option<i64> {
+        d.iter().try_fold(0i64, |n, b| {
+            b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
+        })
+    };
+    let secs = digits(secs).filter(|s| *s < 1 << 31)?;
+    let frac = digits(frac)? * 10i64.pow(6 - frac.len() as u32);
+    Some(secs * 1_000_000 + frac)
 }
 
 fn valid_id(id: &str) -> bool {
@@ -635,8 +778,8 @@ impl ServerChannels {
     /// `Timestamp:` header, that time (never after `now`) and true; otherwise the proven time (events are
     /// read through it, so one read now was generated no earlier) and false.
     fn event_time(&self, msg: &Message, now: i64) -> (i64, bool) {
-        if let Some(ts) = text(msg.timestamp_bytes()).and_then(parse_timestamp) {
-            let ts = us(ts).min(now);
+        if let Some(ts) = msg.timestamp_bytes().and_then(timestamp_us) {
+            let ts = ts.min(now);
             self.inner.proven.fetch_max(ts, Ordering::Relaxed);
             return (ts, true);
         }
@@ -1010,17 +1153,21 @@ impl ServerChannels {
             return;
         }
         self.inner.ended.insert(
-            uid.to_string(),
+            Box::from(uid),
             Ended {
-                linkedids_ever: live.linkedids_ever,
-                channel: live.channel,
-                end,
+                linkedids_ever: live
+                    .linkedids_ever
+                    .into_iter()
+                    .map(String::into_boxed_str)
+                    .collect(),
+                channel: live.channel.into_boxed_str(),
+                end: PackedEnd::pack(end, &self.inner.cause_texts),
                 epoch: self.epoch(),
                 written: now,
             },
         );
         let mut st = lock(&self.inner.status);
-        st.order.push_back((now, uid.to_string()));
+        st.order.push_back((now, Box::from(uid)));
         let horizon = now.saturating_sub(
             i64::try_from(opts.tombstone_retention.as_micros()).unwrap_or(i64::MAX),
         );
@@ -1184,11 +1331,11 @@ impl ServerChannels {
             .map(|e| {
                 let x = e.value();
                 (
-                    e.key().clone(),
+                    e.key().to_string(),
                     EndedChannel {
-                        linkedids_ever: x.linkedids_ever.clone(),
-                        channel: x.channel.clone(),
-                        end: x.end.clone(),
+                        linkedids_ever: x.linkedids_ever.iter().map(|l| l.to_string()).collect(),
+                        channel: x.channel.to_string(),
+                        end: x.end.unpack(),
                     },
                 )
             })
@@ -1246,6 +1393,125 @@ mod tests {
             ("Uniqueid", uid),
             ("Linkedid", linkedid),
         ])
+    }
+
+    #[test]
+    fn a_packed_tombstone_gives_back_exactly_the_end_it_was_given_and_shares_cause_texts() {
+        let texts = Mutex::new(Vec::new());
+        let ends = [
+            ChannelEnd::HangupSeen {
+                at: t(5),
+                cause: Some(16),
+                cause_txt: Some("Normal Clearing".into()),
+                after: None,
+                before: None,
+            },
+            ChannelEnd::HangupSeen {
+                at: t(5),
+                cause: None,
+                cause_txt: None,
+                after: Some(t(4)),
+                before: Some(t(6)),
+            },
+            ChannelEnd::Gone {
+                after: Some(t(1)),
+                before: t(9),
+            },
+            ChannelEnd::Gone {
+                after: None,
+                before: t(9),
+            },
+            ChannelEnd::Restart {
+                at: t(3),
+                after: Some(t(2)),
+                before: Some(t(7)),
+            },
+            ChannelEnd::Restart {
+                at: t(3),
+                after: None,
+                before: None,
+            },
+        ];
+        for end in ends {
+            assert_eq!(PackedEnd::pack(end.clone(), &texts).unpack(), end);
+        }
+        let a = PackedEnd::pack(ends_with_text("User busy"), &texts);
+        let b = PackedEnd::pack(ends_with_text("User busy"), &texts);
+        assert!(Arc::ptr_eq(
+            a.cause_txt.as_ref().unwrap(),
+            b.cause_txt.as_ref().unwrap()
+        ));
+        assert_eq!(lock(&texts).len(), 2);
+        // Past the cap a text is still kept, unshared.
+        for i in 0..MAX_CAUSE_TEXTS + 5 {
+            let p = PackedEnd::pack(ends_with_text(&format!("text {i}")), &texts);
+            assert_eq!(p.unpack(), ends_with_text(&format!("text {i}")));
+        }
+        assert_eq!(lock(&texts).len(), MAX_CAUSE_TEXTS);
+    }
+
+    fn ends_with_text(text: &str) -> ChannelEnd {
+        ChannelEnd::HangupSeen {
+            at: t(1),
+            cause: Some(17),
+            cause_txt: Some(text.into()),
+            after: None,
+            before: None,
+        }
+    }
+
+    #[test]
+    fn the_timestamp_fast_path_agrees_with_the_float_path() {
+        let float = |t: &str| {
+            t.trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(clock::from_unix_seconds)
+        };
+        let mut cases: Vec<String> = [
+            "1795520552.123456",
+            "1795520552.999999",
+            "1795520552.000001",
+            "1795520552.5",
+            "1795520552",
+            "1795520552.",
+            "0.000001",
+            "2147483647.999999",
+            " 1795520552.100000 ",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // A spread of microsecond values across this era's seconds.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let secs = 1_000_000_000 + x % 1_147_483_647;
+            let digits = 1 + (x >> 40) as usize % 6;
+            let frac = (x >> 20) % 10u64.pow(digits as u32);
+            cases.push(format!("{secs}.{frac:0digits$}"));
+        }
+        for t in &cases {
+            assert!(timestamp_micros(t.trim().as_bytes()).is_some(), "{t}");
+            assert_eq!(parse_timestamp(t), float(t), "{t}");
+            assert_eq!(timestamp_us(t.as_bytes()), float(t).map(us), "{t}");
+        }
+        // Outside the fast path: the float path decides, as before.
+        for t in [
+            "-1.5",
+            "+1795520552.1",
+            "1795520552.1234567",
+            "99999999999.5",
+            "1e9",
+            "x",
+            "",
+        ] {
+            assert!(timestamp_micros(t.as_bytes()).is_none(), "{t}");
+            assert_eq!(parse_timestamp(t), float(t), "{t}");
+            assert_eq!(timestamp_us(t.as_bytes()), float(t).map(us), "{t}");
+        }
     }
 
     fn live_ids(s: &MapSnapshot) -> Vec<String> {

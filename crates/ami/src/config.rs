@@ -26,11 +26,12 @@ pub const DEFAULT_EVENT_BUFFER: usize = 8192;
 pub const DEFAULT_EVENTS: &str = "on";
 /// Default first reconnect delay.
 pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(500);
-/// Default longest reconnect delay.
-pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Default longest reconnect delay (`reconnect_max`): a watchdog's reconnect is cheap, and calls that end
+/// while AMI is down are closed only after it is back.
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Default growth factor of the reconnect delay.
 pub const DEFAULT_BACKOFF_MULTIPLIER: f64 = 2.0;
-/// Default jitter: each delay is drawn from `delay * (1 ± jitter)`.
+/// Default jitter: each delay is drawn from `delay * (1 ± jitter)`, never above the longest delay.
 pub const DEFAULT_BACKOFF_JITTER: f64 = 0.2;
 /// Default server name when the URL has no `?server=`.
 pub const DEFAULT_SERVER_NAME: &str = "default";
@@ -91,11 +92,12 @@ pub struct TlsConfig {
 pub struct BackoffConfig {
     /// First delay.
     pub initial: Duration,
-    /// Longest delay.
+    /// Longest delay (`reconnect_max`); jitter never makes a delay longer.
     pub max: Duration,
     /// Growth factor per failed attempt.
     pub multiplier: f64,
-    /// Randomisation factor in `[0, 1)`: a delay `d` becomes a uniform draw in `d * (1 ± jitter)`.
+    /// Randomisation factor in `[0, 1)`: a delay `d` becomes a uniform draw in `d * (1 ± jitter)`, cut at
+    /// `max` (see [`crate::backoff`]).
     pub jitter: f64,
 }
 

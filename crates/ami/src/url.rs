@@ -12,6 +12,7 @@
 //! | `ping=SECS`, `ping_timeout=SECS` | keepalive interval and deadline |
 //! | `action_timeout=SECS`, `list_timeout=SECS`, `login_timeout=SECS`, `connect_timeout=SECS` | timeouts |
 //! | `buffer=N` | capacity of each subscriber's event channel |
+//! | `reconnect_max=SECS` | longest delay between reconnect attempts, jitter included (default 5) |
 //! | `ca=PATH` | (`amis://` only) PEM CA bundle to trust instead of the web roots |
 //! | `tls_name=NAME` | (`amis://` only) name to verify the certificate against |
 //!
@@ -162,6 +163,7 @@ pub fn parse_url(url: &str, source: &dyn SecretSource) -> Result<Config, Error> 
             "list_timeout" => cfg.list_timeout = seconds("list_timeout", &value)?,
             "login_timeout" => cfg.login_timeout = seconds("login_timeout", &value)?,
             "connect_timeout" => cfg.connect_timeout = seconds("connect_timeout", &value)?,
+            "reconnect_max" => cfg.backoff.max = seconds("reconnect_max", &value)?,
             "buffer" => {
                 cfg.event_buffer = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                     bad(format!("buffer must be a positive integer, got {value:?}"))
@@ -232,6 +234,19 @@ mod tests {
         assert_eq!(cfg.events, "call,system");
         assert_eq!(cfg.ping_interval, Duration::from_millis(2500));
         assert!(cfg.tls.is_none());
+        assert_eq!(
+            cfg.backoff.max,
+            Duration::from_secs(5),
+            "default reconnect_max"
+        );
+    }
+
+    #[test]
+    fn reconnect_max() {
+        let cfg = parse_url("ami://u:s@h?reconnect_max=2.5", &fake()).unwrap();
+        assert_eq!(cfg.backoff.max, Duration::from_millis(2500));
+        assert!(parse_url("ami://u:s@h?reconnect_max=0", &fake()).is_err());
+        assert!(parse_url("ami://u:s@h?reconnect_max=soon", &fake()).is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use ami_testkit::server::{ClosedBy, Refused};
 use ami_testkit::{FakeAmi, FakeAmiConfig, ServerEvent, Session};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
@@ -261,6 +262,8 @@ async fn a_recorded_gap_between_sessions_refuses_connections() {
     c.send("Login", Some("a"), &[("Username", "watchdog")])
         .await;
     c.read_to_end().await;
+    // A client closes at EOF; the server, which waits for that (up to its grace), reports the close then.
+    drop(c);
     assert_eq!(next_closed(&mut events).await.1, ClosedBy::Recording);
     let closed = Instant::now();
 
@@ -418,4 +421,79 @@ async fn after_a_half_open_link_the_next_session_follows_the_recorded_connect_ti
         assert!(more, "the silent connection was closed");
     }
     assert!(c.received.len() <= 10_000);
+}
+
+/// Every `Event:` message of `bytes`, by name, in order (a cut last message is not one).
+fn event_names(bytes: &[u8]) -> Vec<String> {
+    let mut parser = ami_proto::Parser::new(ami_proto::Limits::default());
+    let mut buf = bytes::BytesMut::from(bytes);
+    let mut out = Vec::new();
+    while let Some(frame) = parser.next_frame(&mut buf) {
+        if let Ok(ami_proto::Frame::Message(m)) = frame {
+            if let Some(name) = m.event() {
+                out.push(name.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// A session that ends (a recorded cut, or a logoff) while the client still writes — a keepalive `Ping`
+/// after the server's last byte — must still deliver its tail: the server shuts down its write side and
+/// reads until the client closes, instead of closing over unread input (which resets the connection and
+/// makes the client's kernel discard what it had not read yet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_of_every_disconnect_gap_session_arrives_at_max_speed() {
+    let names = [
+        "disconnect-gap.observer",
+        "disconnect-gap.subject-1",
+        "disconnect-gap.subject-2",
+    ];
+    let sessions: Vec<Session> = names.iter().map(|n| load(n)).collect();
+    let expected: Vec<Vec<String>> = sessions.iter().map(|s| event_names(s.bytes())).collect();
+    let recorded: Vec<usize> = sessions.iter().map(|s| s.bytes().len()).collect();
+    let sent: Vec<Vec<u8>> = names
+        .iter()
+        .map(|n| std::fs::read(fixture("ami").join(format!("{n}.sent"))).unwrap())
+        .collect();
+    let server = FakeAmi::start(FakeAmiConfig::new(sessions).max_speed())
+        .await
+        .unwrap();
+    for (i, name) in names.iter().enumerate() {
+        let mut c = Client::connect(server.local_addr()).await;
+        // The recorded client's actions (so every recorded response is released), then a reader that is
+        // slower than the server and sends a keepalive Ping every 64 KiB it reads, as a live client does.
+        c.stream.write_all(&sent[i]).await.unwrap();
+        let mut since_ping = 0usize;
+        let mut pings = 0u32;
+        loop {
+            let before = c.received.len();
+            if !c.fill().await {
+                break;
+            }
+            since_ping += c.received.len() - before;
+            if since_ping >= 64 * 1024 {
+                since_ping = 0;
+                pings += 1;
+                // A write may fail once the server has reset the connection; the reads then say so.
+                let ping = format!("Action: Ping\r\nActionID: keepalive-{pings}\r\n\r\n");
+                let _ = c.stream.write_all(ping.as_bytes()).await;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let got = event_names(&c.received);
+        assert_eq!(
+            got.len(),
+            expected[i].len(),
+            "{name}: {} of {} recorded events arrived ({} bytes received, {} recorded)",
+            got.len(),
+            expected[i].len(),
+            c.received.len(),
+            recorded[i]
+        );
+        assert!(
+            got == expected[i],
+            "{name}: events differ from the recording"
+        );
+    }
 }
