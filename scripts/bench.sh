@@ -32,11 +32,15 @@ load_before=$(load)
 
 if $quick; then
   run "AMI parsing" cargo bench -p ami-proto --features synthetic --bench throughput -- 1000 3
+  run "AMI client" cargo bench -p ami --bench loopback -- 2000
+  run "channel map memory" cargo bench -p ami --bench tombstones
   run "reconciler" cargo bench -p reconciler --bench decide -- --warm-up-time 1 --measurement-time 2
   run "store" env CALLWATCH_BENCH_ROWS=20000 cargo bench -p store --bench close
   run "fleet" cargo bench --bench fleet -- 10 2 20
 else
   run "AMI parsing" cargo bench -p ami-proto --features synthetic --bench throughput -- 11000 3
+  run "AMI client" cargo bench -p ami --bench loopback
+  run "channel map memory" cargo bench -p ami --bench tombstones
   run "reconciler" cargo bench -p reconciler --bench decide
   run "store" cargo bench -p store --bench close
   run "fleet" cargo bench --bench fleet -- 50 5 30
