@@ -77,7 +77,7 @@ pub use lock::{this_host, InstanceLock};
 pub use model::{
     BusyExtension, CallId, CloseOutcome, CloseReason, CloseRequest, ClosedCall, DaemonBeat,
     LastRun, MappingCheck, MappingReport, MigrateReport, OpenCall, OpenRows, RecordedClose,
-    ServerFilter, Stats, UndoOutcome, UndoSelector, UnreadableRow,
+    RowKeys, ServerFilter, Stats, UndoOutcome, UndoSelector, UnreadableRow,
 };
 pub use time::TimeCodec;
 
