@@ -6,6 +6,7 @@
 //! and re-decides from the map, so a round that fails (database down) loses nothing: the evidence stays in
 //! the map's tombstones and the next round closes the same rows with the same times.
 
+pub mod changed;
 pub mod view;
 
 use std::collections::{HashMap, HashSet};
@@ -20,7 +21,112 @@ use store::{
 
 use crate::broadcast::{Broadcaster, CallUpdate};
 use crate::metrics as m;
+pub use changed::ChangedChannels;
 pub use view::ServerMemory;
+
+/// Default `[policy] commit_window`: closes decided within it are written in one transaction.
+pub const DEFAULT_COMMIT_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
+/// Default `[policy] commit_max_rows`: a commit queue this long is written at once.
+pub const DEFAULT_COMMIT_MAX_ROWS: usize = 500;
+
+/// Group commit: the closes decided within `window` (or until `max_rows` are queued, whichever comes first)
+/// are written in one set-based, audited transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupCommit {
+    /// How long a close may wait for others (zero: each round's closes are written at once).
+    pub window: std::time::Duration,
+    /// A queue this long is written at once.
+    pub max_rows: usize,
+}
+
+impl GroupCommit {
+    /// Each round's closes written at once, in one transaction (one-shot commands, tests).
+    pub const IMMEDIATE: GroupCommit = GroupCommit {
+        window: std::time::Duration::ZERO,
+        max_rows: usize::MAX,
+    };
+}
+
+impl Default for GroupCommit {
+    fn default() -> Self {
+        Self {
+            window: DEFAULT_COMMIT_WINDOW,
+            max_rows: DEFAULT_COMMIT_MAX_ROWS,
+        }
+    }
+}
+
+/// Closes of one server waiting for their commit.
+struct CommitQueue {
+    requests: Vec<CloseRequest>,
+    planned: HashMap<CallId, ClosedRow>,
+    /// When the first of them was queued.
+    since: DateTime<Utc>,
+}
+
+impl CommitQueue {
+    fn new(since: DateTime<Utc>) -> Self {
+        Self {
+            requests: Vec::new(),
+            planned: HashMap::new(),
+            since,
+        }
+    }
+}
+
+/// What one commit wrote.
+#[derive(Debug, Clone, Default)]
+pub struct Committed {
+    /// Rows closed.
+    pub closed: Vec<ClosedRow>,
+    /// Rows the application had ended meanwhile (left alone).
+    pub skipped: Vec<CallId>,
+}
+
+/// A round's decisions, before anything is written.
+#[derive(Default)]
+struct Judged {
+    batch: Vec<CloseRequest>,
+    planned: HashMap<CallId, ClosedRow>,
+    held: Vec<HeldRow>,
+    still_held: HashMap<String, DateTime<Utc>>,
+    kept: usize,
+    kept_by: std::collections::BTreeMap<&'static str, usize>,
+    suspect_ghosts: Vec<GhostRow>,
+    /// Some row matched a channel (for [`ServerMemory::ids_matched_before`]).
+    ids_matched: bool,
+    /// A row would be closed by a rule that weighs the other open rows, or held.
+    needs_full_round: bool,
+}
+
+/// Which rows a round read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoundScope {
+    /// Every open row of the server.
+    #[default]
+    Full,
+    /// Only the rows carrying an id of a channel that ended.
+    Changed,
+}
+
+impl RoundScope {
+    fn of(changed: Option<&ChangedChannels>) -> Self {
+        if changed.is_some() {
+            RoundScope::Changed
+        } else {
+            RoundScope::Full
+        }
+    }
+
+    /// `full` or `changed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoundScope::Full => "full",
+            RoundScope::Changed => "changed",
+        }
+    }
+}
 
 /// Which rows belong to a server.
 #[derive(Debug, Clone)]
@@ -105,6 +211,12 @@ pub struct SweepReport {
     pub suspect_ghosts: Vec<GhostRow>,
     /// Rows kept open, by why (see [`keep_state`]).
     pub kept_by: std::collections::BTreeMap<&'static str, usize>,
+    /// Open rows this round read (`open` plus `unreadable`, before leaving out those already decided).
+    pub rows_read: usize,
+    /// Which rows it read.
+    pub scope: RoundScope,
+    /// Closes decided and waiting for their commit (group commit) when the round ended.
+    pub queued: usize,
 }
 
 impl SweepReport {
@@ -159,6 +271,10 @@ pub struct Sweeper {
     /// When this sweeper was made (the process started watching): the start of `fallback_after` for a map
     /// that has never been synced.
     started_at: DateTime<Utc>,
+    /// How closes are grouped into transactions.
+    group: GroupCommit,
+    /// Closes decided and not yet written, by server.
+    queue: HashMap<String, CommitQueue>,
 }
 
 impl Sweeper {
@@ -184,6 +300,8 @@ impl Sweeper {
             unreadable_logged: HashSet::new(),
             ghosts_logged: HashSet::new(),
             in_doubt: HashMap::new(),
+            group: GroupCommit::IMMEDIATE,
+            queue: HashMap::new(),
         }
     }
 
@@ -278,6 +396,16 @@ impl Sweeper {
         }
     }
 
+    /// Logs the unreadable rows an incremental round met that were never logged (the count per server is
+    /// the full rounds').
+    fn note_unreadable(&mut self, target: &ServerTarget, unreadable: &[UnreadableRow]) {
+        for row in unreadable {
+            if self.unreadable_logged.insert(row.id.clone()) {
+                warn_unreadable(row, &target.name);
+            }
+        }
+    }
+
     /// Quarantines unreadable rows: each is logged once (not every round), and counted per server.
     fn quarantine(&mut self, target: &ServerTarget, unreadable: &[UnreadableRow]) {
         metrics::gauge!(m::ROWS_UNREADABLE, "server" => target.name.clone())
@@ -289,7 +417,7 @@ impl Sweeper {
         }
     }
 
-    /// One round for one server: decide from `snapshot` and close what is over.
+    /// One full round for one server: read every open row, decide from `snapshot`, close what is over.
     ///
     /// On a database error nothing is half-written (each batch is one transaction); the error is returned
     /// and the caller retries later, when the same evidence gives the same closes.
@@ -297,6 +425,58 @@ impl Sweeper {
         &mut self,
         target: &ServerTarget,
         snapshot: &MapSnapshot,
+    ) -> Result<SweepReport, store::Error> {
+        self.round(target, snapshot, None).await
+    }
+
+    /// An incremental round: read only the open rows that carry an id of a channel in `changed` (an indexed
+    /// lookup), decide them from the whole `snapshot` with the same [`reconciler::decide`], close what is
+    /// over. Its cost grows with what changed, not with the open rows.
+    ///
+    /// Only evidence is acted on from such a round (`hangup_seen`, `asterisk_restart`): when a row read
+    /// would be closed by a rule that weighs the other open rows (`channel_gone`, `superseded`,
+    /// `timeout_cleanup`, `ghost_channel`, the mass-close guard), the round reads every open row instead and
+    /// is a full round. The same holds when the mapping has neither a `uniqueid` nor a `linkedid` column.
+    pub async fn sweep_changed(
+        &mut self,
+        target: &ServerTarget,
+        snapshot: &MapSnapshot,
+        changed: &ChangedChannels,
+    ) -> Result<SweepReport, store::Error> {
+        self.round(target, snapshot, Some(changed)).await
+    }
+
+    /// Reads the rows of a round: every open row (`changed` is `None`) or those matching `changed`.
+    async fn round_rows(
+        &self,
+        target: &ServerTarget,
+        before: DateTime<Utc>,
+        changed: Option<&ChangedChannels>,
+    ) -> Result<OpenRows, store::Error> {
+        let Some(changed) = changed else {
+            return self.open_rows(target, Some(before)).await;
+        };
+        let keys = changed.keys();
+        let mut rows = self
+            .store
+            .in_progress_matching(ServerFilter::Named(&target.name), Some(before), &keys)
+            .await?;
+        if target.is_default {
+            let default = self
+                .store
+                .in_progress_matching(ServerFilter::Default, Some(before), &keys)
+                .await?;
+            rows.calls.extend(default.calls);
+            rows.unreadable.extend(default.unreadable);
+        }
+        Ok(rows)
+    }
+
+    async fn round(
+        &mut self,
+        target: &ServerTarget,
+        snapshot: &MapSnapshot,
+        changed: Option<&ChangedChannels>,
     ) -> Result<SweepReport, store::Error> {
         let started = std::time::Instant::now();
         // Rows answered in the future (clock skew) are never judged, so they are not even read.
@@ -308,50 +488,146 @@ impl Sweeper {
                 return Err(err);
             }
         };
-        let OpenRows { calls, unreadable } = match self.open_rows(target, Some(before)).await {
-            Ok(c) => c,
-            Err(err) => {
-                metrics::counter!(m::DB_ERRORS_TOTAL).increment(1);
-                return Err(err);
-            }
-        };
-        self.quarantine(target, &unreadable);
-        let calls: Vec<OpenCall> = if self.dry_run {
-            calls
+        let mut changed = changed.filter(|_| self.store.matches_by_ids());
+        let (calls, unreadable, judged, rows_read) = loop {
+            let OpenRows { calls, unreadable } =
+                match self.round_rows(target, before, changed).await {
+                    Ok(c) => c,
+                    Err(err) => {
+                        metrics::counter!(m::DB_ERRORS_TOTAL).increment(1);
+                        return Err(err);
+                    }
+                };
+            let rows_read = calls.len() + unreadable.len();
+            let scope = RoundScope::of(changed);
+            metrics::counter!(m::ROUNDS_TOTAL, "scope" => scope.as_str()).increment(1);
+            metrics::counter!(m::ROWS_READ_TOTAL, "scope" => scope.as_str())
+                .increment(rows_read as u64);
+            let queued = self.queue.get(&target.name);
+            let calls: Vec<OpenCall> = calls
                 .into_iter()
                 .filter(|c| !self.dry_closed.contains(&c.id))
-                .collect()
-        } else {
-            calls
+                // Closes decided by an earlier round and waiting for their commit are not judged again.
+                .filter(|c| !queued.is_some_and(|q| q.planned.contains_key(&c.id)))
+                .collect();
+            let judged = self.judge(target, snapshot, &calls);
+            if changed.is_some() && judged.needs_full_round {
+                tracing::debug!(server = %target.name, "a row of the changed channels needs the full round");
+                changed = None;
+                continue;
+            }
+            break (calls, unreadable, judged, rows_read);
         };
-        let now = self.clock.now();
-        tracing::debug!(server = %target.name, open = calls.len(), "round started");
-        let memory = self.memory.entry(target.name.clone()).or_default();
-        memory.watching_since.get_or_insert(self.started_at);
-        let view = view::server_view(snapshot, memory);
-        let rows: Vec<OpenRow> = calls.iter().map(open_row).collect();
-        if !memory.ids_matched_before {
-            memory.ids_matched_before = rows.iter().any(|r| matches_anything(r, snapshot));
+        let incremental = changed.is_some();
+        if incremental {
+            self.note_unreadable(target, &unreadable);
+        } else {
+            self.quarantine(target, &unreadable);
         }
-        let decisions = reconciler::decide(&rows, &view, &self.policy, now);
+        tracing::debug!(server = %target.name, open = calls.len(), incremental, "round decided");
+        let Judged {
+            batch,
+            planned,
+            held,
+            still_held,
+            kept,
+            kept_by,
+            suspect_ghosts,
+            ids_matched,
+            ..
+        } = judged;
+        let memory = self.memory.entry(target.name.clone()).or_default();
+        memory.ids_matched_before |= ids_matched;
+        if incremental {
+            // Nothing was held (that makes a full round); rows closed now are no longer held.
+            for req in &batch {
+                memory.held.remove(&req.call_id.to_text());
+            }
+        } else {
+            memory.held = still_held;
+        }
 
         let settled_count = settled.len();
         let mut report = SweepReport {
             open: calls.len(),
             unreadable,
             closed: settled,
+            held,
+            kept,
+            kept_by,
+            suspect_ghosts,
+            rows_read,
+            scope: RoundScope::of(changed),
             ..SweepReport::default()
         };
-        let mut batch = Vec::new();
-        let mut planned: HashMap<CallId, ClosedRow> = HashMap::new();
-        let mut still_held = HashMap::new();
+        if !incremental {
+            self.report_ghosts(target, &report.suspect_ghosts);
+        }
+        if report.held.iter().any(|h| h.why == "ids_never_matched") {
+            tracing::error!(
+                server = %target.name,
+                held = report.held.len(),
+                "mass close held: none of the open rows' ids ever matched a channel of this server \
+                 (check the column mapping and the server name)"
+            );
+        }
+
+        if self.dry_run {
+            for row in planned.into_values() {
+                self.dry_closed.insert(row.id.clone());
+                report.closed.push(row);
+            }
+            report.closed.sort_by(|a, b| a.id.cmp(&b.id));
+            return Ok(report);
+        }
+        // The closes join the server's commit queue; the queue is written when its window has passed or it
+        // is full (`commit_due`), at once when group commit is off.
+        let queue = self
+            .queue
+            .entry(target.name.clone())
+            .or_insert_with(|| CommitQueue::new(self.clock.now()));
+        queue.requests.extend(batch);
+        queue.planned.extend(planned);
+        if self.group.window.is_zero() || queue.requests.len() >= self.group.max_rows {
+            let committed = self.commit(&target.name).await?;
+            report.closed.extend(committed.closed);
+            report.skipped.extend(committed.skipped);
+        }
+        report.queued = self.queue.get(&target.name).map_or(0, |q| q.requests.len());
+        if !incremental {
+            let closed_now = report.closed.len() - settled_count;
+            metrics::gauge!(m::CALLS_OPEN, "server" => target.name.clone())
+                .set(report.open.saturating_sub(closed_now + report.queued) as f64);
+        }
+        metrics::histogram!(m::SWEEP_SECONDS).record(started.elapsed().as_secs_f64());
+        Ok(report)
+    }
+
+    /// Decides `calls` from `snapshot` (pure: nothing is written, the memory is only read).
+    fn judge(&self, target: &ServerTarget, snapshot: &MapSnapshot, calls: &[OpenCall]) -> Judged {
+        let now = self.clock.now();
+        let default_memory = ServerMemory::default();
+        let memory = self.memory.get(&target.name).unwrap_or(&default_memory);
+        let mut memory_view = memory.clone();
+        memory_view.watching_since.get_or_insert(self.started_at);
+        let view = view::server_view(snapshot, &memory_view);
+        let rows: Vec<OpenRow> = calls.iter().map(open_row).collect();
+        let ids_matched =
+            !memory.ids_matched_before && rows.iter().any(|r| matches_anything(r, snapshot));
+        let decisions = reconciler::decide(&rows, &view, &self.policy, now);
+
+        let mut judged = Judged {
+            ids_matched,
+            ..Judged::default()
+        };
         for (row, decision) in decisions.into_iter().enumerate() {
             match decision {
                 Decision::Close(close) => {
                     let Some(call) = calls.get(close.row) else {
                         continue;
                     };
-                    batch.push(CloseRequest {
+                    judged.needs_full_round |= close.reason.is_guarded();
+                    judged.batch.push(CloseRequest {
                         call_id: call.id.clone(),
                         ended_at: close.ended_at,
                         hangup_cause: close.cause.clone(),
@@ -360,7 +636,7 @@ impl Sweeper {
                         ended_before: close.ended_before,
                         decided_at: now,
                     });
-                    planned.insert(
+                    judged.planned.insert(
                         call.id.clone(),
                         ClosedRow {
                             id: call.id.clone(),
@@ -381,6 +657,7 @@ impl Sweeper {
                     );
                 }
                 Decision::Hold { reason } => {
+                    judged.needs_full_round = true;
                     let Some(call) = calls.get(row) else { continue };
                     let (would_close, why) = match reason {
                         HoldReason::AwaitingConfirmation {
@@ -388,7 +665,7 @@ impl Sweeper {
                             held_at,
                             ..
                         } => {
-                            still_held.insert(call.id.to_text(), held_at);
+                            judged.still_held.insert(call.id.to_text(), held_at);
                             (would_close, "awaiting_confirmation")
                         }
                         HoldReason::IdsNeverMatched { would_close } => {
@@ -396,7 +673,7 @@ impl Sweeper {
                         }
                         _ => (Reason::ChannelGone, "held"),
                     };
-                    report.held.push(HeldRow {
+                    judged.held.push(HeldRow {
                         id: call.id.clone(),
                         would_close: would_close.as_str().to_string(),
                         why: why.to_string(),
@@ -405,86 +682,133 @@ impl Sweeper {
                 Decision::Keep {
                     reason: KeepReason::SuspectGhost(ghost),
                 } => {
-                    report.kept += 1;
+                    judged.kept += 1;
                     let Some(call) = calls.get(row) else { continue };
-                    report.suspect_ghosts.push(GhostRow {
+                    judged.suspect_ghosts.push(GhostRow {
                         id: call.id.clone(),
                         answered_at: call.answered_at,
                         channel: ghost.channel,
                         uniqueid: ghost.uniqueid,
                         last_activity: ghost.last_activity,
                     });
-                    *report.kept_by.entry("suspected_ghost").or_default() += 1;
+                    *judged.kept_by.entry("suspected_ghost").or_default() += 1;
                 }
                 Decision::Keep { reason } => {
-                    report.kept += 1;
-                    *report.kept_by.entry(keep_state(&reason)).or_default() += 1;
+                    judged.kept += 1;
+                    *judged.kept_by.entry(keep_state(&reason)).or_default() += 1;
                 }
-                _ => report.kept += 1,
+                _ => judged.kept += 1,
             }
         }
-        memory.held = still_held;
-        self.report_ghosts(target, &report.suspect_ghosts);
-        if report.held.iter().any(|h| h.why == "ids_never_matched") {
-            tracing::error!(
-                server = %target.name,
-                held = report.held.len(),
-                "mass close held: none of the open rows' ids ever matched a channel of this server \
-                 (check the column mapping and the server name)"
-            );
-        }
+        judged
+    }
 
-        if self.dry_run {
-            for row in planned.into_values() {
-                self.dry_closed.insert(row.id.clone());
-                report.closed.push(row);
-            }
-            report.closed.sort_by(|a, b| a.id.cmp(&b.id));
-            return Ok(report);
+    /// Sets how closes are grouped into transactions (default: each round's closes at once).
+    pub fn set_group_commit(&mut self, group: GroupCommit) {
+        self.group = group;
+    }
+
+    /// When the earliest queued closes are due to be written (`None`: nothing queued).
+    pub fn commit_due(&self) -> Option<DateTime<Utc>> {
+        let window = chrono::Duration::from_std(self.group.window).unwrap_or_default();
+        self.queue
+            .values()
+            .filter(|q| !q.requests.is_empty())
+            .map(|q| q.since + window)
+            .min()
+    }
+
+    /// Servers whose queued closes are due now (their window has passed, or the queue is full).
+    pub fn commits_due(&self) -> Vec<String> {
+        let now = self.clock.now();
+        let window = chrono::Duration::from_std(self.group.window).unwrap_or_default();
+        let mut due: Vec<String> = self
+            .queue
+            .iter()
+            .filter(|(_, q)| {
+                !q.requests.is_empty()
+                    && (q.since + window <= now || q.requests.len() >= self.group.max_rows)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        due.sort();
+        due
+    }
+
+    /// Servers with closes waiting for their commit.
+    pub fn queued_servers(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .queue
+            .iter()
+            .filter(|(_, q)| !q.requests.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Writes the closes queued for `server` in one set-based, audited transaction (under that server's
+    /// lock) and announces those that committed.
+    ///
+    /// On an error nothing of the batch is written and its rows are judged again by a later round; when the
+    /// link broke during the commit, the next round asks the audit table what did commit.
+    pub async fn commit(&mut self, server: &str) -> Result<Committed, store::Error> {
+        let Some(CommitQueue {
+            requests: batch,
+            mut planned,
+            ..
+        }) = self.queue.remove(server)
+        else {
+            return Ok(Committed::default());
+        };
+        let mut committed = Committed::default();
+        if batch.is_empty() {
+            return Ok(committed);
         }
-        if !batch.is_empty() {
-            match self
-                .store
-                .close_under(&batch, &self.run_id, Some(&target.name))
-                .await
-            {
-                Ok(outcome) => {
-                    for closed in outcome.closed {
-                        let Some(mut row) = planned.remove(&closed.call_id) else {
-                            continue;
-                        };
-                        row.ended_at = closed.ended_at;
-                        row.talk_seconds = closed.talk_seconds;
-                        row.closure_id = Some(closed.closure_id);
-                        self.announce(target, &row);
-                        report.closed.push(row);
-                    }
-                    for id in outcome.skipped {
-                        tracing::info!(call_id = %id, server = %target.name, "call already ended by the application; left alone");
-                        report.skipped.push(id);
-                    }
+        let target = ServerTarget {
+            name: server.to_string(),
+            is_default: false,
+        };
+        // `batch`: the closes about to be written.
+        match self
+            .store
+            .close_under(&batch, &self.run_id, Some(server))
+            .await
+        {
+            Ok(outcome) => {
+                metrics::counter!(m::CLOSE_COMMITS_TOTAL).increment(1);
+                metrics::histogram!(m::CLOSE_COMMIT_ROWS).record(batch.len() as f64);
+                for closed in outcome.closed {
+                    let Some(mut row) = planned.remove(&closed.call_id) else {
+                        continue;
+                    };
+                    row.ended_at = closed.ended_at;
+                    row.talk_seconds = closed.talk_seconds;
+                    row.closure_id = Some(closed.closure_id);
+                    self.announce(&target, &row);
+                    committed.closed.push(row);
                 }
-                Err(err) => {
-                    metrics::counter!(m::DB_ERRORS_TOTAL).increment(1);
-                    for req in &batch {
-                        tracing::error!(call_id = %req.call_id, error = %err, "Failed to clean up stuck call");
-                    }
-                    if matches!(err, store::Error::Unavailable { .. }) {
-                        // The link broke: the commit may have happened. The next round finds out.
-                        self.in_doubt
-                            .entry(target.name.clone())
-                            .or_default()
-                            .extend(planned.into_values());
-                    }
-                    return Err(err);
+                for id in outcome.skipped {
+                    tracing::info!(call_id = %id, server, "call already ended by the application; left alone");
+                    committed.skipped.push(id);
                 }
+                Ok(committed)
+            }
+            Err(err) => {
+                metrics::counter!(m::DB_ERRORS_TOTAL).increment(1);
+                for req in &batch {
+                    tracing::error!(call_id = %req.call_id, error = %err, "Failed to clean up stuck call");
+                }
+                if matches!(err, store::Error::Unavailable { .. }) {
+                    // The link broke: the commit may have happened. The next round finds out.
+                    self.in_doubt
+                        .entry(server.to_string())
+                        .or_default()
+                        .extend(planned.into_values());
+                }
+                Err(err)
             }
         }
-        let closed_now = report.closed.len() - settled_count;
-        metrics::gauge!(m::CALLS_OPEN, "server" => target.name.clone())
-            .set(report.open.saturating_sub(closed_now) as f64);
-        metrics::histogram!(m::SWEEP_SECONDS).record(started.elapsed().as_secs_f64());
-        Ok(report)
     }
 
     /// Logs (with the seed's phrase), counts and broadcasts one close.

@@ -4,6 +4,7 @@ mod broadcast_faults;
 mod browser;
 mod cleanup;
 mod client;
+mod close_path;
 mod common;
 mod daemon;
 mod deb;
