@@ -331,11 +331,10 @@ async fn live(engine: Engine, (concurrent, rate, seconds): (usize, f64, f64)) {
                 rounds_and_rows(&scrape(&http, &metrics_url).await),
             ));
         }
-        if now >= last_hangup + chrono::Duration::seconds(5) || latencies.len() == churn.calls.len()
-        {
-            if cpu1.is_some() {
-                break;
-            }
+        let done = now >= last_hangup + chrono::Duration::seconds(5)
+            || latencies.len() == churn.calls.len();
+        if done && cpu1.is_some() {
+            break;
         }
     }
     let (cpu1, wall1, m1) = cpu1.unwrap();

@@ -510,6 +510,7 @@ impl Sweeper {
                 // Closes decided by an earlier round and waiting for their commit are not judged again.
                 .filter(|c| !queued.is_some_and(|q| q.planned.contains_key(&c.id)))
                 .collect();
+            tracing::debug!(server = %target.name, open = calls.len(), scope = scope.as_str(), "round started");
             let judged = self.judge(target, snapshot, &calls);
             if changed.is_some() && judged.needs_full_round {
                 tracing::debug!(server = %target.name, "a row of the changed channels needs the full round");
@@ -524,7 +525,6 @@ impl Sweeper {
         } else {
             self.quarantine(target, &unreadable);
         }
-        tracing::debug!(server = %target.name, open = calls.len(), incremental, "round decided");
         let Judged {
             batch,
             planned,
