@@ -475,15 +475,17 @@ impl Daemon {
             name: server.name.clone(),
             is_default: server.is_default,
         };
-        let snapshot = self.map.snapshot(&server.name);
-        self.schedule_fallback(&target.name, &snapshot);
+        let channels = self.map.server(&server.name);
+        let fresh = channels.freshness();
+        self.schedule_fallback(&target.name, fresh.synced, fresh.unsynced_since);
         let full = self.full.remove(name);
         let changed = self.changed.remove(name).unwrap_or_default();
         let result = if full || changed.is_empty() {
+            let snapshot = channels.snapshot();
             self.sweeper.sweep(&target, &snapshot).await
         } else {
             self.sweeper
-                .sweep_changed(&target, &snapshot, &changed)
+                .sweep_changed(&target, &channels, &changed)
                 .await
         };
         match result {
@@ -518,14 +520,17 @@ impl Daemon {
 
     /// An unsynced server's rows become judgeable by age once it has been unsynced for `fallback_after`
     /// (counted from process start when it was never synced): make sure a round runs then.
-    fn schedule_fallback(&mut self, name: &str, snapshot: &ami::channels::MapSnapshot) {
-        if snapshot.synced {
+    fn schedule_fallback(
+        &mut self,
+        name: &str,
+        synced: bool,
+        unsynced_since: Option<chrono::DateTime<chrono::Utc>>,
+    ) {
+        if synced {
             self.fallback_at.remove(name);
             return;
         }
-        let since = snapshot
-            .unsynced_since
-            .unwrap_or_else(|| self.sweeper.started_at());
+        let since = unsynced_since.unwrap_or_else(|| self.sweeper.started_at());
         let due = since + self.fallback_after + chrono::Duration::seconds(1);
         if due > self.clock.now() {
             self.fallback_at.insert(name.to_string(), due);

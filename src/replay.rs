@@ -181,11 +181,11 @@ impl<'a> Replayer<'a> {
         if self.full_due || self.changed.is_empty() {
             return self.sweep().await;
         }
-        let snapshot = self.map.snapshot(&self.target.name);
+        let channels = self.map.server(&self.target.name);
         let changed = std::mem::take(&mut self.changed);
         let report = self
             .sweeper
-            .sweep_changed(&self.target, &snapshot, &changed)
+            .sweep_changed(&self.target, &channels, &changed)
             .await?;
         self.record(report);
         self.gone_sweep = None;

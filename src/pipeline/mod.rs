@@ -11,7 +11,7 @@ pub mod view;
 
 use std::collections::{HashMap, HashSet};
 
-use ami::channels::MapSnapshot;
+use ami::channels::{ChannelFilter, MapSnapshot, ServerChannels};
 use chrono::{DateTime, Utc};
 use reconciler::{Decision, HoldReason, KeepReason, OpenRow, Reason};
 use serde::Serialize;
@@ -97,6 +97,29 @@ struct Judged {
     ids_matched: bool,
     /// A row would be closed by a rule that weighs the other open rows, or held.
     needs_full_round: bool,
+}
+
+/// Where a round's evidence comes from.
+#[derive(Clone, Copy)]
+enum MapSource<'a> {
+    /// A snapshot of the whole map, taken by the caller.
+    Snapshot(&'a MapSnapshot),
+    /// The server's live map: narrowed to the rows read (incremental), or whole (full).
+    Channels(&'a ServerChannels),
+}
+
+/// The channels that can bear on `calls`: by their Uniqueids, channel names and Linkedids, as the
+/// reconciler matches them ([`open_row`]).
+fn evidence_filter(calls: &[OpenCall]) -> ChannelFilter {
+    let mut filter = ChannelFilter::default();
+    for row in calls.iter().map(open_row) {
+        filter.uniqueids.extend(row.uniqueid);
+        filter.linkedids.extend(row.linkedid);
+        filter
+            .names
+            .extend(row.channel.map(|c| c.trim().to_string()));
+    }
+    filter
 }
 
 /// Which rows a round read.
@@ -426,12 +449,18 @@ impl Sweeper {
         target: &ServerTarget,
         snapshot: &MapSnapshot,
     ) -> Result<SweepReport, store::Error> {
-        self.round(target, snapshot, None).await
+        self.round(target, MapSource::Snapshot(snapshot), None)
+            .await
     }
 
     /// An incremental round: read only the open rows that carry an id of a channel in `changed` (an indexed
-    /// lookup), decide them from the whole `snapshot` with the same [`reconciler::decide`], close what is
-    /// over. Its cost grows with what changed, not with the open rows.
+    /// lookup), decide them with the same [`reconciler::decide`] on everything the map knows about them,
+    /// close what is over. Its cost grows with what changed, not with the open rows nor the map.
+    ///
+    /// The evidence is the whole map's, narrowed to the rows read: every channel, live or ended, whose
+    /// Uniqueid, name or any Linkedid it ever carried is one of those rows' ([`ServerChannels::snapshot_of`]).
+    /// A row read only because it shares a Linkedid with a hung-up leg is judged with its own channel too,
+    /// and kept while that is up.
     ///
     /// Only evidence is acted on from such a round (`hangup_seen`, `asterisk_restart`): when a row read
     /// would be closed by a rule that weighs the other open rows (`channel_gone`, `superseded`,
@@ -440,10 +469,11 @@ impl Sweeper {
     pub async fn sweep_changed(
         &mut self,
         target: &ServerTarget,
-        snapshot: &MapSnapshot,
+        channels: &ServerChannels,
         changed: &ChangedChannels,
     ) -> Result<SweepReport, store::Error> {
-        self.round(target, snapshot, Some(changed)).await
+        self.round(target, MapSource::Channels(channels), Some(changed))
+            .await
     }
 
     /// Reads the rows of a round: every open row (`changed` is `None`) or those matching `changed`.
@@ -475,7 +505,7 @@ impl Sweeper {
     async fn round(
         &mut self,
         target: &ServerTarget,
-        snapshot: &MapSnapshot,
+        source: MapSource<'_>,
         changed: Option<&ChangedChannels>,
     ) -> Result<SweepReport, store::Error> {
         let started = std::time::Instant::now();
@@ -511,6 +541,18 @@ impl Sweeper {
                 .filter(|c| !queued.is_some_and(|q| q.planned.contains_key(&c.id)))
                 .collect();
             tracing::debug!(server = %target.name, open = calls.len(), scope = scope.as_str(), "round started");
+            let taken;
+            let snapshot = match source {
+                MapSource::Snapshot(snapshot) => snapshot,
+                MapSource::Channels(channels) => {
+                    taken = if changed.is_some() {
+                        channels.snapshot_of(&evidence_filter(&calls))
+                    } else {
+                        channels.snapshot()
+                    };
+                    &taken
+                }
+            };
             let judged = self.judge(target, snapshot, &calls);
             if changed.is_some() && judged.needs_full_round {
                 tracing::debug!(server = %target.name, "a row of the changed channels needs the full round");

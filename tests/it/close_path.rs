@@ -133,7 +133,7 @@ async fn incremental_rounds_read_only_the_changed_rows(engine: Engine) {
     s.apply(&hangup("300.0", "300.0", t(11)), t(11));
     vc.set(t(12));
     let report = sweeper
-        .sweep_changed(&target, &map.snapshot("pbx1"), &changed(&map))
+        .sweep_changed(&target, &map.server("pbx1"), &changed(&map))
         .await
         .unwrap();
     assert_eq!(report.scope, RoundScope::Changed);
@@ -149,7 +149,7 @@ async fn incremental_rounds_read_only_the_changed_rows(engine: Engine) {
     s.apply(&hangup("200.0", "200.0", t(13)), t(13));
     vc.set(t(14));
     let report = sweeper
-        .sweep_changed(&target, &map.snapshot("pbx1"), &changed(&map))
+        .sweep_changed(&target, &map.server("pbx1"), &changed(&map))
         .await
         .unwrap();
     assert_eq!(report.rows_read, 1);
@@ -207,7 +207,7 @@ async fn group_commit_writes_several_rounds_in_one_transaction(engine: Engine) {
     for (i, uid) in ["300.0", "600.0"].iter().enumerate() {
         s.apply(&hangup(uid, uid, t(10 + i as i64)), start);
         let report = sweeper
-            .sweep_changed(&target, &map.snapshot("pbx1"), &changed(&map))
+            .sweep_changed(&target, &map.server("pbx1"), &changed(&map))
             .await
             .unwrap();
         assert!(report.closed.is_empty(), "queued, not yet written");
@@ -249,14 +249,14 @@ async fn group_commit_writes_several_rounds_in_one_transaction(engine: Engine) {
     for (id, uid) in [(1, "100.0"), (2, "100.1")] {
         s.apply(&hangup(uid, uid, t(13)), vc.now());
         let report = sweeper
-            .sweep_changed(&target, &map.snapshot("pbx1"), &changed(&map))
+            .sweep_changed(&target, &map.server("pbx1"), &changed(&map))
             .await
             .unwrap();
         assert!(report.closed.is_empty(), "row {id} queued");
     }
     s.apply(&hangup("700.0", "700.0", t(13)), vc.now());
     let report = sweeper
-        .sweep_changed(&target, &map.snapshot("pbx1"), &changed(&map))
+        .sweep_changed(&target, &map.server("pbx1"), &changed(&map))
         .await
         .unwrap();
     let mut ids = closed_ids(&report);
