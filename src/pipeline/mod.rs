@@ -929,3 +929,200 @@ pub fn store_reason(reason: Reason) -> CloseReason {
         _ => CloseReason::Manual,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ami::ChannelMap;
+    use ami_proto::Message;
+    use chrono::TimeZone;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_795_520_000 + secs, 0).unwrap()
+    }
+
+    fn msg(pairs: &[(&str, &str)]) -> Message {
+        Message::from_pairs(pairs.iter().copied())
+    }
+
+    fn call(id: i64, uid: &str, lid: &str, chan: &str, answered: i64) -> OpenCall {
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        OpenCall {
+            id: CallId::Int(id),
+            uniqueid: some(uid),
+            linkedid: some(lid),
+            channel: some(chan),
+            extension: Some(format!("{}", 2000 + id % 7)),
+            caller: None,
+            server: None,
+            status: None,
+            started_at: None,
+            answered_at: t(answered),
+            talk_seconds: None,
+        }
+    }
+
+    /// For every row alone, and for groups of rows, the map narrowed to the rows gives the same decisions as
+    /// the whole map: live channels by Uniqueid, by name, by Linkedid group; seen Hangups; channels gone at a
+    /// listing; multi-leg calls with one leg up; a reused channel name; rows with no ids.
+    #[test]
+    fn the_narrowed_map_decides_like_the_whole_map() {
+        let map = ChannelMap::default();
+        let s = map.server("pbx");
+        s.begin_session(t(0));
+        let gen = s.begin_listing(t(0));
+        let mut listed = |uid: &str, lid: &str, name: &str| {
+            s.listed(
+                gen,
+                &msg(&[
+                    ("Event", "CoreShowChannel"),
+                    ("ActionID", "1"),
+                    ("Channel", name),
+                    ("ChannelStateDesc", "Up"),
+                    ("Uniqueid", uid),
+                    ("Linkedid", lid),
+                ]),
+                t(0),
+            )
+        };
+        for i in 0..40 {
+            let (uid, leg) = (format!("1.{i}"), format!("2.{i}"));
+            listed(&uid, &uid, &format!("PJSIP/trunk-{i:04}"));
+            listed(&leg, &uid, &format!("PJSIP/{}-{i:04}", 2000 + i % 7));
+        }
+        s.finish_listing(gen, t(1)).unwrap();
+        // A second listing lacks calls 30–34 (both legs): gone at resync.
+        let gen = s.begin_listing(t(20));
+        for i in (0..40).filter(|i| !(30..35).contains(i)) {
+            for (uid, lid, name) in [
+                (
+                    format!("1.{i}"),
+                    format!("1.{i}"),
+                    format!("PJSIP/trunk-{i:04}"),
+                ),
+                (
+                    format!("2.{i}"),
+                    format!("1.{i}"),
+                    format!("PJSIP/{}-{i:04}", 2000 + i % 7),
+                ),
+            ] {
+                s.listed(
+                    gen,
+                    &msg(&[
+                        ("Event", "CoreShowChannel"),
+                        ("ActionID", "2"),
+                        ("Channel", &name),
+                        ("ChannelStateDesc", "Up"),
+                        ("Uniqueid", &uid),
+                        ("Linkedid", &lid),
+                    ]),
+                    t(20),
+                );
+            }
+        }
+        s.finish_listing(gen, t(21)).unwrap();
+        // Calls 0–9 hang up both legs; calls 10–19 only the agent leg.
+        for i in 0..20 {
+            let legs: &[&str] = if i < 10 { &["2", "1"] } else { &["2"] };
+            for leg in legs {
+                let uid = format!("{leg}.{i}");
+                let name = if *leg == "1" {
+                    format!("PJSIP/trunk-{i:04}")
+                } else {
+                    format!("PJSIP/{}-{i:04}", 2000 + i % 7)
+                };
+                s.apply(
+                    &msg(&[
+                        ("Event", "Hangup"),
+                        ("Timestamp", &format!("{}.000000", t(25 + i).timestamp())),
+                        ("Channel", &name),
+                        ("Uniqueid", &uid),
+                        ("Linkedid", &format!("1.{i}")),
+                        ("Cause", "16"),
+                        ("Cause-txt", "Normal Clearing"),
+                    ]),
+                    t(25 + i),
+                );
+            }
+        }
+        let mut calls = Vec::new();
+        for i in 0..40i64 {
+            // By the caller leg; by the agent leg with the call's Linkedid; by Linkedid only; by name only.
+            calls.push(call(4 * i, &format!("1.{i}"), &format!("1.{i}"), "", -60));
+            calls.push(call(
+                4 * i + 1,
+                &format!("2.{i}"),
+                &format!("1.{i}"),
+                "",
+                -60,
+            ));
+            calls.push(call(4 * i + 2, "", &format!("1.{i}"), "", -60));
+            calls.push(call(
+                4 * i + 3,
+                "",
+                "",
+                &format!("PJSIP/{}-{i:04}", 2000 + i % 7),
+                -60,
+            ));
+        }
+        calls.push(call(1000, "9.9", "9.9", "", -60)); // unknown ids
+        calls.push(call(1001, "", "", "", -60)); // no ids
+        calls.push(call(1002, "2.15", "1.15", "", 50)); // answered after the listing
+        let full = map.snapshot("pbx");
+        let memory = ServerMemory {
+            watching_since: Some(t(0)),
+            ..ServerMemory::default()
+        };
+        let policy = reconciler::Policy::default();
+        let now = t(60);
+        let decide_on = |rows: &[OpenCall], snapshot: &MapSnapshot| {
+            let view = view::server_view(snapshot, &memory);
+            let rows: Vec<OpenRow> = rows.iter().map(open_row).collect();
+            format!("{:?}", reconciler::decide(&rows, &view, &policy, now))
+        };
+        let mut groups: Vec<Vec<OpenCall>> = calls.iter().map(|c| vec![c.clone()]).collect();
+        groups.push(calls.iter().step_by(3).cloned().collect());
+        groups.push(calls[40..90].to_vec());
+        for rows in &groups {
+            let narrowed = s.snapshot_of(&evidence_filter(rows));
+            assert!(
+                narrowed.live.len() + narrowed.ended.len() <= full.live.len() + full.ended.len()
+            );
+            assert_eq!(
+                decide_on(rows, &narrowed),
+                decide_on(rows, &full),
+                "rows {:?}",
+                rows.iter().map(|c| c.id.clone()).collect::<Vec<_>>()
+            );
+        }
+        // The narrowing is real: one call's rows see a handful of channels, not the 80.
+        let one = s.snapshot_of(&evidence_filter(&calls[..4]));
+        assert_eq!(one.live.len() + one.ended.len(), 2);
+        // And no live channel's row is closed: calls 20–29 and 35–39 are up; of calls 10–19 the caller leg
+        // is up (its row, and the row following the call's Linkedid, are kept; the agent leg's are closed).
+        let view = view::server_view(&full, &memory);
+        let rows: Vec<OpenRow> = calls.iter().map(open_row).collect();
+        for (row, d) in rows
+            .iter()
+            .zip(reconciler::decide(&rows, &view, &policy, now))
+        {
+            let key: i64 = row.key.parse().unwrap();
+            let (i, kind) = (key / 4, key % 4);
+            let up = (20..30).contains(&i)
+                || (35..40).contains(&i)
+                || ((10..20).contains(&i) && (kind == 0 || kind == 2));
+            if key < 160 && up {
+                assert!(
+                    !matches!(d, Decision::Close(_)),
+                    "row {key} of a live call: {d:?}"
+                );
+            }
+            if key < 160 && i < 10 {
+                assert!(
+                    matches!(d, Decision::Close(_)),
+                    "row {key} of an ended call: {d:?}"
+                );
+            }
+        }
+    }
+}
