@@ -546,6 +546,9 @@ impl Daemon {
         let run_id = self.sweeper.run_id().to_string();
         if report.scope == RoundScope::Changed {
             self.record_closes(server, &report.closed, report.skipped.len());
+            self.health
+                .update(|s| s.note_open_rows(server, report, now));
+            crate::metrics::round(server, &report.states(), now);
             return;
         }
         self.health.update(|s| {

@@ -97,6 +97,8 @@ struct Judged {
     ids_matched: bool,
     /// A row would be closed by a rule that weighs the other open rows, or held.
     needs_full_round: bool,
+    /// The state of each row kept or held (see [`SweepReport::states`]).
+    row_states: Vec<(CallId, &'static str)>,
 }
 
 /// Where a round's evidence comes from.
@@ -240,11 +242,17 @@ pub struct SweepReport {
     pub scope: RoundScope,
     /// Closes decided and waiting for their commit (group commit) when the round ended.
     pub queued: usize,
+    /// The server's open rows by state after an incremental round: its rows' new states over the others'
+    /// from earlier rounds (`None` after a full round, whose own counts are the server's).
+    pub server_states: Option<std::collections::BTreeMap<String, usize>>,
 }
 
 impl SweepReport {
     /// Open rows by state after this round: the kept rows by why, `held_by_guard` and `unreadable`.
     pub fn states(&self) -> std::collections::BTreeMap<String, usize> {
+        if let Some(states) = &self.server_states {
+            return states.clone();
+        }
         let mut states: std::collections::BTreeMap<String, usize> = self
             .kept_by
             .iter()
@@ -298,6 +306,8 @@ pub struct Sweeper {
     group: GroupCommit,
     /// Closes decided and not yet written, by server.
     queue: HashMap<String, CommitQueue>,
+    /// Each server's open rows by state, as the rounds left them (for the states after incremental rounds).
+    row_states: HashMap<String, HashMap<CallId, &'static str>>,
 }
 
 impl Sweeper {
@@ -325,6 +335,7 @@ impl Sweeper {
             in_doubt: HashMap::new(),
             group: GroupCommit::IMMEDIATE,
             queue: HashMap::new(),
+            row_states: HashMap::new(),
         }
     }
 
@@ -576,8 +587,25 @@ impl Sweeper {
             kept_by,
             suspect_ghosts,
             ids_matched,
+            row_states,
             ..
         } = judged;
+        let states = self.row_states.entry(target.name.clone()).or_default();
+        if !incremental {
+            states.clear();
+        }
+        for req in &batch {
+            states.remove(&req.call_id);
+        }
+        states.extend(row_states);
+        states.extend(unreadable.iter().map(|u| (u.id.clone(), "unreadable")));
+        let server_states = incremental.then(|| {
+            let mut counts = std::collections::BTreeMap::new();
+            for state in states.values() {
+                *counts.entry(state.to_string()).or_insert(0) += 1;
+            }
+            counts
+        });
         let memory = self.memory.entry(target.name.clone()).or_default();
         memory.ids_matched_before |= ids_matched;
         if incremental {
@@ -600,6 +628,7 @@ impl Sweeper {
             suspect_ghosts,
             rows_read,
             scope: RoundScope::of(changed),
+            server_states,
             ..SweepReport::default()
         };
         if !incremental {
@@ -715,6 +744,7 @@ impl Sweeper {
                         }
                         _ => (Reason::ChannelGone, "held"),
                     };
+                    judged.row_states.push((call.id.clone(), "held_by_guard"));
                     judged.held.push(HeldRow {
                         id: call.id.clone(),
                         would_close: would_close.as_str().to_string(),
@@ -726,6 +756,7 @@ impl Sweeper {
                 } => {
                     judged.kept += 1;
                     let Some(call) = calls.get(row) else { continue };
+                    judged.row_states.push((call.id.clone(), "suspected_ghost"));
                     judged.suspect_ghosts.push(GhostRow {
                         id: call.id.clone(),
                         answered_at: call.answered_at,
@@ -738,6 +769,11 @@ impl Sweeper {
                 Decision::Keep { reason } => {
                     judged.kept += 1;
                     *judged.kept_by.entry(keep_state(&reason)).or_default() += 1;
+                    if let Some(call) = calls.get(row) {
+                        judged
+                            .row_states
+                            .push((call.id.clone(), keep_state(&reason)));
+                    }
                 }
                 _ => judged.kept += 1,
             }
