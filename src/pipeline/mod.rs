@@ -1007,7 +1007,7 @@ mod tests {
         let s = map.server("pbx");
         s.begin_session(t(0));
         let gen = s.begin_listing(t(0));
-        let mut listed = |uid: &str, lid: &str, name: &str| {
+        let listed = |uid: &str, lid: &str, name: &str| {
             s.listed(
                 gen,
                 &msg(&[
