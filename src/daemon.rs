@@ -28,7 +28,8 @@ use crate::broadcast::Broadcaster;
 use crate::fleet::Ownership;
 use crate::health::{Health, ServerHealth, SweepHealth, UnknownServer};
 use crate::metrics as m;
-use crate::pipeline::{ServerTarget, Sweeper};
+use crate::pipeline::changed::judged_incrementally;
+use crate::pipeline::{ChangedChannels, RoundScope, ServerTarget, Sweeper};
 use crate::settings::{ResolvedServer, Settings};
 
 /// Wait after the first channel-end notification before sweeping, to batch a call's Hangups.
@@ -72,6 +73,12 @@ pub struct DaemonSummary {
     pub sweeps: usize,
     /// Rounds that failed (database errors), later retried.
     pub failed_sweeps: usize,
+    /// Rounds that read only the rows of the channels that ended (incremental rounds).
+    pub changed_rounds: usize,
+    /// Open rows read by the incremental rounds, all together.
+    pub changed_rows_read: usize,
+    /// Open rows read by the full rounds, all together.
+    pub full_rows_read: usize,
     /// A server's lock was held at some point.
     pub held_lock: bool,
 }
@@ -94,6 +101,8 @@ enum Wake {
     RelistDue,
     /// A failed round's retry is due.
     RetryDue,
+    /// Queued closes are due to be written (group commit).
+    CommitDue,
     /// Time to check (or try to take) the instance lock.
     LockCheck,
     /// An unsynced server may have crossed `fallback_after`.
@@ -182,7 +191,7 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
         ),
     };
     tracing::info!(%run_id, servers = servers.len(), database = %store.redacted_url(), "callwatch daemon starting");
-    let sweeper = Sweeper::new(
+    let mut sweeper = Sweeper::new(
         store.clone(),
         settings.policy.to_policy(),
         clock.clone(),
@@ -194,6 +203,7 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
         settings.cdr.as_ref(),
         &settings.database.timezone,
     )?);
+    sweeper.set_group_commit(settings.policy.group_commit());
 
     let map = ami::channels::ChannelMap::new(ami::channels::MapOptions {
         tombstone_retention: TOMBSTONE_RETENTION,
@@ -299,6 +309,14 @@ struct Daemon {
     ownership: Ownership,
     /// Servers that need a round.
     pending: BTreeSet<String>,
+    /// Pending servers whose round must read every open row (start, listing, `sweep_interval`, fallback,
+    /// a restart or a listing that found channels gone, a failed round); the others' rounds read only
+    /// the rows of the channels in `changed`.
+    full: BTreeSet<String>,
+    /// Channels that ended (seen Hangups) since each server's last round.
+    changed: BTreeMap<String, ChangedChannels>,
+    /// The map's count of dropped notifications when last looked at (a drop makes every round full).
+    gone_dropped: u64,
     /// Delay before the next retry of failed rounds, and when it is due.
     retry_delay: Duration,
     retry_at: Option<tokio::time::Instant>,
@@ -331,6 +349,9 @@ impl Daemon {
         });
         let mut daemon = Self {
             pending: parts.all.clone(), // a first round at start
+            full: parts.all.clone(),
+            changed: BTreeMap::new(),
+            gone_dropped: 0,
             all: parts.all,
             servers: parts.servers,
             clients: parts.clients,
@@ -363,8 +384,12 @@ impl Daemon {
         self.report_unknown_servers().await;
         loop {
             self.collect_ended();
-            if self.may_write() && self.run_pending_rounds().await {
-                continue; // channels ended meanwhile: round again before waiting
+            if self.may_write() {
+                let again = self.run_pending_rounds().await;
+                self.commit_queued(false).await;
+                if again {
+                    continue; // channels ended meanwhile: round again before waiting
+                }
             }
             let wake = self.next_wake(cancel).await;
             if !self.handle(wake).await {
@@ -373,11 +398,34 @@ impl Daemon {
         }
     }
 
-    /// The map's notification only wakes a waiting loop: collect what ended while we were busy.
-    fn collect_ended(&mut self) {
-        for gone in self.map.take_gone() {
-            self.pending.insert(gone.server.to_string());
+    /// The map's notification only wakes a waiting loop: collect what ended while we were busy. Seen
+    /// Hangups are noted for an incremental round; other ends make the server's next round full. True when
+    /// anything ended.
+    fn collect_ended(&mut self) -> bool {
+        let gone = self.map.take_gone();
+        let dropped = self.map.gone_dropped();
+        if dropped != self.gone_dropped {
+            // Some notifications were lost: only a full round is sure to see their rows.
+            self.gone_dropped = dropped;
+            self.full.extend(self.all.iter().cloned());
         }
+        let any = !gone.is_empty();
+        for g in gone {
+            let server = g.server.to_string();
+            if judged_incrementally(&g.end) {
+                self.changed.entry(server.clone()).or_default().note(&g);
+            } else {
+                self.full.insert(server.clone());
+            }
+            self.pending.insert(server);
+        }
+        any
+    }
+
+    /// Asks for a full round of `name`.
+    fn want_full(&mut self, name: String) {
+        self.full.insert(name.clone());
+        self.pending.insert(name);
     }
 
     /// Rounds run only under a server's lock, and not while a failed round waits for its retry.
@@ -392,7 +440,9 @@ impl Daemon {
             .ownership
             .check(&self.store, &self.health, LOCK_CHECK_INTERVAL)
             .await;
-        self.pending.extend(taken);
+        for name in taken {
+            self.want_full(name);
+        }
         self.summary.held_lock |= self.ownership.any();
     }
 
@@ -409,13 +459,11 @@ impl Daemon {
         }
         if failed.is_empty() {
             self.retry_delay = RETRY_INITIAL;
-            let ended_meanwhile = self.map.take_gone();
-            let again = !ended_meanwhile.is_empty();
-            self.pending
-                .extend(ended_meanwhile.into_iter().map(|g| g.server.to_string()));
-            again
+            self.collect_ended()
         } else {
-            self.pending.extend(failed);
+            for name in failed {
+                self.want_full(name);
+            }
             self.retry_at = Some(tokio::time::Instant::now() + self.retry_delay);
             self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
             false
@@ -431,11 +479,28 @@ impl Daemon {
             name: server.name.clone(),
             is_default: server.is_default,
         };
-        let snapshot = self.map.snapshot(&server.name);
-        self.schedule_fallback(&target.name, &snapshot);
-        match self.sweeper.sweep(&target, &snapshot).await {
+        let channels = self.map.server(&server.name);
+        let fresh = channels.freshness();
+        self.schedule_fallback(&target.name, fresh.synced, fresh.unsynced_since);
+        let full = self.full.remove(name);
+        let changed = self.changed.remove(name).unwrap_or_default();
+        let result = if full || changed.is_empty() {
+            let snapshot = channels.snapshot();
+            self.sweeper.sweep(&target, &snapshot).await
+        } else {
+            self.sweeper
+                .sweep_changed(&target, &channels, &changed)
+                .await
+        };
+        match result {
             Ok(report) => {
                 self.summary.sweeps += 1;
+                if report.scope == RoundScope::Changed {
+                    self.summary.changed_rounds += 1;
+                    self.summary.changed_rows_read += report.rows_read;
+                } else {
+                    self.summary.full_rows_read += report.rows_read;
+                }
                 self.record_round(&target.name, &report);
                 if report.held.iter().any(|h| h.why == "awaiting_confirmation") {
                     // The mass-close guard wants a second listing at least confirm_delay later.
@@ -459,14 +524,17 @@ impl Daemon {
 
     /// An unsynced server's rows become judgeable by age once it has been unsynced for `fallback_after`
     /// (counted from process start when it was never synced): make sure a round runs then.
-    fn schedule_fallback(&mut self, name: &str, snapshot: &ami::channels::MapSnapshot) {
-        if snapshot.synced {
+    fn schedule_fallback(
+        &mut self,
+        name: &str,
+        synced: bool,
+        unsynced_since: Option<chrono::DateTime<chrono::Utc>>,
+    ) {
+        if synced {
             self.fallback_at.remove(name);
             return;
         }
-        let since = snapshot
-            .unsynced_since
-            .unwrap_or_else(|| self.sweeper.started_at());
+        let since = unsynced_since.unwrap_or_else(|| self.sweeper.started_at());
         let due = since + self.fallback_after + chrono::Duration::seconds(1);
         if due > self.clock.now() {
             self.fallback_at.insert(name.to_string(), due);
@@ -475,10 +543,18 @@ impl Daemon {
         }
     }
 
-    /// Publishes a successful round's outcome to `/status`.
+    /// Publishes a successful round's outcome to `/status`. An incremental round read only some open rows:
+    /// it adds its closes, and leaves the open rows' states to the full rounds.
     fn record_round(&self, server: &str, report: &crate::pipeline::SweepReport) {
         let now = self.clock.now();
         let run_id = self.sweeper.run_id().to_string();
+        if report.scope == RoundScope::Changed {
+            self.record_closes(server, &report.closed, report.skipped.len());
+            self.health
+                .update(|s| s.note_open_rows(server, report, now));
+            crate::metrics::round(server, &report.states(), now);
+            return;
+        }
         self.health.update(|s| {
             s.database_ok = true;
             s.closed_total += report.closed.len();
@@ -514,9 +590,56 @@ impl Daemon {
         });
     }
 
+    /// Publishes closes written outside a full round (an incremental round's, a group commit's).
+    fn record_closes(&self, server: &str, closed: &[crate::pipeline::ClosedRow], skipped: usize) {
+        if closed.is_empty() && skipped == 0 {
+            return;
+        }
+        let now = self.clock.now();
+        self.health.update(|s| {
+            s.database_ok = true;
+            s.closed_total += closed.len();
+            s.note_closes(server, closed, now);
+        });
+    }
+
+    /// Writes the queued closes that are due (all of them when `all`), each server's in one transaction. A
+    /// failed commit is retried like a failed round: its rows are judged again by a full round.
+    async fn commit_queued(&mut self, all: bool) {
+        let servers = if all {
+            self.sweeper.queued_servers()
+        } else {
+            self.sweeper.commits_due()
+        };
+        for name in servers {
+            match self.sweeper.commit(&name).await {
+                Ok(committed) => {
+                    self.record_closes(&name, &committed.closed, committed.skipped.len());
+                    self.summary.closed.extend(committed.closed);
+                }
+                Err(err) => {
+                    self.summary.failed_sweeps += 1;
+                    tracing::warn!(server = %name, error = %err, retry_in = ?self.retry_delay, "commit failed; keeping the evidence and retrying");
+                    self.health.update(|s| s.database_ok = false);
+                    self.want_full(name);
+                    self.retry_at = Some(tokio::time::Instant::now() + self.retry_delay);
+                    self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    /// When the queued closes are due, on the runtime's clock.
+    fn commit_sleep(&self) -> Option<tokio::time::Instant> {
+        let due = self.sweeper.commit_due()?;
+        let wait = (due - self.clock.now()).to_std().unwrap_or_default();
+        Some(tokio::time::Instant::now() + wait)
+    }
+
     /// Waits for the next thing to do.
     async fn next_wake(&mut self, cancel: &CancellationToken) -> Wake {
         let fallback_sleep = self.fallback_sleep();
+        let commit_sleep = self.commit_sleep();
         tokio::select! {
             biased;
             _ = cancel.cancelled() => Wake::Cancelled,
@@ -525,6 +648,7 @@ impl Daemon {
             _ = self.sweep_interval.tick() => Wake::SweepInterval,
             _ = sleep_until(self.relist_at.values().min().copied()) => Wake::RelistDue,
             _ = sleep_until(self.retry_at) => Wake::RetryDue,
+            _ = sleep_until(commit_sleep) => Wake::CommitDue,
             _ = self.lock_tick.tick() => Wake::LockCheck,
             _ = sleep_until(fallback_sleep) => Wake::FallbackDue,
             _ = tick_opt(self.watchdog.as_mut()) => Wake::Watchdog,
@@ -546,9 +670,7 @@ impl Daemon {
     async fn handle(&mut self, wake: Wake) -> bool {
         match wake {
             Wake::Cancelled => return false,
-            Wake::Trigger(Some(Trigger::Server(name))) => {
-                self.pending.insert(name);
-            }
+            Wake::Trigger(Some(Trigger::Server(name))) => self.want_full(name),
             Wake::Trigger(None) => {
                 tracing::error!("every AMI supervisor stopped");
                 return false;
@@ -561,8 +683,8 @@ impl Daemon {
                 self.report_unknown_servers().await;
                 // A round now on what the map knows, and a fresh listing so that rows answered since the
                 // last one can be judged; its completion brings another round.
-                self.pending.extend(self.all.iter().cloned());
                 for name in self.all.clone() {
+                    self.want_full(name.clone());
                     self.relist(&name);
                 }
             }
@@ -580,6 +702,7 @@ impl Daemon {
                 }
             }
             Wake::RetryDue => self.retry_at = None,
+            Wake::CommitDue => self.commit_queued(false).await,
             Wake::LockCheck => self.check_locks().await,
             Wake::FallbackDue => {
                 let now = self.clock.now();
@@ -591,7 +714,7 @@ impl Daemon {
                     .collect();
                 for name in due {
                     self.fallback_at.remove(&name);
-                    self.pending.insert(name);
+                    self.want_full(name);
                 }
             }
             Wake::Watchdog => crate::shutdown::notify_watchdog(),
@@ -639,8 +762,9 @@ impl Daemon {
         }
     }
 
-    /// Releases the locks and logs off; returns the summary.
+    /// Writes what is queued, releases the locks and logs off; returns the summary.
     async fn finish(mut self) -> DaemonSummary {
+        self.commit_queued(true).await;
         self.ownership.release_all(&self.store).await;
         drop(self.clients);
         self.summary

@@ -25,6 +25,15 @@ pub const SUSPECT_GHOST_CALLS: &str = "callwatch_suspect_ghost_calls";
 pub const CLOSES_TOTAL: &str = "callwatch_closes_total";
 /// Duration of a sweep (read open rows, decide, write).
 pub const SWEEP_SECONDS: &str = "callwatch_sweep_seconds";
+/// Rounds run, by scope (`full`: every open row read; `changed`: only the rows that can match the channels
+/// that ended).
+pub const ROUNDS_TOTAL: &str = "callwatch_rounds_total";
+/// Open rows read by rounds, by scope (divided by [`ROUNDS_TOTAL`]: rows read per round).
+pub const ROWS_READ_TOTAL: &str = "callwatch_rows_read_total";
+/// Transactions that wrote closes (group commit: the closes of one window each).
+pub const CLOSE_COMMITS_TOTAL: &str = "callwatch_close_commits_total";
+/// Closes written per transaction.
+pub const CLOSE_COMMIT_ROWS: &str = "callwatch_close_commit_rows";
 /// Database errors.
 pub const DB_ERRORS_TOTAL: &str = "callwatch_db_errors_total";
 /// Failed broadcast deliveries, by transport.
@@ -111,6 +120,16 @@ fn describe() {
     );
     describe_counter!(CLOSES_TOTAL, "Rows closed by callwatch, by reason");
     describe_histogram!(SWEEP_SECONDS, Unit::Seconds, "Sweep duration");
+    describe_counter!(
+        ROUNDS_TOTAL,
+        "Rounds run, by scope (full: every open row; changed: rows matching the channels that ended)"
+    );
+    describe_counter!(ROWS_READ_TOTAL, "Open rows read by rounds, by scope");
+    describe_counter!(
+        CLOSE_COMMITS_TOTAL,
+        "Transactions that wrote closes (one per group-commit window)"
+    );
+    describe_histogram!(CLOSE_COMMIT_ROWS, "Closes written per transaction");
     describe_counter!(DB_ERRORS_TOTAL, "Database errors");
     describe_counter!(BROADCAST_ERRORS_TOTAL, "Failed broadcast deliveries");
     describe_counter!(

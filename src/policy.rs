@@ -40,6 +40,12 @@ pub struct PolicyConfig {
     pub max_call_duration: Duration,
     /// Close suspected ghosts (`ghost_channel`) instead of only reporting them (default false).
     pub close_ghosts: bool,
+    /// Group commit: closes decided within this window are written in one transaction (default 50 ms;
+    /// `"0"`: each round's closes at once).
+    #[serde(with = "humantime_serde")]
+    pub commit_window: Duration,
+    /// …or as soon as this many are waiting (default 500).
+    pub commit_max_rows: usize,
 }
 
 impl Default for PolicyConfig {
@@ -58,6 +64,8 @@ impl Default for PolicyConfig {
             numeric_cause: false,
             max_call_duration: p.max_call_duration.map(std).unwrap_or_default(),
             close_ghosts: p.close_ghosts,
+            commit_window: crate::pipeline::DEFAULT_COMMIT_WINDOW,
+            commit_max_rows: crate::pipeline::DEFAULT_COMMIT_MAX_ROWS,
         }
     }
 }
@@ -85,6 +93,14 @@ impl PolicyConfig {
         }
     }
 
+    /// The daemon's (and replay's) group commit.
+    pub fn group_commit(&self) -> crate::pipeline::GroupCommit {
+        crate::pipeline::GroupCommit {
+            window: self.commit_window,
+            max_rows: self.commit_max_rows.max(1),
+        }
+    }
+
     /// Checks the values that serde cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
@@ -97,6 +113,14 @@ impl PolicyConfig {
             "[policy] sweep_interval must be positive"
         );
         anyhow::ensure!(!self.timeout.is_zero(), "[policy] timeout must be positive");
+        anyhow::ensure!(
+            self.commit_window <= std::time::Duration::from_secs(1),
+            "[policy] commit_window must be at most 1s (a seen hangup reaches the table within a second)"
+        );
+        anyhow::ensure!(
+            self.commit_max_rows > 0,
+            "[policy] commit_max_rows must be positive"
+        );
         Ok(())
     }
 }

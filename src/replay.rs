@@ -9,7 +9,9 @@
 //!
 //! Sweeps run at the start, after every completed resync, as soon as a Hangup (or any other channel end)
 //! was seen, every `sweep_interval` of virtual time (also during the gaps between sessions), and once at
-//! the end. Nothing sleeps.
+//! the end. As in the daemon, a round after seen Hangups reads only the rows of the channels that ended
+//! ([`Sweeper::sweep_changed`]), the others read every open row, and closes are group-committed on virtual
+//! time. Nothing sleeps.
 
 use ami::channels::ChannelMap;
 use ami::{Core, Output};
@@ -21,7 +23,8 @@ use chrono::{DateTime, Utc};
 use clock::{Clock, VirtualClock};
 use serde::Serialize;
 
-use crate::pipeline::{HeldRow, ServerTarget, SweepReport, Sweeper};
+use crate::pipeline::changed::judged_incrementally;
+use crate::pipeline::{ChangedChannels, GroupCommit, HeldRow, ServerTarget, SweepReport, Sweeper};
 
 /// What one session looked like to callwatch's client.
 #[derive(Debug, Clone, Serialize)]
@@ -61,6 +64,10 @@ pub struct ReplayReport {
     pub sessions: Vec<SessionReport>,
     /// Rounds run.
     pub sweeps: usize,
+    /// Rounds that read only the rows of the channels that ended.
+    pub incremental_sweeps: usize,
+    /// Open rows read by all rounds.
+    pub rows_read: usize,
     /// Rows still open at the end: id and answer time.
     pub open: Vec<(store::CallId, DateTime<Utc>)>,
     /// Earlier closes made exact by a CDR that arrived after them (`[cdr]`).
@@ -78,11 +85,19 @@ pub struct Replayer<'a> {
     next_sweep: Option<DateTime<Utc>>,
     /// A round is due at this time because channels ended (debounced like the daemon's).
     gone_sweep: Option<DateTime<Utc>>,
+    /// Channels whose Hangup was seen since the last round.
+    changed: ChangedChannels,
+    /// The next round must read every open row (a channel ended otherwise than by a seen Hangup).
+    full_due: bool,
+    /// The map's count of dropped notifications when last looked at.
+    gone_dropped: u64,
     report: ReplayReport,
 }
 
 impl<'a> Replayer<'a> {
-    /// A replayer for server `target`. `clock` must be the clock the sweeper's store uses.
+    /// A replayer for server `target`. `clock` must be the clock the sweeper's store uses. Closes are
+    /// group-committed with the defaults ([`GroupCommit::default`]) unless [`Replayer::group_commit`] says
+    /// otherwise.
     pub fn new(
         sweeper: &'a mut Sweeper,
         map: ChannelMap,
@@ -91,6 +106,7 @@ impl<'a> Replayer<'a> {
         ami: ami::Config,
         sweep_interval: std::time::Duration,
     ) -> Self {
+        sweeper.set_group_commit(GroupCommit::default());
         Self {
             sweeper,
             map,
@@ -101,8 +117,17 @@ impl<'a> Replayer<'a> {
                 .unwrap_or(chrono::Duration::minutes(10)),
             next_sweep: None,
             gone_sweep: None,
+            changed: ChangedChannels::default(),
+            full_due: false,
+            gone_dropped: 0,
             report: ReplayReport::default(),
         }
+    }
+
+    /// Groups closes into transactions as `group` says (on virtual time).
+    pub fn group_commit(self, group: GroupCommit) -> Self {
+        self.sweeper.set_group_commit(group);
+        self
     }
 
     /// Runs every session, then a final sweep; returns what was done.
@@ -118,6 +143,11 @@ impl<'a> Replayer<'a> {
             self.report.sessions.push(report);
         }
         self.sweep().await?;
+        for server in self.sweeper.queued_servers() {
+            let committed = self.sweeper.commit(&server).await?;
+            self.report.closed.extend(committed.closed);
+            self.report.skipped.extend(committed.skipped);
+        }
         let open = self.sweeper.open_rows(&self.target, None).await?.calls;
         let still_open = if self.sweeper.is_dry_run() {
             open.len().saturating_sub(self.report.closed.len())
@@ -135,23 +165,64 @@ impl<'a> Replayer<'a> {
         Ok(self.report)
     }
 
+    /// A full round.
     async fn sweep(&mut self) -> anyhow::Result<()> {
         let now = self.clock.now();
         let snapshot = self.map.snapshot(&self.target.name);
+        self.changed = ChangedChannels::default();
+        self.full_due = false;
+        let report = self.sweeper.sweep(&self.target, &snapshot).await?;
+        self.record(report);
+        self.next_sweep = Some(now + self.sweep_interval);
+        self.gone_sweep = None;
+        Ok(())
+    }
+
+    /// The round after channels ended: incremental after seen Hangups only, else full.
+    async fn sweep_ended(&mut self) -> anyhow::Result<()> {
+        if self.full_due || self.changed.is_empty() {
+            return self.sweep().await;
+        }
+        let channels = self.map.server(&self.target.name);
+        let changed = std::mem::take(&mut self.changed);
+        let report = self
+            .sweeper
+            .sweep_changed(&self.target, &channels, &changed)
+            .await?;
+        self.record(report);
+        self.gone_sweep = None;
+        Ok(())
+    }
+
+    fn record(&mut self, report: SweepReport) {
         let SweepReport {
             closed,
             skipped,
             held,
             refined,
+            rows_read,
+            scope,
             ..
-        } = self.sweeper.sweep(&self.target, &snapshot).await?;
+        } = report;
         self.report.closed.extend(closed);
         self.report.refined.extend(refined);
         self.report.skipped.extend(skipped);
-        self.report.held = held;
+        if scope == crate::pipeline::RoundScope::Full {
+            self.report.held = held;
+        } else {
+            self.report.incremental_sweeps += 1;
+        }
+        self.report.rows_read += rows_read;
         self.report.sweeps += 1;
-        self.next_sweep = Some(now + self.sweep_interval);
-        self.gone_sweep = None;
+    }
+
+    /// Writes the queued closes that are due.
+    async fn commit_due(&mut self) -> anyhow::Result<()> {
+        for server in self.sweeper.commits_due() {
+            let committed = self.sweeper.commit(&server).await?;
+            self.report.closed.extend(committed.closed);
+            self.report.skipped.extend(committed.skipped);
+        }
         Ok(())
     }
 
@@ -168,7 +239,11 @@ impl<'a> Replayer<'a> {
                 .into_iter()
                 .flatten()
                 .min();
-            let next = [core_due, sweep_due].into_iter().flatten().min();
+            let commit_due = self.sweeper.commit_due();
+            let next = [core_due, sweep_due, commit_due]
+                .into_iter()
+                .flatten()
+                .min();
             let Some(next) = next.filter(|n| *n <= t) else {
                 break;
             };
@@ -180,7 +255,14 @@ impl<'a> Replayer<'a> {
                 }
             }
             if sweep_due == Some(next) {
-                self.sweep().await?;
+                if self.next_sweep == Some(next) {
+                    self.sweep().await?;
+                } else {
+                    self.sweep_ended().await?;
+                }
+            }
+            if commit_due == Some(next) {
+                self.commit_due().await?;
             }
         }
         self.clock.set(t);
@@ -244,6 +326,18 @@ impl<'a> Replayer<'a> {
     /// when the round runs).
     async fn after_pump(&mut self, wire: &mut Wire) -> anyhow::Result<()> {
         let gone = self.map.take_gone();
+        let dropped = self.map.gone_dropped();
+        if dropped != self.gone_dropped {
+            self.gone_dropped = dropped;
+            self.full_due = true;
+        }
+        for g in &gone {
+            if judged_incrementally(&g.end) {
+                self.changed.note(g);
+            } else {
+                self.full_due = true;
+            }
+        }
         if wire.resynced {
             wire.resynced = false;
             if let Some(at) = self.map.server(&self.target.name).freshness().listing_at {

@@ -96,6 +96,7 @@ pub async fn run(args: ReplayArgs, global: &GlobalArgs) -> anyhow::Result<ExitCo
         ami_cfg,
         config.policy.sweep_interval,
     )
+    .group_commit(config.policy.group_commit())
     .run(&sessions)
     .await?;
     store.shutdown().await;

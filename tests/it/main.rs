@@ -5,6 +5,7 @@ mod browser;
 mod cdr;
 mod cleanup;
 mod client;
+mod close_path;
 mod common;
 mod daemon;
 mod deb;

@@ -20,6 +20,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod churn;
 pub mod error;
 pub mod flow;
 pub mod load;

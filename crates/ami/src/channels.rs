@@ -54,6 +54,18 @@ fn remember_linkedid(ever: &mut Vec<String>, lid: &str, current: &str) {
     }
 }
 
+/// Which channels [`ServerChannels::snapshot_of`] keeps: by Uniqueid, by channel name, by any Linkedid
+/// ever carried.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelFilter {
+    /// Uniqueids to keep.
+    pub uniqueids: std::collections::HashSet<String>,
+    /// Linkedids: a channel that ever carried one is kept.
+    pub linkedids: std::collections::HashSet<String>,
+    /// Channel names to keep.
+    pub names: std::collections::HashSet<String>,
+}
+
 /// Options of a [`ChannelMap`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MapOptions {
@@ -1301,12 +1313,42 @@ impl ServerChannels {
 
     /// A snapshot of this server's map.
     pub fn snapshot(&self) -> MapSnapshot {
+        self.snapshot_where(|_, _, _| true)
+    }
+
+    /// A snapshot holding only the channels, live or ended, that can bear on rows carrying these ids: those
+    /// whose Uniqueid is in `filter.uniqueids`, whose name is in `filter.names`, or that ever carried a
+    /// Linkedid in `filter.linkedids`. The freshness fields are the whole map's. For a row whose Uniqueid,
+    /// channel name and Linkedid are all in the filter, this snapshot holds every channel that
+    /// [`snapshot`](Self::snapshot) holds about it (its own channel, its namesakes, its whole Linkedid
+    /// group), without copying the rest of the map.
+    pub fn snapshot_of(&self, filter: &ChannelFilter) -> MapSnapshot {
+        self.snapshot_where(|uid, name, mut linkedids| {
+            filter.uniqueids.contains(uid)
+                || filter.names.contains(name)
+                || Iterator::any(&mut linkedids, |l| filter.linkedids.contains(l))
+        })
+    }
+
+    /// A snapshot of the channels `keep(uniqueid, name, linkedids_ever)` accepts.
+    fn snapshot_where(
+        &self,
+        keep: impl Fn(&str, &str, &mut dyn Iterator<Item = &str>) -> bool,
+    ) -> MapSnapshot {
         let st = lock(&self.inner.status);
         let through = self.alive_through(&st);
         let live = self
             .inner
             .live
             .iter()
+            .filter(|e| {
+                let l = e.value();
+                keep(
+                    e.key(),
+                    &l.channel,
+                    &mut l.linkedids_ever.iter().map(String::as_str),
+                )
+            })
             .map(|e| {
                 let l = e.value();
                 (
@@ -1328,6 +1370,14 @@ impl ServerChannels {
             .inner
             .ended
             .iter()
+            .filter(|e| {
+                let x = e.value();
+                keep(
+                    e.key(),
+                    &x.channel,
+                    &mut x.linkedids_ever.iter().map(|l| &**l),
+                )
+            })
             .map(|e| {
                 let x = e.value();
                 (

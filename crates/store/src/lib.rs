@@ -79,7 +79,7 @@ pub use lock::{this_host, InstanceLock};
 pub use model::{
     BusyExtension, CallId, CloseOutcome, CloseReason, CloseRequest, ClosedCall, DaemonBeat,
     EndedAtSource, LastRun, MappingCheck, MappingReport, MigrateReport, OpenCall, OpenRows,
-    RecordedClose, ServerFilter, Stats, UndoOutcome, UndoSelector, UnreadableRow,
+    RecordedClose, RowKeys, ServerFilter, Stats, UndoOutcome, UndoSelector, UnreadableRow,
 };
 pub use ops::{RefineCandidate, RefineOutcome, RefinedCall, Refinement};
 pub use time::TimeCodec;

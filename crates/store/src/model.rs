@@ -106,6 +106,16 @@ pub struct OpenRows {
     pub unreadable: Vec<UnreadableRow>,
 }
 
+/// The ids of channels that changed: [`crate::Store::in_progress_matching`] reads the open rows that carry
+/// one of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowKeys {
+    /// Values of the `uniqueid` column to look up.
+    pub uniqueids: Vec<String>,
+    /// Values of the `linkedid` column to look up.
+    pub linkedids: Vec<String>,
+}
+
 /// Why callwatch closes a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]

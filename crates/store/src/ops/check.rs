@@ -154,6 +154,11 @@ impl Store {
                 self.suggested_in_progress_index()
             ));
         }
+        if !cols.is_empty() {
+            for hint in self.missing_lookup_indexes().await? {
+                report.hints.push(hint);
+            }
+        }
         let audit = self.live_columns(&m.audit_table).await?;
         if audit.is_empty() {
             report.push(
@@ -248,6 +253,99 @@ impl Store {
             }
         }
         Ok(false)
+    }
+
+    /// One hint per mapped `uniqueid` / `linkedid` column that leads no index of the calls table: a round
+    /// triggered by hangups looks rows up by those columns ([`Store::in_progress_matching`]), and without
+    /// an index each lookup scans the table.
+    async fn missing_lookup_indexes(&self) -> Result<Vec<String>> {
+        let d = self.inner.dialect;
+        let m = &self.inner.map;
+        let leading = self.indexed_leading_columns().await?;
+        let mut hints = Vec::new();
+        for (role, column) in [("uniqueid", &m.uniqueid), ("linkedid", &m.linkedid)] {
+            let Some(column) = column else { continue };
+            if leading.contains(&column.name().to_ascii_lowercase()) {
+                continue;
+            }
+            hints.push(format!(
+                "no index on {table} starts with its {role} column {name}: rounds triggered by hangups look rows \
+                 up by it and scan the table without one; consider CREATE INDEX {table_name}_{role}_index ON {q_table} ({q_col})",
+                table = m.table,
+                name = column.name(),
+                table_name = m.table.name(),
+                q_table = m.table.quoted(d),
+                q_col = column.quoted(d),
+            ));
+        }
+        Ok(hints)
+    }
+
+    /// Lower-cased first column of every index of the calls table.
+    async fn indexed_leading_columns(&self) -> Result<std::collections::HashSet<String>> {
+        let d = self.inner.dialect;
+        let m = &self.inner.map;
+        let mut b = SqlBuilder::new(d);
+        match d {
+            Dialect::Sqlite => {
+                let name = b.text(Some(m.table.name().to_string()));
+                let master = match m.table.schema() {
+                    Some(s) => format!("{s}.sqlite_master"),
+                    None => "sqlite_master".to_string(),
+                };
+                b.push(&format!(
+                    "SELECT sql FROM {master} WHERE type = 'index' AND tbl_name = {name} AND sql IS NOT NULL"
+                ));
+            }
+            Dialect::Postgres => {
+                let schema = match m.table.schema() {
+                    Some(s) => b.text(Some(s.to_string())),
+                    None => "current_schema()".to_string(),
+                };
+                let name = b.text(Some(m.table.name().to_string()));
+                b.push(&format!(
+                    "SELECT CAST(indexdef AS TEXT) FROM pg_indexes WHERE schemaname = {schema} AND tablename = {name}"
+                ));
+            }
+            Dialect::MySql => {
+                let schema = match m.table.schema() {
+                    Some(s) => b.text(Some(s.to_string())),
+                    None => "DATABASE()".to_string(),
+                };
+                let name = b.text(Some(m.table.name().to_string()));
+                b.push(&format!(
+                    "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.statistics \
+                     WHERE table_schema = {schema} AND table_name = {name} AND SEQ_IN_INDEX = 1"
+                ));
+            }
+        }
+        let (sql, args) = b.build();
+        let rows = sqlx::query_with(&sql, args)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| Error::sqlx("reading the table's indexes", e))?;
+        let mut out = std::collections::HashSet::new();
+        for row in &rows {
+            let def: Option<String> = get(row, 0, "index")?;
+            let def = def.unwrap_or_default().to_ascii_lowercase();
+            let first = match d {
+                Dialect::MySql => Some(def.as_str()),
+                // `CREATE INDEX … ON t (col, …)` / `… USING btree (col, …)`: the first name in the parentheses.
+                _ => def.split_once('(').map(|(_, rest)| rest),
+            };
+            if let Some(first) = first {
+                let name: String = first
+                    .trim_start()
+                    .trim_start_matches(['"', '`', '['])
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() {
+                    out.insert(name);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The index that serves callwatch's read of the calls in progress, for the mapped table and columns.

@@ -119,6 +119,15 @@ fn pg_array(vals: &[Val]) -> String {
     out
 }
 
+/// A PostgreSQL `text[]` literal of `values`.
+pub(crate) fn pg_text_array(values: &[&String]) -> String {
+    let vals: Vec<Val> = values
+        .iter()
+        .map(|v| Val::Text(Some(v.to_string())))
+        .collect();
+    pg_array(&vals)
+}
+
 /// Binds `ids` as one PostgreSQL array parameter; returns the typed expression.
 fn pg_id_array(b: &mut SqlBuilder<'_>, ids: &[&CallId]) -> String {
     let vals: Vec<Val> = ids

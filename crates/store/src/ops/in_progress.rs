@@ -1,15 +1,17 @@
 //! `in_progress`: answered rows without `ended_at`, read in keyset pages.
 
 use super::{bind_id, get, get_id, get_text, sel_id, sel_int, sel_text, sel_ts};
-use crate::dialect::SqlBuilder;
+use crate::dialect::{Dialect, SqlBuilder};
 use crate::error::{Error, Result};
-use crate::model::{CallId, OpenCall, OpenRows, ServerFilter, UnreadableRow};
+use crate::model::{CallId, OpenCall, OpenRows, RowKeys, ServerFilter, UnreadableRow};
 use crate::Store;
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 
 /// Rows per page.
 const PAGE: i64 = 5000;
+/// Ids per lookup statement of [`Store::in_progress_matching`].
+const LOOKUP_CHUNK: usize = 500;
 
 impl Store {
     /// Answered calls whose row has no `ended_at` (`answered_at IS NOT NULL AND ended_at IS NULL`), ordered by id.
@@ -92,9 +94,100 @@ impl Store {
         after: Option<&CallId>,
     ) -> Result<Page> {
         let d = self.inner.dialect;
-        let m = &self.inner.map;
         let mut b = SqlBuilder::new(d);
-        let id = super::col(d, &m.id);
+        let id = super::col(d, &self.inner.map.id);
+        self.push_open_select(&mut b, server, answered_before);
+        if let Some(after) = after {
+            let p = bind_id(&mut b, after);
+            b.push(&format!(" AND {id} > {p}"));
+        }
+        b.push(&format!(" ORDER BY {id} LIMIT {PAGE}"));
+        let (sql, args) = b.build();
+        let rows = sqlx::query_with(&sql, args)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| Error::sqlx("reading calls in progress", e))?;
+        self.decode_page(&rows)
+    }
+
+    /// Open rows (as [`in_progress_rows`](Self::in_progress_rows) reads them) whose `uniqueid` is one of
+    /// `keys.uniqueids` or whose `linkedid` is one of `keys.linkedids`: the rows that can match the channels
+    /// that changed. One indexed lookup per mapped column (and per 500 values), never a scan of the open
+    /// rows when the columns are indexed (see [`check_mapping`](Self::check_mapping)'s hints). Ordered by
+    /// id, each row once.
+    ///
+    /// Empty when neither column is mapped ([`matches_by_ids`](Self::matches_by_ids) says so first).
+    pub async fn in_progress_matching(
+        &self,
+        server: ServerFilter<'_>,
+        answered_before: Option<DateTime<Utc>>,
+        keys: &RowKeys,
+    ) -> Result<OpenRows> {
+        let d = self.inner.dialect;
+        let m = &self.inner.map;
+        let mut out = OpenRows::default();
+        if m.server.is_none() && matches!(server, ServerFilter::Named(_)) {
+            return Ok(out);
+        }
+        let mut seen = std::collections::HashSet::new();
+        let lookups = [
+            (m.uniqueid.as_ref(), &keys.uniqueids),
+            (m.linkedid.as_ref(), &keys.linkedids),
+        ];
+        for (column, values) in lookups {
+            let Some(column) = column else { continue };
+            let values: Vec<&String> = values.iter().filter(|v| !v.trim().is_empty()).collect();
+            for part in values.chunks(LOOKUP_CHUNK) {
+                let mut b = SqlBuilder::new(d);
+                self.push_open_select(&mut b, server, answered_before);
+                let list = if d == Dialect::Postgres {
+                    // One array parameter, unnested once (see `close`'s id lookup).
+                    let p = b.bind(super::close::pg_text_array(part));
+                    format!("SELECT unnest(CAST({p} AS text[]))")
+                } else {
+                    let ps: Vec<String> =
+                        part.iter().map(|v| b.text(Some(v.to_string()))).collect();
+                    ps.join(", ")
+                };
+                b.push(&format!(" AND {} IN ({list})", super::col(d, column)));
+                let (sql, args) = b.build();
+                let rows = sqlx::query_with(&sql, args)
+                    .fetch_all(&self.inner.pool)
+                    .await
+                    .map_err(|e| Error::sqlx("reading calls in progress by id", e))?;
+                let page = self.decode_page(&rows)?;
+                for call in page.rows.calls {
+                    if seen.insert(call.id.clone()) {
+                        out.calls.push(call);
+                    }
+                }
+                for row in page.rows.unreadable {
+                    if seen.insert(row.id.clone()) {
+                        out.unreadable.push(row);
+                    }
+                }
+            }
+        }
+        out.calls.sort_by(|a, b| a.id.cmp(&b.id));
+        out.unreadable.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// True when the mapping names a `uniqueid` or a `linkedid` column, so that
+    /// [`in_progress_matching`](Self::in_progress_matching) can find rows by the ids of channels.
+    pub fn matches_by_ids(&self) -> bool {
+        self.inner.map.uniqueid.is_some() || self.inner.map.linkedid.is_some()
+    }
+
+    /// `SELECT <open row columns> FROM <table> WHERE answered AND not ended [AND server] [AND answered <]`.
+    fn push_open_select(
+        &self,
+        b: &mut SqlBuilder<'_>,
+        server: ServerFilter<'_>,
+        answered_before: Option<DateTime<Utc>>,
+    ) {
+        let d = self.inner.dialect;
+        let m = &self.inner.map;
         let sql = format!(
             "SELECT {id_sel}, {uniq}, {linked}, {chan}, {ext}, {caller}, {srv}, {status}, {started}, {answered}, {talk} \
              FROM {table} AS t WHERE {ans} IS NOT NULL AND {end} IS NULL",
@@ -130,21 +223,16 @@ impl Store {
             let p = b.ts(Some(self.inner.time.encode(before)));
             b.push(&format!(" AND {} < {p}", super::col(d, &m.answered_at)));
         }
-        if let Some(after) = after {
-            let p = bind_id(&mut b, after);
-            b.push(&format!(" AND {id} > {p}"));
-        }
-        b.push(&format!(" ORDER BY {id} LIMIT {PAGE}"));
-        let (sql, args) = b.build();
-        let rows = sqlx::query_with(&sql, args)
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(|e| Error::sqlx("reading calls in progress", e))?;
+    }
+
+    /// Decodes selected open rows, quarantining those that cannot be read.
+    fn decode_page(&self, rows: &[AnyRow]) -> Result<Page> {
+        let m = &self.inner.map;
         let mut page = Page {
             read: rows.len(),
             ..Page::default()
         };
-        for row in &rows {
+        for row in rows {
             let id = get_id(row, 0, m.id_type)?;
             page.last_id = Some(id.clone());
             match self.open_call(row, id.clone()) {

@@ -6,6 +6,7 @@ mod common;
 mod failure;
 mod lock;
 mod mapping;
+mod matching;
 mod migrate;
 mod refine;
 mod stats;
