@@ -191,12 +191,43 @@ async fn replay(engine: Engine, (concurrent, rate, seconds): (usize, f64, f64)) 
         report.sweeps,
         per_round(rows, rounds),
     );
+    let speed = stream_secs / secs;
+    bench_report::record(
+        &bench_report::Figure::new(
+            format!("churn.replay_speed.{}", engine.name()),
+            format!(
+                "replay of a busy PBX ({concurrent} calls up, {rate} calls/s, {stream_secs:.0} s), {}",
+                product(engine)
+            ),
+            speed,
+            "x real time",
+        )
+        .means(format!(
+            "a minute of that PBX's AMI stream is reconciled and closed in {:.1} s; rows read per round: {}",
+            60.0 / speed,
+            per_round(rows, rounds)
+        ))
+        .command(format!(
+            "cargo bench --bench churn -- replay {} {concurrent} {rate} {}",
+            engine.name(),
+            seconds
+        )),
+    );
     assert_eq!(
         report.closed.len(),
         churn.calls.len(),
         "every call's row closed"
     );
     store.shutdown().await;
+}
+
+/// The engine's product name.
+fn product(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => "SQLite",
+        Engine::Postgres => "PostgreSQL",
+        Engine::MySql => "MariaDB",
+    }
 }
 
 /// utime + stime of `pid`, in seconds.
@@ -366,6 +397,43 @@ async fn live(engine: Engine, (concurrent, rate, seconds): (usize, f64, f64)) {
         quantile(&latencies, 0.5),
         quantile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(f64::NAN),
+    );
+    let command = format!(
+        "cargo bench --bench churn -- live {} {concurrent} {rate} {seconds}",
+        engine.name()
+    );
+    let what = format!(
+        "live daemon, {concurrent} calls up, {rate} hangups/s, {}",
+        product(engine)
+    );
+    bench_report::record(
+        &bench_report::Figure::new(
+            format!("churn.live_p99_s.{}", engine.name()),
+            format!("{what}: Hangup-to-committed-close p99"),
+            quantile(&latencies, 0.99),
+            "s",
+        )
+        .means(format!(
+            "99 % of the calls of a busy PBX show as ended within {:.2} s of their Hangup (p50 {:.2} s)",
+            quantile(&latencies, 0.99),
+            quantile(&latencies, 0.5)
+        ))
+        .command(command.clone()),
+    );
+    bench_report::record(
+        &bench_report::Figure::new(
+            format!("churn.live_cpu.{}", engine.name()),
+            format!("{what}: daemon CPU, parsing included"),
+            (cpu1 - cpu0) / wall,
+            "cores",
+        )
+        .means(format!(
+            "{:.1} rounds/s reading {} rows each; peak RSS {:.1} MB",
+            rounds / wall,
+            per_round(rows, rounds),
+            hwm as f64 / 1024.0
+        ))
+        .command(command),
     );
     store.shutdown().await;
 }

@@ -37,6 +37,10 @@ if $quick; then
   run "reconciler" cargo bench -p reconciler --bench decide -- --warm-up-time 1 --measurement-time 2
   run "store" env CALLWATCH_BENCH_ROWS=20000 cargo bench -p store --bench close
   run "fleet" cargo bench --bench fleet -- 10 2 20
+  for engine in sqlite postgres mysql; do
+    run "close path, replay, $engine" cargo bench --bench churn -- replay "$engine" 200 50 20
+    run "close path, live, $engine" cargo bench --bench churn -- live "$engine" 200 50 20
+  done
 else
   run "AMI parsing" cargo bench -p ami-proto --features synthetic --bench throughput -- 11000 3
   run "AMI client" cargo bench -p ami --bench loopback
@@ -44,6 +48,10 @@ else
   run "reconciler" cargo bench -p reconciler --bench decide
   run "store" cargo bench -p store --bench close
   run "fleet" cargo bench --bench fleet -- 50 5 30
+  for engine in sqlite postgres mysql; do
+    run "close path, replay, $engine" cargo bench --bench churn -- replay "$engine"
+    run "close path, live, $engine" cargo bench --bench churn -- live "$engine"
+  done
 fi
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
