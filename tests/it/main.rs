@@ -2,6 +2,9 @@
 mod broadcast_channel;
 mod broadcast_faults;
 mod browser;
+mod chaos;
+#[path = "../chaos/mod.rs"]
+mod chaos_harness;
 mod cleanup;
 mod client;
 mod common;

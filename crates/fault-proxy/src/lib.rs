@@ -57,6 +57,29 @@ pub struct Stats {
     pub to_client: u64,
 }
 
+/// Reads a proxy's [`Stats`]; see [`FaultProxy::stats_handle`].
+#[derive(Clone)]
+pub struct StatsHandle(Arc<Shared>);
+
+impl std::fmt::Debug for StatsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("StatsHandle").field(&self.get()).finish()
+    }
+}
+
+impl StatsHandle {
+    /// The counters now.
+    pub fn get(&self) -> Stats {
+        let c = &self.0.counters;
+        Stats {
+            accepted: c.accepted.load(Ordering::Relaxed),
+            resets: c.resets.load(Ordering::Relaxed),
+            to_server: c.to_server.load(Ordering::Relaxed),
+            to_client: c.to_client.load(Ordering::Relaxed),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     accepted: AtomicU64,
@@ -252,13 +275,12 @@ impl FaultProxy {
 
     /// What the proxy did so far.
     pub fn stats(&self) -> Stats {
-        let c = &self.shared.counters;
-        Stats {
-            accepted: c.accepted.load(Ordering::Relaxed),
-            resets: c.resets.load(Ordering::Relaxed),
-            to_server: c.to_server.load(Ordering::Relaxed),
-            to_client: c.to_client.load(Ordering::Relaxed),
-        }
+        self.stats_handle().get()
+    }
+
+    /// A handle that reads the counters from another task, even after the proxy is dropped.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(self.shared.clone())
     }
 }
 
