@@ -66,6 +66,7 @@ fn pg_bin() -> Option<PathBuf> {
 impl PrivateEngine {
     /// Starts a private server; `None` (with the reason printed) when it cannot be started outside CI.
     pub async fn start(engine: Engine) -> Option<PrivateEngine> {
+        sqlx::any::install_default_drivers();
         let dir = tempfile::tempdir().ok()?;
         let port = free_port();
         let mut p = match engine {
@@ -141,7 +142,7 @@ impl PrivateEngine {
     fn admin_url(&self) -> String {
         match self.engine {
             Engine::Postgres => format!("postgres://postgres@127.0.0.1:{}/postgres", self.port),
-            _ => format!("mysql://root@127.0.0.1:{}/mysql", self.port),
+            _ => format!("mysql://root@127.0.0.1:{}/information_schema", self.port),
         }
     }
 

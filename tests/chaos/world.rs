@@ -219,7 +219,7 @@ impl World {
                     values.join(", ")
                 );
                 let written = tokio::time::timeout(
-                    Duration::from_secs(2),
+                    Duration::from_millis(500),
                     sqlx::query(&sql).execute(app.pool()),
                 )
                 .await;
