@@ -368,6 +368,19 @@ pub async fn run(config: ChaosConfig) -> Option<Report> {
             .push("a daemon did not stop on SIGTERM".into());
     }
     let rss = daemons.rss.clone();
+    // RSS bounded: once warm (caches and tombstones filled), a process that lived a minute or more does not
+    // keep growing.
+    for r in &rss {
+        if r.warm
+            && r.last_at - r.started >= Duration::from_secs(60)
+            && r.last_kb > r.warm_kb * 5 / 4 + 16 * 1024
+        {
+            verdict.violations.push(format!(
+                "daemon pid {}: RSS grew from {} kB (warm) to {} kB",
+                r.pid, r.warm_kb, r.last_kb
+            ));
+        }
+    }
     drop(private);
     Some(Report {
         calls: truth.len(),

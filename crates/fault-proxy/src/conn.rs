@@ -25,6 +25,11 @@ fn abort_on_close(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 
+/// Resets a connection at once.
+pub(crate) fn reset(stream: TcpStream) {
+    abort_on_close(&stream);
+}
+
 /// Serves one accepted client until both directions end or a fault resets it.
 pub(crate) async fn serve(client: TcpStream, shared: Arc<Shared>) {
     let generation = shared.token();

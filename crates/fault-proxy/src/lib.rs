@@ -44,6 +44,18 @@ use tokio_util::sync::CancellationToken;
 pub use error::{Error, Result};
 pub use faults::{Direction, Faults};
 
+/// How new connections are turned away during a cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Refusal {
+    /// The port is closed: connecting fails with "connection refused" (a host whose server is down). Note
+    /// that some clients retry a refused connect until their own timeout (sqlx does, until
+    /// `acquire_timeout`).
+    #[default]
+    Closed,
+    /// Connections are accepted and reset at once (a server that dies on every new connection).
+    Reset,
+}
+
 /// Counters of what the proxy did, for assertions and reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -135,8 +147,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct FaultProxy {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
-    /// `Some(until)` while new connections are refused.
-    refuse: watch::Sender<Option<Instant>>,
+    /// `Some((until, how))` while new connections are refused.
+    refuse: watch::Sender<Option<(Instant, Refusal)>>,
     accept: JoinHandle<()>,
 }
 
@@ -225,9 +237,16 @@ impl FaultProxy {
         self.shared.faults.send_modify(|f| f.one_byte_segments = on);
     }
 
-    /// Resets all live connections now (RST to both sides) and refuses new ones for `refuse_for`.
+    /// Resets all live connections now (RST to both sides) and refuses new ones for `refuse_for` (the port
+    /// closed: [`Refusal::Closed`]).
     pub fn cut(&self, refuse_for: Duration) {
-        self.refuse.send_replace(Some(Instant::now() + refuse_for));
+        self.cut_with(refuse_for, Refusal::Closed);
+    }
+
+    /// Resets all live connections now and turns new ones away for `refuse_for`, as `how` says.
+    pub fn cut_with(&self, refuse_for: Duration, how: Refusal) {
+        self.refuse
+            .send_replace(Some((Instant::now() + refuse_for, how)));
         self.shared.reset_all();
     }
 
@@ -235,7 +254,7 @@ impl FaultProxy {
     pub fn refusing(&self) -> bool {
         self.refuse
             .borrow()
-            .is_some_and(|until| Instant::now() < until)
+            .is_some_and(|(until, _)| Instant::now() < until)
     }
 
     /// Ends a refusal early: connections are accepted again.
@@ -288,11 +307,24 @@ async fn accept_loop(
     mut listener: TcpListener,
     addr: SocketAddr,
     shared: Arc<Shared>,
-    mut refuse: watch::Receiver<Option<Instant>>,
+    mut refuse: watch::Receiver<Option<(Instant, Refusal)>>,
 ) {
     loop {
-        let until = *refuse.borrow_and_update();
-        if let Some(until) = until.filter(|u| *u > Instant::now()) {
+        let refusal = *refuse.borrow_and_update();
+        let refusal = refusal.filter(|(u, _)| *u > Instant::now());
+        if let Some((until, Refusal::Reset)) = refusal {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    if let Ok((client, _)) = accepted {
+                        conn::reset(client);
+                    }
+                }
+                _ = tokio::time::sleep_until(until.into()) => {}
+                _ = refuse.changed() => {}
+            }
+            continue;
+        }
+        if let Some((until, Refusal::Closed)) = refusal {
             // Close the listening socket: connections are refused by the kernel, as by a host that is down.
             drop(listener);
             tokio::select! {

@@ -287,3 +287,36 @@ async fn tap_records_when_the_client_sends_a_pattern() {
     assert_eq!(hits.len(), 2);
     assert!(hits.iter().all(|t| *t >= before));
 }
+
+#[tokio::test]
+async fn cut_with_reset_accepts_new_connections_and_resets_them() {
+    let (up, seen) = echo().await;
+    let proxy = FaultProxy::start(up).await.unwrap();
+    proxy.cut_with(Duration::from_secs(3600), fault_proxy::Refusal::Reset);
+    let mut s = TcpStream::connect(proxy.local_addr())
+        .await
+        .expect("the port stays open");
+    let _ = s.write_all(b"hello").await;
+    let (got, err) = read_to_end(&mut s).await;
+    assert!(got.is_empty());
+    assert_eq!(err, Some(ErrorKind::ConnectionReset));
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "nothing reached the server"
+    );
+    proxy.accept_again();
+    let start = Instant::now();
+    loop {
+        let mut s = TcpStream::connect(proxy.local_addr()).await.unwrap();
+        if s.write_all(b"back").await.is_ok() {
+            let mut got = [0u8; 4];
+            if let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_secs(1), s.read_exact(&mut got)).await
+            {
+                assert_eq!(&got, b"back");
+                break;
+            }
+        }
+        assert!(start.elapsed() < PATIENCE, "never forwarded again");
+    }
+}
