@@ -667,7 +667,9 @@ async fn end_outage(conn: &mut sqlx::AnyConnection, db: &TestDb) {
 /// The database is unreachable for 15 s (every connection reset, new ones refused, so every lock check in
 /// that time fails): the lock is reported lost meanwhile, and once the database is back the daemon takes the
 /// lock again within one lock check and closes the call that ended during the outage.
-async fn lock_comes_back_after_a_long_outage(engine: Engine) {
+///
+/// `refusal`: how new connections are turned away (see `fault_proxy::Refusal`).
+async fn lock_comes_back_after_a_long_outage(engine: Engine, refusal: fault_proxy::Refusal) {
     let Some(db) = TestDb::create(engine).await else {
         return;
     };
@@ -681,8 +683,8 @@ async fn lock_comes_back_after_a_long_outage(engine: Engine) {
     let started = std::time::Instant::now();
     let mut lock_seen_lost = false;
     let mut hung_up = false;
-    // Every connection reset, new ones accepted and reset at once until the outage ends.
-    proxy.cut_with(Duration::from_secs(3600), fault_proxy::Refusal::Reset);
+    // Every connection reset, new ones turned away until the outage ends.
+    proxy.cut_with(Duration::from_secs(3600), refusal);
     while started.elapsed() < outage {
         if !hung_up && started.elapsed() > Duration::from_secs(1) {
             pbx.with(|p| p.hangup(call, 16)).unwrap();
@@ -695,7 +697,7 @@ async fn lock_comes_back_after_a_long_outage(engine: Engine) {
     let back = std::time::Instant::now();
     assert!(
         lock_seen_lost,
-        "{engine:?}: /readyz kept claiming the lock through a 15 s outage"
+        "{engine:?} {refusal:?}: /readyz kept claiming the lock through a 15 s outage"
     );
     assert_eq!(
         row(&db, 1).await.0,
@@ -716,12 +718,12 @@ async fn lock_comes_back_after_a_long_outage(engine: Engine) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_comes_back_after_a_long_outage_postgres() {
-    lock_comes_back_after_a_long_outage(Engine::Postgres).await;
+    lock_comes_back_after_a_long_outage(Engine::Postgres, fault_proxy::Refusal::Reset).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_comes_back_after_a_long_outage_mysql() {
-    lock_comes_back_after_a_long_outage(Engine::MySql).await;
+    lock_comes_back_after_a_long_outage(Engine::MySql, fault_proxy::Refusal::Reset).await;
 }
 
 /// Two daemons on one database: the standby takes over when the active one stops, and the first, started
