@@ -303,6 +303,8 @@ struct Daemon {
     /// Unsynced servers and when they cross `fallback_after` (a round is due then).
     fallback_at: BTreeMap<String, chrono::DateTime<chrono::Utc>>,
     confirm_delay: Duration,
+    /// `[policy] skew`: a row answered this close before a listing waits for a later one.
+    skew: Duration,
     fallback_after: chrono::Duration,
     sweep_interval: tokio::time::Interval,
     lock_tick: tokio::time::Interval,
@@ -342,6 +344,7 @@ impl Daemon {
             relist_at: BTreeMap::new(),
             fallback_at: BTreeMap::new(),
             confirm_delay: parts.settings.policy.confirm_delay,
+            skew: parts.settings.policy.skew,
             fallback_after: chrono::Duration::from_std(parts.settings.policy.fallback_after)
                 .unwrap_or(chrono::Duration::MAX),
             sweep_interval,
@@ -436,6 +439,13 @@ impl Daemon {
                 if report.held.iter().any(|h| h.why == "awaiting_confirmation") {
                     // The mass-close guard wants a second listing at least confirm_delay later.
                     let at = tokio::time::Instant::now() + self.confirm_delay;
+                    self.relist_at.entry(target.name.clone()).or_insert(at);
+                }
+                if snapshot.synced && report.kept_by.contains_key("awaiting_listing") {
+                    // Rows answered less than `skew` before the listing, whose channel the map does not
+                    // know (a call that began and ended while AMI was away): only a later listing judges
+                    // them, and none would come before the next reconnect.
+                    let at = tokio::time::Instant::now() + self.skew + Duration::from_secs(1);
                     self.relist_at.entry(target.name.clone()).or_insert(at);
                 }
                 self.summary.closed.extend(report.closed);

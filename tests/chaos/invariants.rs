@@ -87,6 +87,9 @@ pub struct Bounds {
     pub confirm_delay: Duration,
     /// The instance lock's check interval (a standby's takeover).
     pub lock_check: Duration,
+    /// `[policy] skew`: a row answered less than this before a listing waits for a later listing (taken
+    /// `skew` + 1 s later).
+    pub skew: Duration,
 }
 
 /// A close must follow a resync (or a hangup with no fault about) within this.
@@ -362,6 +365,18 @@ pub fn check(
                         .and_then(|a| a.decided_at.map(|d| d + SECOND))
                 });
                 if let (Some(closed_at), Some(due)) = (closed_at, due) {
+                    // A call answered while (or just before) AMI was away, not in the listing that followed:
+                    // that listing cannot judge its row within `skew`; the next one, `skew` + 1 s later, does.
+                    let wait = match gov {
+                        Some(f)
+                            if f.class.ends_ami_session()
+                                && call.answered + td(b.skew) >= f.start =>
+                        {
+                            td(b.skew + Duration::from_secs(3))
+                        }
+                        _ => TimeDelta::zero(),
+                    };
+                    let deadline = deadline + wait;
                     let recovered = gov.map_or(due, |f| f.clear.max(due));
                     let fig = v.classes.entry(class).or_default();
                     fig.calls += 1;
@@ -373,12 +388,49 @@ pub fn check(
                             "call {}: LATE CLOSE at {closed_at}, due {due}, deadline {deadline} ({class})",
                             call.id
                         ));
+                    } else if let Some(limit) =
+                        gov.and_then(|f| after_resync(f, due, call.answered, &obs.resyncs, b))
+                    {
+                        // A call that ended while AMI was away is closed within 2 s of the resync.
+                        if closed_at > limit {
+                            v.fail(class, format!(
+                                "call {}: LATE AFTER RESYNC, closed at {closed_at}, limit {limit} ({class})",
+                                call.id
+                            ));
+                        }
                     }
                 }
             }
         }
     }
     v
+}
+
+/// For a call whose close became due (`due`) before the resync that followed `f` (a fault that ended the AMI
+/// session): that resync + 2 s (+ the mass-close guard's `confirm_delay` after an Asterisk restart). A row
+/// answered less than `skew` before that resync is judged by the first listing `skew` after its answer.
+fn after_resync(
+    f: &Injected,
+    due: DateTime<Utc>,
+    answered: DateTime<Utc>,
+    resyncs: &[DateTime<Utc>],
+    b: &Bounds,
+) -> Option<DateTime<Utc>> {
+    if !f.ended_session {
+        return None;
+    }
+    let mut resync = *resyncs.iter().find(|t| **t >= f.clear)?;
+    if due > resync {
+        return None;
+    }
+    if resync < answered + td(b.skew) {
+        resync = *resyncs.iter().find(|t| **t >= answered + td(b.skew))?;
+    }
+    let guard = match f.class {
+        FaultClass::AsteriskRestart | FaultClass::AsteriskCrash => b.confirm_delay,
+        _ => Duration::ZERO,
+    };
+    Some(resync + td(CLOSE_AFTER_RESYNC + guard))
 }
 
 /// An exactly known end (a `Hangup` seen live) is stamped when the event arrives: later than the true end

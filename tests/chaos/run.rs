@@ -235,6 +235,7 @@ pub async fn run(config: ChaosConfig) -> Option<Report> {
         sweep_interval,
         confirm_delay: policy.confirm_delay,
         lock_check: callwatch::daemon::LOCK_CHECK_INTERVAL,
+        skew: policy.skew,
     };
 
     // The first listing: the daemon is up.
