@@ -129,6 +129,9 @@ impl Db {
     }
 }
 
+/// Closes received by the Redis subscriber: row id and arrival time.
+type Broadcasts = Vec<(i64, DateTime<Utc>)>;
+
 const AMI_SECRET: &str = "lab-secret";
 /// Pattern of the daemon's resync request, as it crosses the AMI proxy.
 const LISTING: &[u8] = b"CoreShowChannels\r\n";
@@ -180,7 +183,7 @@ pub async fn run(config: ChaosConfig) -> Option<Report> {
         std::process::id(),
         Utc::now().timestamp_micros()
     );
-    let broadcasts: Arc<Mutex<Vec<(i64, DateTime<Utc>)>>> = Arc::default();
+    let broadcasts: Arc<Mutex<Broadcasts>> = Arc::default();
     let redis = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
     let Ok(mut pubsub) = redis.get_async_pubsub().await else {
         assert!(
