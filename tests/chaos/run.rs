@@ -75,13 +75,23 @@ impl Report {
         if self.verdict.violations.is_empty() {
             return None;
         }
-        let shown: Vec<&str> = self
-            .verdict
-            .violations
-            .iter()
-            .take(40)
-            .map(String::as_str)
-            .collect();
+        // Violations by kind (the text after `call N: `, up to the first digit or comma), a few of each.
+        let mut kinds: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
+        for v in &self.verdict.violations {
+            let rest = v.split_once(": ").map_or(v.as_str(), |(_, r)| r);
+            let kind: String = rest
+                .chars()
+                .take_while(|c| !c.is_ascii_digit() && *c != ',' && *c != '(')
+                .collect();
+            kinds.entry(kind.trim().to_owned()).or_default().push(v);
+        }
+        let mut shown = Vec::new();
+        for (kind, all) in &kinds {
+            shown.push(format!("{} × {kind}", all.len()));
+            for v in all.iter().take(4) {
+                shown.push(format!("    {v}"));
+            }
+        }
         Some(format!(
             "{} invariant violations on {} (reproduce with CHAOS_SEED={} CHAOS_SECONDS={}):\n{}\nfaults: {:#?}\nlogs (tail):\n{}",
             self.verdict.violations.len(),
