@@ -646,7 +646,7 @@ impl Report {
             ));
         }
         out.push_str(&format!(
-            "\nseed {} on {}{}: {} calls ({} closed, {} live at the end), {} faults, {} violations, wall {:.0} s\n",
+            "\nseed {} on {}{}: {} calls ({} closed, {} live at the end), {} faults, {} violations, {} closes not broadcast after a SIGKILL, wall {:.0} s\n",
             self.config.seed,
             self.config.engine.name(),
             if self.config.private_engine { " (private server)" } else { "" },
@@ -655,6 +655,7 @@ impl Report {
             self.verdict.live,
             self.injected.len(),
             self.verdict.violations.len(),
+            self.verdict.lost_to_sigkill,
             self.wall.as_secs_f64()
         ));
         for r in &self.rss {

@@ -233,6 +233,18 @@ fn the_invariants_catch_every_kind_of_violation() {
     let mut o = good();
     o.broadcasts.clear();
     caught(o, &[], "broadcast 0 times");
+    // Committed a second before a SIGKILL: the queued broadcast died with the process (counted apart).
+    let kill = Injected {
+        class: FaultClass::Sigkill,
+        start: s(11),
+        clear: s(11),
+        ended_session: false,
+    };
+    let mut o = good();
+    o.broadcasts.clear();
+    let v = check(&truth, &[kill], &o, &bounds, s(60));
+    assert!(v.violations.is_empty(), "{:?}", v.violations);
+    assert_eq!(v.lost_to_sigkill, 1);
     let mut o = good();
     o.closures.push(audit(1, 10, 10));
     caught(o, &[], "audited 2 times");
@@ -322,4 +334,51 @@ async fn call_within_an_outage_is_closed_after_the_skew_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_within_an_outage_is_closed_after_the_skew_mysql() {
     call_within_an_outage_is_closed_after_the_skew(Engine::MySql).await;
+}
+
+/// Found by the soak: a SIGTERM (here: the daemon's cancel) while a Redis `PUBLISH` is in flight must let
+/// that delivery finish (it is bounded by `[broadcast] timeout`), not drop the close's update. The proxy's
+/// latency keeps the delivery in flight when the daemon is told to stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_keeps_the_broadcast_in_flight() {
+    use crate::daemon::{closed, insert_row, pbx_with_call, settings_for, start_daemon};
+    use futures_util::StreamExt as _;
+    let Some(db) = store::testing::TestDb::create(Engine::Sqlite).await else {
+        return;
+    };
+    db.store().await.shutdown().await;
+    let redis = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+    let Ok(mut pubsub) = redis.get_async_pubsub().await else {
+        eprintln!("SKIPPED: no Redis");
+        return;
+    };
+    let channel = format!("cw_inflight_{}", std::process::id());
+    pubsub.subscribe(&channel).await.unwrap();
+    let proxy = fault_proxy::FaultProxy::start("127.0.0.1:6379".parse().unwrap())
+        .await
+        .unwrap();
+    let (pbx, call, agent) = pbx_with_call("2001").await;
+    insert_row(&db, 1, &agent, "2001", chrono::Utc::now()).await;
+    let mut settings = settings_for(db.url(), pbx.local_addr());
+    settings.broadcast = toml::from_str(&format!(
+        "channel = \"{channel}\"\n[redis]\nurl = \"redis://{}/\"\nprefix = \"\"",
+        proxy.local_addr()
+    ))
+    .unwrap();
+    let d = start_daemon(settings);
+    d.synced().await;
+    // Each way 1.5 s: the delivery takes 3 s or more, well within the 5 s timeout.
+    proxy.set_latency(Duration::from_millis(1500));
+    pbx.with(|p| p.hangup(call, 16)).unwrap();
+    closed(&db, 1, "row 1 closed").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let summary = d.stop().await;
+    assert_eq!(summary.closed.len(), 1);
+    let got = tokio::time::timeout(Duration::from_secs(10), pubsub.on_message().next()).await;
+    let payload: String = got
+        .expect("the close in flight at shutdown was never broadcast")
+        .unwrap()
+        .get_payload()
+        .unwrap();
+    assert!(payload.contains("2001"), "{payload}");
 }
