@@ -339,7 +339,7 @@ pub fn check(
                         })
                     })
                 };
-                if sent.is_empty() && audits.first().is_some_and(|a| killed_after(a)) {
+                if sent.is_empty() && audits.first().is_some_and(killed_after) {
                     v.lost_to_sigkill += 1;
                 } else if sent.len() != 1 {
                     v.fail(
