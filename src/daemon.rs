@@ -164,7 +164,10 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
     let Some(store) = store else {
         return Ok(DaemonSummary::default());
     };
-    let broadcaster = Broadcaster::start(&settings.broadcast, &tracker, cancel.clone())?;
+    // The broadcaster stops after the last round (its closes are announced too), not with the daemon's
+    // cancel; dropped early (an error below), its queues close and its tasks end.
+    let broadcast_stop = CancellationToken::new();
+    let broadcaster = Broadcaster::start(&settings.broadcast, &tracker, broadcast_stop.clone())?;
     health.attach_broadcast(broadcaster.stats());
     // Unique per daemon, also for several daemons in one process (tests) started within a second.
     static DAEMONS_STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -247,6 +250,7 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
     crate::shutdown::notify_stopping();
     tracing::info!("stopping: releasing the locks and logging off");
     let summary = daemon.finish().await;
+    broadcast_stop.cancel();
     tracker.close();
     if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
         .await

@@ -382,3 +382,59 @@ async fn stopping_keeps_the_broadcast_in_flight() {
         .unwrap();
     assert!(payload.contains("2001"), "{payload}");
 }
+
+/// Found by the soak: a close committed by the round that was running when the daemon was told to stop is
+/// broadcast too (the broadcaster stops after the last round, not with it). The database proxy's latency
+/// keeps the round's transaction going when the stop comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_broadcasts_the_last_rounds_closes() {
+    use crate::daemon::{insert_row, pbx_with_call, settings_for, start_daemon};
+    use futures_util::StreamExt as _;
+    let Some(db) = store::testing::TestDb::create(Engine::Postgres).await else {
+        return;
+    };
+    db.store().await.shutdown().await;
+    let redis = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+    let Ok(mut pubsub) = redis.get_async_pubsub().await else {
+        eprintln!("SKIPPED: no Redis");
+        return;
+    };
+    let channel = format!("cw_lastround_{}", std::process::id());
+    pubsub.subscribe(&channel).await.unwrap();
+    let proxy = fault_proxy::FaultProxy::start("127.0.0.1:5432".parse().unwrap())
+        .await
+        .unwrap();
+    let url = db
+        .url()
+        .replace("127.0.0.1:5432", &proxy.local_addr().to_string());
+    let (pbx, call, agent) = pbx_with_call("2001").await;
+    insert_row(&db, 1, &agent, "2001", chrono::Utc::now()).await;
+    let mut settings = settings_for(&url, pbx.local_addr());
+    settings.broadcast = toml::from_str(&format!(
+        "channel = \"{channel}\"\n[redis]\nurl = \"redis://127.0.0.1:6379/\"\nprefix = \"\""
+    ))
+    .unwrap();
+    let d = start_daemon(settings);
+    d.synced().await;
+    proxy.set_latency(Duration::from_millis(400));
+    pbx.with(|p| p.hangup(call, 16)).unwrap();
+    // The round (several statements, 0.8 s each way and back) is under way when the stop comes.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let summary = d.stop().await;
+    let closed = summary.closed.len();
+    let got = tokio::time::timeout(Duration::from_secs(5), pubsub.on_message().next()).await;
+    if closed == 1 {
+        let payload: String = got
+            .expect("the last round's close was never broadcast")
+            .unwrap()
+            .get_payload()
+            .unwrap();
+        assert!(payload.contains("2001"), "{payload}");
+    } else {
+        assert!(got.is_err(), "broadcast without a close");
+    }
+    assert_eq!(
+        closed, 1,
+        "the round under way at the stop finished its close"
+    );
+}
