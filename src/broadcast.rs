@@ -723,10 +723,10 @@ async fn deliver_loop(
         let mut delay = Duration::from_millis(200);
         let mut delivered = false;
         for attempt in 1..=attempts {
-            let result = tokio::select! {
-                r = t.deliver(&event, &update) => r,
-                _ = cancel.cancelled() => Err(anyhow::anyhow!("shutting down")),
-            };
+            // A delivery in flight is never cut off by the shutdown (an aborted request loses the update
+            // and can leave the connection unusable for the drain); it is bounded by the transport's
+            // timeout.
+            let result = t.deliver(&event, &update).await;
             match result {
                 Ok(()) => {
                     counters.delivered.fetch_add(1, Ordering::Relaxed);

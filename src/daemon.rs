@@ -173,7 +173,10 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
     let Some(store) = store else {
         return Ok(DaemonSummary::default());
     };
-    let broadcaster = Broadcaster::start(&settings.broadcast, &tracker, cancel.clone())?;
+    // The broadcaster stops after the last round (its closes are announced too), not with the daemon's
+    // cancel; dropped early (an error below), its queues close and its tasks end.
+    let broadcast_stop = CancellationToken::new();
+    let broadcaster = Broadcaster::start(&settings.broadcast, &tracker, broadcast_stop.clone())?;
     health.attach_broadcast(broadcaster.stats());
     // Unique per daemon, also for several daemons in one process (tests) started within a second.
     static DAEMONS_STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -261,6 +264,7 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
     crate::shutdown::notify_stopping();
     tracing::info!("stopping: releasing the locks and logging off");
     let summary = daemon.finish().await;
+    broadcast_stop.cancel();
     tracker.close();
     if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
         .await
@@ -325,6 +329,8 @@ struct Daemon {
     /// Unsynced servers and when they cross `fallback_after` (a round is due then).
     fallback_at: BTreeMap<String, chrono::DateTime<chrono::Utc>>,
     confirm_delay: Duration,
+    /// `[policy] skew`: a row answered this close before a listing waits for a later one.
+    skew: Duration,
     fallback_after: chrono::Duration,
     sweep_interval: tokio::time::Interval,
     lock_tick: tokio::time::Interval,
@@ -367,6 +373,7 @@ impl Daemon {
             relist_at: BTreeMap::new(),
             fallback_at: BTreeMap::new(),
             confirm_delay: parts.settings.policy.confirm_delay,
+            skew: parts.settings.policy.skew,
             fallback_after: chrono::Duration::from_std(parts.settings.policy.fallback_after)
                 .unwrap_or(chrono::Duration::MAX),
             sweep_interval,
@@ -505,6 +512,13 @@ impl Daemon {
                 if report.held.iter().any(|h| h.why == "awaiting_confirmation") {
                     // The mass-close guard wants a second listing at least confirm_delay later.
                     let at = tokio::time::Instant::now() + self.confirm_delay;
+                    self.relist_at.entry(target.name.clone()).or_insert(at);
+                }
+                if fresh.synced && report.kept_by.contains_key("awaiting_listing") {
+                    // Rows answered less than `skew` before the listing, whose channel the map does not
+                    // know (a call that began and ended while AMI was away): only a later listing judges
+                    // them, and none would come before the next reconnect.
+                    let at = tokio::time::Instant::now() + self.skew + Duration::from_secs(1);
                     self.relist_at.entry(target.name.clone()).or_insert(at);
                 }
                 self.summary.closed.extend(report.closed);

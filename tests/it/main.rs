@@ -3,6 +3,9 @@ mod broadcast_channel;
 mod broadcast_faults;
 mod browser;
 mod cdr;
+mod chaos;
+#[path = "../chaos/mod.rs"]
+mod chaos_harness;
 mod cleanup;
 mod client;
 mod close_path;

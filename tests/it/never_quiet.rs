@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use callwatch::settings::Settings;
 use chrono::Utc;
+use fault_proxy::FaultProxy;
 use store::testing::{Engine, TestDb};
 
 use crate::common::callwatch;
@@ -666,12 +667,14 @@ async fn end_outage(conn: &mut sqlx::AnyConnection, db: &TestDb) {
 /// The database is unreachable for 15 s (every connection reset, new ones refused, so every lock check in
 /// that time fails): the lock is reported lost meanwhile, and once the database is back the daemon takes the
 /// lock again within one lock check and closes the call that ended during the outage.
-async fn lock_comes_back_after_a_long_outage(engine: Engine) {
+///
+/// `refusal`: how new connections are turned away (see `fault_proxy::Refusal`).
+async fn lock_comes_back_after_a_long_outage(engine: Engine, refusal: fault_proxy::Refusal) {
     let Some(db) = TestDb::create(engine).await else {
         return;
     };
     db.store().await.shutdown().await;
-    let proxy = DbProxy::start(upstream(engine)).await;
+    let proxy = FaultProxy::start(upstream(engine)).await.unwrap();
     let (pbx, call, agent) = pbx_with_call("2001").await;
     insert_row(&db, 1, &agent, "2001", Utc::now()).await;
     let d = start_daemon(settings_for(&through(&db, &proxy), pbx.local_addr()));
@@ -680,7 +683,8 @@ async fn lock_comes_back_after_a_long_outage(engine: Engine) {
     let started = std::time::Instant::now();
     let mut lock_seen_lost = false;
     let mut hung_up = false;
-    proxy.set_down(true);
+    // Every connection reset, new ones turned away until the outage ends.
+    proxy.cut_with(Duration::from_secs(3600), refusal);
     while started.elapsed() < outage {
         if !hung_up && started.elapsed() > Duration::from_secs(1) {
             pbx.with(|p| p.hangup(call, 16)).unwrap();
@@ -689,11 +693,11 @@ async fn lock_comes_back_after_a_long_outage(engine: Engine) {
         lock_seen_lost |= !d.health.snapshot().lock_held;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    proxy.set_down(false);
+    proxy.accept_again();
     let back = std::time::Instant::now();
     assert!(
         lock_seen_lost,
-        "{engine:?}: /readyz kept claiming the lock through a 15 s outage"
+        "{engine:?} {refusal:?}: /readyz kept claiming the lock through a 15 s outage"
     );
     assert_eq!(
         row(&db, 1).await.0,
@@ -714,12 +718,12 @@ async fn lock_comes_back_after_a_long_outage(engine: Engine) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_comes_back_after_a_long_outage_postgres() {
-    lock_comes_back_after_a_long_outage(Engine::Postgres).await;
+    lock_comes_back_after_a_long_outage(Engine::Postgres, fault_proxy::Refusal::Reset).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_comes_back_after_a_long_outage_mysql() {
-    lock_comes_back_after_a_long_outage(Engine::MySql).await;
+    lock_comes_back_after_a_long_outage(Engine::MySql, fault_proxy::Refusal::Reset).await;
 }
 
 /// Two daemons on one database: the standby takes over when the active one stops, and the first, started
@@ -793,132 +797,12 @@ async fn lock_is_handed_over_and_back_mysql() {
     lock_is_handed_over_and_back(Engine::MySql).await;
 }
 
-/// A TCP proxy in front of a database server, for faults the server itself cannot be asked for: once
-/// armed, it lets the next client chunk containing `COMMIT` through, swallows the server's answer and cuts
-/// the connection (the commit happens, the client never learns it); while down, it resets every
-/// connection and refuses new ones.
-struct DbProxy {
-    addr: SocketAddr,
-    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    cut: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// Cancelled to drop every open connection; replaced by a fresh token after each outage begins.
-    reset: std::sync::Arc<std::sync::Mutex<tokio_util::sync::CancellationToken>>,
-}
-
-impl DbProxy {
-    async fn start(upstream: SocketAddr) -> Self {
-        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-        use std::sync::{Arc, Mutex};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = Self {
-            addr: listener.local_addr().unwrap(),
-            armed: Arc::new(AtomicBool::new(false)),
-            cut: Arc::new(AtomicUsize::new(0)),
-            down: Arc::new(AtomicBool::new(false)),
-            reset: Arc::new(Mutex::new(tokio_util::sync::CancellationToken::new())),
-        };
-        let (armed, cut, down, reset) = (
-            proxy.armed.clone(),
-            proxy.cut.clone(),
-            proxy.down.clone(),
-            proxy.reset.clone(),
-        );
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                if down.load(Ordering::SeqCst) {
-                    continue; // dropped at once: the client sees the connection reset
-                }
-                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
-                    continue;
-                };
-                let token = reset.lock().unwrap().clone();
-                let pump = Self::pump(client, server, armed.clone(), cut.clone());
-                tokio::spawn(async move {
-                    tokio::select! {
-                        _ = token.cancelled() => {}
-                        _ = pump => {}
-                    }
-                });
-            }
-        });
-        proxy
-    }
-
-    /// Starts (true) or ends (false) an outage.
-    fn set_down(&self, down: bool) {
-        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
-        if down {
-            let mut token = self.reset.lock().unwrap();
-            token.cancel();
-            *token = tokio_util::sync::CancellationToken::new();
-        }
-    }
-
-    async fn pump(
-        client: tokio::net::TcpStream,
-        server: tokio::net::TcpStream,
-        armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
-        cut: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    ) {
-        use std::sync::atomic::Ordering;
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let (mut cr, mut cw) = client.into_split();
-        let (mut sr, mut sw) = server.into_split();
-        let down = tokio::spawn(async move {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match sr.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => {
-                        if cw.write_all(&buf[..n]).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
-        let abort = down.abort_handle();
-        let _abort_on_drop = scopeguard(move || abort.abort());
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = match cr.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            let commit = buf[..n].windows(6).any(|w| w == b"COMMIT");
-            if commit && armed.swap(false, Ordering::SeqCst) {
-                down.abort(); // the server's answer is never forwarded
-                let _ = sw.write_all(&buf[..n]).await;
-                tokio::time::sleep(Duration::from_millis(300)).await; // the server commits
-                cut.fetch_add(1, Ordering::SeqCst);
-                return; // both sockets dropped: the client sees the connection die
-            }
-            if sw.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
-        }
-    }
-}
-
-/// Runs `f` when dropped.
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
-}
-
 /// `db`'s URL through `proxy`, and the engine's real address.
-fn through(db: &TestDb, proxy: &DbProxy) -> String {
-    let url = db
-        .url()
-        .replace(&upstream(db.engine()).to_string(), &proxy.addr.to_string());
+fn through(db: &TestDb, proxy: &FaultProxy) -> String {
+    let url = db.url().replace(
+        &upstream(db.engine()).to_string(),
+        &proxy.local_addr().to_string(),
+    );
     assert_ne!(url, db.url());
     url
 }
@@ -943,7 +827,7 @@ async fn ambiguous_commit_is_announced_once(engine: Engine) {
     let mut pubsub = redis.get_async_pubsub().await.unwrap();
     let prefix = format!("cwdoubt_{}_{}_", engine.name(), std::process::id());
     pubsub.subscribe(format!("{prefix}calls")).await.unwrap();
-    let proxy = DbProxy::start(upstream(engine)).await;
+    let proxy = FaultProxy::start(upstream(engine)).await.unwrap();
     let url = through(&db, &proxy);
     let (pbx, call, agent) = pbx_with_call("2001").await;
     insert_row(&db, 1, &agent, "2001", Utc::now()).await;
@@ -958,7 +842,8 @@ async fn ambiguous_commit_is_announced_once(engine: Engine) {
         d.health.snapshot().last_sweep.at.map(|_| ())
     })
     .await;
-    proxy.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    // The next COMMIT reaches the server; its answer never comes back and the connection dies.
+    proxy.cut_on(b"COMMIT", Duration::from_millis(300));
     pbx.with(|p| p.hangup(call, 16)).unwrap();
     closed(&db, 1, "row 1 closed (committed through the cut)").await;
     let first = tokio::time::timeout(DEADLINE, next_message(&mut pubsub))
@@ -969,11 +854,7 @@ async fn ambiguous_commit_is_announced_once(engine: Engine) {
     let again = tokio::time::timeout(Duration::from_secs(3), next_message(&mut pubsub)).await;
     assert!(again.is_err(), "broadcast twice: {again:?}");
     let summary = d.stop().await;
-    assert_eq!(
-        proxy.cut.load(std::sync::atomic::Ordering::SeqCst),
-        1,
-        "the commit was cut"
-    );
+    assert_eq!(proxy.stats().resets, 1, "the commit was cut");
     assert!(
         summary.failed_sweeps >= 1,
         "{engine:?}: the round saw the connection die"

@@ -165,6 +165,7 @@ pub struct ScriptedPbx {
     flow_start: DateTime<Utc>,
     spacing: TimeDelta,
     outbox: VecDeque<Message>,
+    booted_at: DateTime<Utc>,
 }
 
 impl Default for ScriptedPbx {
@@ -178,6 +179,9 @@ fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
 }
+
+/// A new PBX has been up this long (its `FullyBooted` says `Uptime: 1486`).
+const DEFAULT_UPTIME_SECS: i64 = 1486;
 
 /// `HH:MM:SS` of a non-negative duration.
 pub fn hhmmss(d: TimeDelta) -> String {
@@ -202,6 +206,7 @@ impl ScriptedPbx {
             flow_start: now,
             spacing: TimeDelta::milliseconds(100),
             outbox: VecDeque::new(),
+            booted_at: now - TimeDelta::seconds(DEFAULT_UPTIME_SECS),
         }
     }
 
@@ -237,6 +242,42 @@ impl ScriptedPbx {
     /// Sets the clock (e.g. to a recorded event's arrival time before [`apply`](Self::apply)).
     pub fn set_now(&mut self, now: DateTime<Utc>) {
         self.now = now;
+    }
+
+    /// When this Asterisk (last) booted; `FullyBooted`'s `Uptime` is the time since.
+    pub fn booted_at(&self) -> DateTime<Utc> {
+        self.booted_at
+    }
+
+    /// Asterisk restarts (`core restart now`): it sends `Shutdown` to its clients, every channel is gone
+    /// without a `Hangup`, and it boots again at the PBX's current time. The caller drops the connections
+    /// (e.g. [`crate::PbxServer::drop_connection`]), as the dying process does. Returns the calls that ended.
+    pub fn restart(&mut self) -> Vec<CallId> {
+        self.emit(
+            "Shutdown",
+            pairs(&[("Shutdown", "Uncleanly"), ("Restart", "True")]),
+        );
+        self.wipe()
+    }
+
+    /// Asterisk crashes: no word to its clients, every channel is gone, and it boots again at the PBX's
+    /// current time (a new `Uptime` on the next login). The caller drops the connections. Returns the calls
+    /// that ended.
+    pub fn crash(&mut self) -> Vec<CallId> {
+        self.wipe()
+    }
+
+    fn wipe(&mut self) -> Vec<CallId> {
+        self.channels.clear();
+        self.booted_at = self.now;
+        let mut ended = Vec::new();
+        for (i, call) in self.calls.iter_mut().enumerate() {
+            if !call.ended {
+                call.ended = true;
+                ended.push(CallId(i));
+            }
+        }
+        ended
     }
 
     /// The live channels, in creation order.
@@ -694,11 +735,12 @@ impl ScriptedPbx {
                 if self.login_ok(session, action) {
                     session.logged_in = true;
                     let mut messages = one(login_accepted(id));
+                    let uptime = (self.now - self.booted_at).num_seconds().max(0).to_string();
                     messages.push(Message::from_pairs([
                         ("Event", "FullyBooted"),
                         ("Privilege", "system,all"),
-                        ("Uptime", "1486"),
-                        ("LastReload", "1486"),
+                        ("Uptime", uptime.as_str()),
+                        ("LastReload", uptime.as_str()),
                         ("Status", "Fully Booted"),
                     ]));
                     Reply { messages, close: false }

@@ -470,3 +470,53 @@ fn login_plain_md5_and_permissions() {
     assert_eq!(r.messages[0].response(), Some("Goodbye"));
     assert!(r.close);
 }
+
+fn login(pbx: &mut ScriptedPbx, session: &mut PbxSession) -> Vec<Message> {
+    pbx.handle_action(
+        session,
+        &Message::from_pairs([("Action", "Login"), ("Username", "u"), ("Secret", "s")]),
+    )
+    .messages
+}
+
+fn uptime(messages: &[Message]) -> Option<&str> {
+    messages
+        .iter()
+        .find(|m| m.event() == Some("FullyBooted"))
+        .and_then(|m| m.get_str("Uptime"))
+}
+
+/// A restart says `Shutdown`, a crash says nothing; after either every channel is gone, the listing is
+/// empty, and the next login's `FullyBooted` carries the new (short) uptime.
+#[test]
+fn restart_and_crash_wipe_the_channels_and_boot_anew() {
+    for crash in [false, true] {
+        let t0 = DateTime::from_timestamp(1_795_520_000, 0).unwrap();
+        let mut pbx = ScriptedPbx::new(t0);
+        let mut s = pbx.new_session();
+        assert_eq!(uptime(&login(&mut pbx, &mut s)), Some("1486"));
+        let a = pbx.start_call("5550100", "2001");
+        pbx.answer(a).unwrap();
+        let b = pbx.start_call("5550101", "2002");
+        let done = pbx.start_call("5550102", "2003");
+        pbx.hangup(done, 16).unwrap();
+        pbx.drain_events();
+        pbx.advance(Duration::from_secs(60));
+        let ended = if crash { pbx.crash() } else { pbx.restart() };
+        assert_eq!(ended, vec![a, b], "crash={crash}: the calls still up ended");
+        let events = pbx.drain_events();
+        let names: Vec<_> = events.iter().filter_map(|e| e.event()).collect();
+        assert_eq!(names, if crash { vec![] } else { vec!["Shutdown"] });
+        assert!(pbx.channels().is_empty());
+        assert_eq!(pbx.booted_at(), t0 + chrono::TimeDelta::seconds(60));
+        assert!(
+            pbx.hangup(a, 16).is_err(),
+            "an ended call cannot hang up again"
+        );
+        pbx.advance(Duration::from_secs(7));
+        let mut s = pbx.new_session();
+        assert_eq!(uptime(&login(&mut pbx, &mut s)), Some("7"));
+        let listing = pbx.core_show_channels(Some("1"));
+        assert_eq!(listing.len(), 2, "start and Complete only: {listing:?}");
+    }
+}

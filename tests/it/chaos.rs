@@ -1,0 +1,440 @@
+//! The fault-injection suite, short: the real daemon against the scripted PBX and a real database, through
+//! fault proxies, on a seeded schedule (`CHAOS_SEED`, `CHAOS_SECONDS`), with every invariant checked against
+//! the PBX's truth. The long soak with per-class figures is `cargo bench --bench chaos`.
+
+use std::time::Duration;
+
+use crate::chaos_harness::schedule::schedule;
+use crate::chaos_harness::{run, ChaosConfig, DaemonKind, FaultClass};
+use store::testing::Engine;
+
+async fn chaos(
+    engine: Engine,
+    classes: &[FaultClass],
+    daemons: DaemonKind,
+    private_engine: bool,
+    seconds: u64,
+) {
+    let (seed, seconds) = ChaosConfig::from_env(seconds);
+    let config = ChaosConfig {
+        seed,
+        seconds,
+        rate: 20.0,
+        engine,
+        private_engine,
+        classes: classes.to_vec(),
+        daemons,
+    };
+    eprintln!(
+        "chaos on {}: CHAOS_SEED={seed} CHAOS_SECONDS={seconds}",
+        engine.name()
+    );
+    let Some(report) = run(config).await else {
+        return;
+    };
+    eprintln!("{}", report.table());
+    if let Some(failure) = report.failure() {
+        panic!("{failure}");
+    }
+    assert!(!report.injected.is_empty(), "no fault was injected");
+    assert!(report.verdict.closed > 0, "no call was closed");
+}
+
+/// Every AMI fault and Asterisk restart/crash, mixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_ami_faults_sqlite() {
+    chaos(
+        Engine::Sqlite,
+        &FaultClass::AMI,
+        DaemonKind::InProcess,
+        false,
+        30,
+    )
+    .await;
+}
+
+fn db_faults() -> Vec<FaultClass> {
+    let mut c = FaultClass::DB.to_vec();
+    c.push(FaultClass::AmiCut);
+    c
+}
+
+/// Database link faults (cut, half-open, latency, cut after COMMIT) with AMI cuts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_db_faults_postgres() {
+    chaos(
+        Engine::Postgres,
+        &db_faults(),
+        DaemonKind::InProcess,
+        false,
+        20,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_db_faults_mysql() {
+    chaos(
+        Engine::MySql,
+        &db_faults(),
+        DaemonKind::InProcess,
+        false,
+        20,
+    )
+    .await;
+}
+
+/// Two `callwatch run` processes on one database; the active one is SIGKILLed or SIGTERMed and started again.
+async fn process_faults(engine: Engine) {
+    chaos(
+        engine,
+        &FaultClass::PROCESS,
+        DaemonKind::Processes(2),
+        false,
+        15,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_process_faults_sqlite() {
+    process_faults(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_process_faults_postgres() {
+    process_faults(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_process_faults_mysql() {
+    process_faults(Engine::MySql).await;
+}
+
+/// A private PostgreSQL / MariaDB server restarted mid-sweep (and connections cut after COMMIT).
+async fn engine_restarts(engine: Engine) {
+    chaos(
+        engine,
+        &[FaultClass::EngineRestart, FaultClass::DbCommitCut],
+        DaemonKind::InProcess,
+        true,
+        15,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_engine_restart_postgres() {
+    engine_restarts(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_engine_restart_mysql() {
+    engine_restarts(Engine::MySql).await;
+}
+
+/// A seed gives one schedule (so a failing seed reproduces), faults one at a time with a quiet gap.
+#[test]
+fn a_seed_gives_one_schedule() {
+    let a = schedule(7, 120, &FaultClass::AMI);
+    assert_eq!(a, schedule(7, 120, &FaultClass::AMI));
+    assert_ne!(a, schedule(8, 120, &FaultClass::AMI));
+    assert!(a.len() >= 10, "{a:?}");
+    for w in a.windows(2) {
+        assert!(
+            w[0].at + w[0].hold + Duration::from_secs(2) <= w[1].at,
+            "{w:?}"
+        );
+    }
+    assert!(a.iter().all(|f| f.at + f.hold <= Duration::from_secs(120)));
+}
+
+/// The checker itself: a clean run passes, and each kind of violation is caught and attributed.
+#[test]
+fn the_invariants_catch_every_kind_of_violation() {
+    use crate::chaos_harness::invariants::{check, Bounds, Closure, Injected, Observed, Row};
+    use crate::chaos_harness::world::CallTruth;
+    use chrono::{TimeDelta, TimeZone as _, Utc};
+
+    let t0 = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
+    let s = |n: i64| t0 + TimeDelta::seconds(n);
+    let bounds = Bounds {
+        reconnect_max: Duration::from_secs(1),
+        dead_link: Duration::from_secs(2),
+        fallback_after: Duration::from_secs(10),
+        sweep_interval: Duration::from_secs(5),
+        confirm_delay: Duration::from_secs(15),
+        lock_check: Duration::from_secs(5),
+        skew: Duration::from_secs(5),
+    };
+    let call = |id: i64, ended: Option<i64>| CallTruth {
+        id,
+        uniqueid: format!("1700000000.{id}"),
+        answered: s(0),
+        inserted: Some(s(0)),
+        ended: ended.map(s),
+    };
+    let open = |id: i64| Row {
+        id,
+        answered_at: Some(s(0)),
+        ended_at: None,
+        hangup_cause: None,
+        talk_seconds: None,
+        status: Some("in_progress".into()),
+    };
+    let closed = |id: i64, at: i64| Row {
+        id,
+        answered_at: Some(s(0)),
+        ended_at: Some(s(at)),
+        hangup_cause: Some("normal_clearing".into()),
+        talk_seconds: Some(at),
+        status: Some("completed".into()),
+    };
+    let audit = |id: i64, at: i64, decided: i64| Closure {
+        call_id: id,
+        outcome: "closed".into(),
+        reason: "hangup_seen".into(),
+        new_ended_at: Some(s(at)),
+        ended_after: None,
+        ended_before: None,
+        decided_at: Some(s(decided)),
+    };
+    // Call 1 ended at 10 s and was closed at once; call 2 is live.
+    let truth = vec![call(1, Some(10)), call(2, None)];
+    let good = || Observed {
+        rows: vec![closed(1, 10), open(2)],
+        closures: vec![audit(1, 10, 10)],
+        broadcasts: vec![(1, s(10) + TimeDelta::milliseconds(300))],
+        resyncs: vec![s(0)],
+    };
+    let v = check(&truth, &[], &good(), &bounds, s(60));
+    assert!(v.violations.is_empty(), "{:?}", v.violations);
+    assert_eq!((v.closed, v.live), (1, 1));
+
+    let caught = |obs: Observed, faults: &[Injected], what: &str| {
+        let v = check(&truth, faults, &obs, &bounds, s(60));
+        assert!(
+            v.violations.iter().any(|m| m.contains(what)),
+            "{what} not caught: {:?}",
+            v.violations
+        );
+    };
+    let mut o = good();
+    o.rows[1] = closed(2, 20);
+    caught(o, &[], "FALSE CLOSE");
+    let mut o = good();
+    o.rows[0] = open(1);
+    o.closures.clear();
+    o.broadcasts.clear();
+    caught(o, &[], "MISSED CLOSE");
+    let mut o = good();
+    o.broadcasts.push((1, s(11)));
+    caught(o, &[], "broadcast 2 times");
+    let mut o = good();
+    o.broadcasts.clear();
+    caught(o, &[], "broadcast 0 times");
+    // Committed a second before a SIGKILL: the queued broadcast died with the process (counted apart).
+    let kill = Injected {
+        class: FaultClass::Sigkill,
+        start: s(11),
+        clear: s(11),
+        ended_session: false,
+    };
+    let mut o = good();
+    o.broadcasts.clear();
+    let v = check(&truth, &[kill], &o, &bounds, s(60));
+    assert!(v.violations.is_empty(), "{:?}", v.violations);
+    assert_eq!(v.lost_to_sigkill, 1);
+    let mut o = good();
+    o.closures.push(audit(1, 10, 10));
+    caught(o, &[], "audited 2 times");
+    let mut o = good();
+    o.rows[0].talk_seconds = None;
+    caught(o, &[], "half-written");
+    let mut o = good();
+    o.closures[0].ended_after = Some(s(12));
+    o.closures[0].ended_before = Some(s(14));
+    caught(o, &[], "outside");
+    let mut o = good();
+    o.closures[0].decided_at = Some(s(5));
+    caught(o, &[], "decided at");
+    let mut o = good();
+    o.broadcasts[0].1 = s(13);
+    caught(o, &[], "LATE CLOSE");
+    // An AMI cut from 9 to 12 s: closing at 13 s is in time, a resync must follow the cut by 2 s.
+    let cut = Injected {
+        class: FaultClass::AmiCut,
+        start: s(9),
+        clear: s(12),
+        ended_session: true,
+    };
+    let mut o = good();
+    o.broadcasts[0].1 = s(13);
+    o.resyncs.push(s(12) + TimeDelta::milliseconds(400));
+    let v = check(&truth, std::slice::from_ref(&cut), &o, &bounds, s(60));
+    assert!(v.violations.is_empty(), "{:?}", v.violations);
+    assert_eq!(v.classes["ami cut"].calls, 1);
+    let mut o = good();
+    o.broadcasts[0].1 = s(13);
+    o.resyncs.push(s(15));
+    caught(o, std::slice::from_ref(&cut), "AMI resync");
+    // Resynced at 12.4 s: closing at 14.9 s is within the fault's bound but not within 2 s of the resync.
+    let mut o = good();
+    o.broadcasts[0].1 = s(14) + TimeDelta::milliseconds(900);
+    o.resyncs.push(s(12) + TimeDelta::milliseconds(400));
+    caught(o, &[cut], "LATE AFTER RESYNC");
+}
+
+/// Found by the suite (seed 3476610292258819272): a call answered and hung up while AMI was cut, whose row
+/// was written meanwhile, is not in the listing taken at the reconnect, and was answered less than `skew`
+/// before it, so that listing cannot judge it. It must be judged by a later listing, not left open until
+/// the next reconnect.
+async fn call_within_an_outage_is_closed_after_the_skew(engine: Engine) {
+    use crate::daemon::{closed, insert_row, settings_for, start_answered, start_daemon};
+    let Some(db) = store::testing::TestDb::create(engine).await else {
+        return;
+    };
+    db.store().await.shutdown().await;
+    let pbx = ami_testkit::PbxServer::start(
+        ami_testkit::ScriptedPbx::new(chrono::Utc::now())
+            .with_credentials("watchdog", "lab-secret"),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let ami = fault_proxy::FaultProxy::start(pbx.local_addr())
+        .await
+        .unwrap();
+    let d = start_daemon(settings_for(db.url(), ami.local_addr()));
+    d.synced().await;
+    ami.cut(Duration::from_secs(2));
+    let (call, agent) = start_answered(&pbx, "2001");
+    insert_row(&db, 1, &agent, "2001", chrono::Utc::now()).await;
+    pbx.with(|p| p.hangup(call, 16)).unwrap();
+    let ended = chrono::Utc::now();
+    let (ended_at, cause) = closed(&db, 1, "the outage's call closed").await;
+    assert_eq!(cause.as_deref(), Some("channel_gone"));
+    assert!(
+        ended_at >= ended - chrono::TimeDelta::seconds(1),
+        "{ended_at} vs {ended}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_within_an_outage_is_closed_after_the_skew_sqlite() {
+    call_within_an_outage_is_closed_after_the_skew(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_within_an_outage_is_closed_after_the_skew_postgres() {
+    call_within_an_outage_is_closed_after_the_skew(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_within_an_outage_is_closed_after_the_skew_mysql() {
+    call_within_an_outage_is_closed_after_the_skew(Engine::MySql).await;
+}
+
+/// Found by the soak: a SIGTERM (here: the daemon's cancel) while a Redis `PUBLISH` is in flight must let
+/// that delivery finish (it is bounded by `[broadcast] timeout`), not drop the close's update. The proxy's
+/// latency keeps the delivery in flight when the daemon is told to stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_keeps_the_broadcast_in_flight() {
+    use crate::daemon::{closed, insert_row, pbx_with_call, settings_for, start_daemon};
+    use futures_util::StreamExt as _;
+    let Some(db) = store::testing::TestDb::create(Engine::Sqlite).await else {
+        return;
+    };
+    db.store().await.shutdown().await;
+    let redis = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+    let Ok(mut pubsub) = redis.get_async_pubsub().await else {
+        eprintln!("SKIPPED: no Redis");
+        return;
+    };
+    let channel = format!("cw_inflight_{}", std::process::id());
+    pubsub.subscribe(&channel).await.unwrap();
+    let proxy = fault_proxy::FaultProxy::start("127.0.0.1:6379".parse().unwrap())
+        .await
+        .unwrap();
+    let (pbx, call, agent) = pbx_with_call("2001").await;
+    insert_row(&db, 1, &agent, "2001", chrono::Utc::now()).await;
+    let mut settings = settings_for(db.url(), pbx.local_addr());
+    settings.broadcast = toml::from_str(&format!(
+        "channel = \"{channel}\"\n[redis]\nurl = \"redis://{}/\"\nprefix = \"\"",
+        proxy.local_addr()
+    ))
+    .unwrap();
+    let d = start_daemon(settings);
+    d.synced().await;
+    // Each way 1.5 s: the delivery takes 3 s or more, well within the 5 s timeout.
+    proxy.set_latency(Duration::from_millis(1500));
+    pbx.with(|p| p.hangup(call, 16)).unwrap();
+    closed(&db, 1, "row 1 closed").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let summary = d.stop().await;
+    assert_eq!(summary.closed.len(), 1);
+    let got = tokio::time::timeout(Duration::from_secs(10), pubsub.on_message().next()).await;
+    let payload: String = got
+        .expect("the close in flight at shutdown was never broadcast")
+        .unwrap()
+        .get_payload()
+        .unwrap();
+    assert!(payload.contains("2001"), "{payload}");
+}
+
+/// Found by the soak: a close committed by the round that was running when the daemon was told to stop is
+/// broadcast too (the broadcaster stops after the last round, not with it). The database proxy's latency
+/// keeps the round's transaction going when the stop comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_broadcasts_the_last_rounds_closes() {
+    use crate::daemon::{insert_row, pbx_with_call, settings_for, start_daemon};
+    use futures_util::StreamExt as _;
+    let Some(db) = store::testing::TestDb::create(Engine::Postgres).await else {
+        return;
+    };
+    db.store().await.shutdown().await;
+    let redis = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+    let Ok(mut pubsub) = redis.get_async_pubsub().await else {
+        eprintln!("SKIPPED: no Redis");
+        return;
+    };
+    let channel = format!("cw_lastround_{}", std::process::id());
+    pubsub.subscribe(&channel).await.unwrap();
+    let proxy = fault_proxy::FaultProxy::start("127.0.0.1:5432".parse().unwrap())
+        .await
+        .unwrap();
+    let url = db
+        .url()
+        .replace("127.0.0.1:5432", &proxy.local_addr().to_string());
+    let (pbx, call, agent) = pbx_with_call("2001").await;
+    insert_row(&db, 1, &agent, "2001", chrono::Utc::now()).await;
+    let mut settings = settings_for(&url, pbx.local_addr());
+    settings.broadcast = toml::from_str(&format!(
+        "channel = \"{channel}\"\n[redis]\nurl = \"redis://127.0.0.1:6379/\"\nprefix = \"\""
+    ))
+    .unwrap();
+    let d = start_daemon(settings);
+    d.synced().await;
+    proxy.set_latency(Duration::from_millis(400));
+    pbx.with(|p| p.hangup(call, 16)).unwrap();
+    // The round (several statements, 0.8 s each way and back) is under way when the stop comes.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let summary = d.stop().await;
+    let closed = summary.closed.len();
+    let got = tokio::time::timeout(Duration::from_secs(5), pubsub.on_message().next()).await;
+    if closed == 1 {
+        let payload: String = got
+            .expect("the last round's close was never broadcast")
+            .unwrap()
+            .get_payload()
+            .unwrap();
+        assert!(payload.contains("2001"), "{payload}");
+    } else {
+        assert!(got.is_err(), "broadcast without a close");
+    }
+    assert_eq!(
+        closed, 1,
+        "the round under way at the stop finished its close"
+    );
+}
