@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ami_testkit::churn::{Churn, ChurnConfig, ChurnServer};
+use bench_report::proc_stats::{process_cpu_seconds as cpu_seconds, status_kb};
 use callwatch::broadcast::Broadcaster;
 use callwatch::pipeline::{ServerTarget, Sweeper};
 use callwatch::replay::Replayer;
@@ -197,7 +198,7 @@ async fn replay(engine: Engine, (concurrent, rate, seconds): (usize, f64, f64)) 
             format!("churn.replay_speed.{}", engine.name()),
             format!(
                 "replay of a busy PBX ({concurrent} calls up, {rate} calls/s, {stream_secs:.0} s), {}",
-                product(engine)
+                engine.product()
             ),
             speed,
             "x real time",
@@ -219,38 +220,6 @@ async fn replay(engine: Engine, (concurrent, rate, seconds): (usize, f64, f64)) 
         "every call's row closed"
     );
     store.shutdown().await;
-}
-
-/// The engine's product name.
-fn product(engine: Engine) -> &'static str {
-    match engine {
-        Engine::Sqlite => "SQLite",
-        Engine::Postgres => "PostgreSQL",
-        Engine::MySql => "MariaDB",
-    }
-}
-
-/// utime + stime of `pid`, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
-/// A `/proc/PID/status` value in kB.
-fn status_kb(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -404,7 +373,7 @@ async fn live(engine: Engine, (concurrent, rate, seconds): (usize, f64, f64)) {
     );
     let what = format!(
         "live daemon, {concurrent} calls up, {rate} hangups/s, {}",
-        product(engine)
+        engine.product()
     );
     bench_report::record(
         &bench_report::Figure::new(

@@ -23,15 +23,6 @@ fn cpu_seconds() -> f64 {
     bench_report::proc_stats::process_cpu_seconds(std::process::id())
 }
 
-/// The engine's product name.
-fn engine_label(engine: Engine) -> &'static str {
-    match engine {
-        Engine::Sqlite => "SQLite",
-        Engine::Postgres => "PostgreSQL",
-        Engine::MySql => "MariaDB",
-    }
-}
-
 fn env_usize(key: &str, default: usize) -> usize {
     std::env::var(key)
         .ok()
@@ -170,7 +161,7 @@ async fn bench(engine: Engine, rows: usize) {
             format!("store.close.{}", engine.name()),
             format!(
                 "store, {}: close {} orphaned rows among {rows} with their audit, one transaction",
-                engine_label(engine),
+                engine.product(),
                 out.closed.len()
             ),
             close.as_secs_f64() * 1e3,

@@ -48,6 +48,15 @@ impl Engine {
         }
     }
 
+    /// The product's name, for reports (`MariaDB` for the MySQL protocol engine the tests run on).
+    pub fn product(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "SQLite",
+            Engine::Postgres => "PostgreSQL",
+            Engine::MySql => "MariaDB",
+        }
+    }
+
     fn admin_url(self) -> Option<String> {
         match self {
             Engine::Sqlite => None,
