@@ -813,6 +813,7 @@ async fn connect_store(
         match store::Store::connect_existing(&settings.database, clock.clone()).await {
             Ok(store) => {
                 health.update(|s| s.database_ok = true);
+                analyze_if_unplanned(&store).await;
                 return Ok(Some(store));
             }
             Err(err) if err.is_retryable() => {
@@ -826,6 +827,21 @@ async fn connect_store(
             }
             Err(err) => return Err(err).context("cannot use the database"),
         }
+    }
+}
+
+/// Gives a calls table without planner statistics its first `ANALYZE` (PostgreSQL; see
+/// [`store::Store::ensure_planner_stats`]), so that incremental rounds are index lookups from the start.
+pub(crate) async fn analyze_if_unplanned(store: &store::Store) {
+    match store.ensure_planner_stats().await {
+        Ok(true) => tracing::info!(
+            "the calls table had no planner statistics (never analyzed); ran ANALYZE so that rounds look rows up by index"
+        ),
+        Ok(false) => {}
+        Err(err) => tracing::warn!(
+            error = %err,
+            "could not check or give the calls table its planner statistics; rounds may be slow until autovacuum analyzes it"
+        ),
     }
 }
 

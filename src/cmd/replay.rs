@@ -69,6 +69,7 @@ pub async fn run(args: ReplayArgs, global: &GlobalArgs) -> anyhow::Result<ExitCo
     if args.migrate {
         store.migrate().await.context("migrations failed")?;
     }
+    crate::daemon::analyze_if_unplanned(&store).await;
     let run_id = format!("replay-{}", start.format("%Y%m%dT%H%M%S"));
     let mut sweeper = Sweeper::new(
         store.clone(),

@@ -141,9 +141,9 @@ impl Store {
                 let mut b = SqlBuilder::new(d);
                 self.push_open_select(&mut b, server, answered_before);
                 let list = if d == Dialect::Postgres {
-                    // One array parameter, unnested once (see `close`'s id lookup).
+                    // One array parameter, unnested once by a function scan (see `close`'s id lookup).
                     let p = b.bind(super::close::pg_text_array(part));
-                    format!("SELECT unnest(CAST({p} AS text[]))")
+                    format!("SELECT k.v FROM unnest(CAST({p} AS text[])) AS k(v)")
                 } else {
                     let ps: Vec<String> =
                         part.iter().map(|v| b.text(Some(v.to_string()))).collect();

@@ -5,6 +5,7 @@ mod close;
 mod fleet;
 mod in_progress;
 mod migrate;
+mod planner_stats;
 mod refine;
 mod stats;
 mod undo;

@@ -142,3 +142,47 @@ async fn check_config_hints_at_a_missing_lookup_index() {
         assert!(report.ok(), "a missing index is a hint, not a failure");
     }
 }
+
+/// A calls table PostgreSQL never analyzed (created and filled just now) gets its planner statistics once:
+/// without them the id lookups above are joined by a nested loop over every open row times every id.
+/// The other engines keep their own statistics: nothing to do there.
+#[tokio::test]
+async fn a_never_analyzed_calls_table_is_analyzed_once() {
+    for db in dbs().await {
+        let (s, _clock) = store(&db).await;
+        for i in 0..50 {
+            insert(
+                &s,
+                &format!("u{i}"),
+                &format!("L{i}"),
+                None,
+                "2026-11-24 12:00:00",
+                None,
+            )
+            .await;
+        }
+        let postgres = s.dialect() == store::Dialect::Postgres;
+        let reltuples = || async {
+            sqlx::query_scalar::<_, f64>(
+                "SELECT CAST(reltuples AS DOUBLE PRECISION) FROM pg_class WHERE oid = to_regclass('calls')",
+            )
+            .fetch_one(s.pool())
+            .await
+            .unwrap()
+        };
+        if postgres {
+            assert!(reltuples().await < 0.0, "a new table has no statistics");
+        }
+        assert_eq!(
+            s.ensure_planner_stats().await.unwrap(),
+            postgres,
+            "{}",
+            db.engine().name()
+        );
+        if postgres {
+            assert_eq!(reltuples().await, 50.0);
+        }
+        // Statistics exist now (or are the engine's own): never again.
+        assert!(!s.ensure_planner_stats().await.unwrap());
+    }
+}
