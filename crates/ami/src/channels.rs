@@ -533,9 +533,58 @@ struct Fields<'a> {
     timestamp: Option<&'a [u8]>,
     newname: Option<&'a [u8]>,
     /// `(prefix, value)` of every `<prefix>Uniqueid` header (`DestUniqueid`, `TransferTargetUniqueid`…).
-    other_uniqueids: Vec<(&'a [u8], &'a [u8])>,
+    other_uniqueids: Pairs<'a>,
     /// `(prefix, value)` of every `<prefix>Linkedid` header.
-    other_linkedids: Vec<(&'a [u8], &'a [u8])>,
+    other_linkedids: Pairs<'a>,
+}
+
+/// `(prefix, value)` pairs in arrival order: the first [`Pairs::INLINE`] kept inline (an event names at
+/// most a few other channels), the rest in a vector, so reading an event allocates nothing.
+#[derive(Default)]
+struct Pairs<'a> {
+    inline: [(&'a [u8], &'a [u8]); Pairs::INLINE],
+    len: usize,
+    spill: Vec<(&'a [u8], &'a [u8])>,
+}
+
+impl<'a> Pairs<'a> {
+    const INLINE: usize = 4;
+
+    fn push(&mut self, pair: (&'a [u8], &'a [u8])) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => {
+                *slot = pair;
+                self.len += 1;
+            }
+            None => self.spill.push(pair),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(&'a [u8], &'a [u8])> + '_ {
+        self.inline[..self.len].iter().chain(self.spill.iter())
+    }
+}
+
+/// The first (up to) 8 bytes of `key` as one word with ASCII letters folded to lower case. Equal to
+/// `fold8(name)` for an all-letter `name` of the same length exactly when `key` is `name` in any case: only
+/// a letter folds onto a letter.
+#[inline(always)]
+fn fold8(key: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    let n = key.len().min(8);
+    w[..n].copy_from_slice(&key[..n]);
+    u64::from_le_bytes(w) | 0x2020_2020_2020_2020
+}
+
+/// `fold8` of the all-letter names compared in [`Fields::read`], computed once.
+const fn fold8_const(name: &[u8]) -> u64 {
+    let mut w = 0u64;
+    let mut i = 0;
+    while i < name.len() && i < 8 {
+        w |= ((name[i] | 0x20) as u64) << (8 * i);
+        i += 1;
+    }
+    w | 0x2020_2020_2020_2020
 }
 
 /// The value as text, when present and valid UTF-8.
@@ -546,26 +595,40 @@ fn text(v: Option<&[u8]>) -> Option<&str> {
 
 impl<'a> Fields<'a> {
     fn read(msg: &'a Message) -> Self {
-        const UID: &[u8] = b"Uniqueid";
-        const LID: &[u8] = b"Linkedid";
+        const CAUSE: u64 = fold8_const(b"cause");
+        const CHANNEL: u64 = fold8_const(b"channel");
+        const NEWNAME: u64 = fold8_const(b"newname");
+        const UID: u64 = fold8_const(b"uniqueid");
+        const LID: u64 = fold8_const(b"linkedid");
+        const TIMESTAM: u64 = fold8_const(b"timestam");
+        const CHANNELS: u64 = fold8_const(b"channels");
+        const TATEDESC: u64 = fold8_const(b"tatedesc");
         let mut f = Fields::default();
+        // Keys are compared as folded words (all the names are letters but `Cause-txt`): one comparison
+        // per header instead of a byte loop per candidate name.
         for h in msg.headers() {
             let key = h.key;
             let slot = match key.len() {
-                5 if key.eq_ignore_ascii_case(b"Cause") => &mut f.cause,
-                7 if key.eq_ignore_ascii_case(b"Channel") => &mut f.channel,
-                7 if key.eq_ignore_ascii_case(b"Newname") => &mut f.newname,
-                8 if key.eq_ignore_ascii_case(UID) => &mut f.uniqueid,
-                8 if key.eq_ignore_ascii_case(LID) => &mut f.linkedid,
+                5 if fold8(key) == CAUSE => &mut f.cause,
+                7 => match fold8(key) {
+                    CHANNEL => &mut f.channel,
+                    NEWNAME => &mut f.newname,
+                    _ => continue,
+                },
+                8 => match fold8(key) {
+                    UID => &mut f.uniqueid,
+                    LID => &mut f.linkedid,
+                    _ => continue,
+                },
                 9 if key.eq_ignore_ascii_case(b"Cause-txt") => &mut f.cause_txt,
-                9 if key.eq_ignore_ascii_case(b"Timestamp") => &mut f.timestamp,
-                16 if key.eq_ignore_ascii_case(b"ChannelStateDesc") => &mut f.state,
-                n if n > UID.len() => {
-                    let (prefix, tail) = key.split_at(n - UID.len());
-                    if tail.eq_ignore_ascii_case(UID) {
-                        f.other_uniqueids.push((prefix, h.value));
-                    } else if tail.eq_ignore_ascii_case(LID) {
-                        f.other_linkedids.push((prefix, h.value));
+                9 if fold8(key) == TIMESTAM && key[8] | 0x20 == b'p' => &mut f.timestamp,
+                16 if fold8(key) == CHANNELS && fold8(&key[8..]) == TATEDESC => &mut f.state,
+                n if n > 8 => {
+                    let (prefix, tail) = key.split_at(n - 8);
+                    match fold8(tail) {
+                        UID => f.other_uniqueids.push((prefix, h.value)),
+                        LID => f.other_linkedids.push((prefix, h.value)),
+                        _ => {}
                     }
                     continue;
                 }
@@ -605,7 +668,7 @@ impl<'a> Fields<'a> {
 
     /// `(Uniqueid, Linkedid)` of the other channels the event describes, paired by prefix.
     fn others(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
-        self.other_uniqueids.iter().filter_map(|(prefix, uid)| {
+        self.other_uniqueids.iter().filter_map(|&(prefix, uid)| {
             let lid = self
                 .other_linkedids
                 .iter()
@@ -687,6 +750,18 @@ fn timestamp_us(t: &[u8]) -> Option<i64> {
 /// µs, so rounding to whole microseconds lands on the written value.
 #[inline]
 fn timestamp_micros(t: &[u8]) -> Option<i64> {
+    // Asterisk's own shape, `1700000000.123456`: sixteen digits in fixed places.
+    if t.len() == 17 && t[10] == b'.' {
+        let mut n = 0i64;
+        for &b in t[..10].iter().chain(&t[11..]) {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            n = n * 10 + i64::from(d);
+        }
+        return (n < (1i64 << 31) * 1_000_000).then_some(n);
+    }
     let (secs, frac) = match t.iter().position(|&b| b == b'.') {
         Some(dot) => (&t[..dot], &t[dot + 1..]),
         None => (t, &t[t.len()..]),
@@ -1554,6 +1629,10 @@ mod tests {
             "+1795520552.1",
             "1795520552.1234567",
             "99999999999.5",
+            "2147483648.000000",
+            "17955205x2.123456",
+            "1795520552.12345x",
+            "1795520552.12.456",
             "1e9",
             "x",
             "",
