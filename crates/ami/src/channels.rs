@@ -24,7 +24,36 @@ use dashmap::DashMap;
 
 /// Per-channel maps keyed by `Uniqueid`. foldhash instead of SipHash: the map is looked up for nearly every
 /// event, and foldhash's per-map random seed still keeps keys chosen by a caller from colliding on purpose.
-type ByUniqueid<V> = DashMap<String, V, foldhash::fast::RandomState>;
+/// Looked up with the header's bytes (see [`Uid`]).
+type ByUniqueid<V> = DashMap<Uid, V, foldhash::fast::RandomState>;
+
+/// A `Uniqueid` as a map key: text, hashed and compared as its bytes, so that an event's raw header value
+/// finds its channel without a UTF-8 check (a key is checked once, when its entry is created).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Uid(Box<str>);
+
+impl Uid {
+    fn new(uid: &str) -> Self {
+        Self(Box::from(uid))
+    }
+
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::hash::Hash for Uid {
+    // As `[u8]` hashes: `Borrow<[u8]>` requires the same hash for the key and its borrowed form.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.as_bytes().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Uid {
+    fn borrow(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
 
 /// Default time an ended channel stays visible in snapshots.
 pub const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(15 * 60);
@@ -396,7 +425,7 @@ pub struct ServerChannels {
 struct ServerInner {
     name: Arc<str>,
     live: ByUniqueid<Live>,
-    ended: DashMap<Box<str>, Ended, foldhash::fast::RandomState>,
+    ended: ByUniqueid<Ended>,
     /// Cause texts shared by the tombstones (see [`intern`]).
     cause_texts: Mutex<Vec<Arc<str>>>,
     status: Mutex<Status>,
@@ -473,7 +502,7 @@ impl ChannelMap {
                     Arc::new(ServerInner {
                         name: Arc::from(name),
                         live: ByUniqueid::default(),
-                        ended: DashMap::default(),
+                        ended: ByUniqueid::default(),
                         cause_texts: Mutex::new(Vec::new()),
                         status: Mutex::new(Status::default()),
                         proven: AtomicI64::new(i64::MIN),
@@ -666,8 +695,9 @@ impl<'a> Fields<'a> {
         text(self.newname)
     }
 
-    /// `(Uniqueid, Linkedid)` of the other channels the event describes, paired by prefix.
-    fn others(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
+    /// `(Uniqueid, Linkedid)` of the other channels the event describes, paired by prefix; the Uniqueid as
+    /// bytes, for a map lookup.
+    fn others(&self) -> impl Iterator<Item = (&'a [u8], &'a str)> + '_ {
         self.other_uniqueids.iter().filter_map(|&(prefix, uid)| {
             let lid = self
                 .other_linkedids
@@ -675,7 +705,7 @@ impl<'a> Fields<'a> {
                 .find(|(p, _)| p.eq_ignore_ascii_case(prefix))
                 .and_then(|(_, l)| std::str::from_utf8(l).ok())
                 .filter(|l| valid_id(l))?;
-            Some((std::str::from_utf8(uid).ok()?, lid))
+            Some((uid, lid))
         })
     }
 }
@@ -780,7 +810,12 @@ fn timestamp_micros(t: &[u8]) -> Option<i64> {
 }
 
 fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id != "<unknown>"
+    valid_id_bytes(id.as_bytes())
+}
+
+/// [`valid_id`] on a raw header value.
+fn valid_id_bytes(id: &[u8]) -> bool {
+    !id.is_empty() && id != b"<unknown>"
 }
 
 /// What [`ServerChannels::finish_listing`] found.
@@ -965,7 +1000,7 @@ impl ServerChannels {
         let (now, _) = self.event_time(msg, us(now));
         let epoch = self.epoch();
         // A Newchannel for a Uniqueid we still hold from an older epoch: Uniqueids restarted with Asterisk.
-        if let Some((_, old)) = self.inner.live.remove(uid) {
+        if let Some((_, old)) = self.inner.live.remove(uid.as_bytes()) {
             if old.epoch != epoch {
                 let st = lock(&self.inner.status);
                 let after = Self::last_known_alive(&old, self.alive_through(&st));
@@ -982,9 +1017,9 @@ impl ServerChannels {
                 );
             }
         }
-        self.inner.ended.remove(uid);
+        self.inner.ended.remove(uid.as_bytes());
         self.inner.live.insert(
-            uid.to_string(),
+            Uid::new(uid),
             Live {
                 linkedid: linkedid.to_string(),
                 linkedids_ever: vec![linkedid.to_string()],
@@ -1006,30 +1041,34 @@ impl ServerChannels {
         if let Some(f) = &fields {
             self.remember_other_linkedids(f);
         }
-        let Some(uid) = text(msg.uniqueid_bytes()) else {
+        // Looked up as bytes: a key in the map is valid UTF-8, so a value that is not finds nothing, and
+        // the text is checked only to add a channel.
+        let Some(uid) = msg.uniqueid_bytes() else {
             return;
         };
-        if !valid_id(uid) {
+        if !valid_id_bytes(uid) {
             return;
         }
-        // Alive when the event was generated: its Timestamp, else no earlier than the proven time.
-        let (now, _) = self.event_time(msg, us(now));
         let gen = self.inner.gen.load(Ordering::Relaxed);
         if let Some(mut live) = self.inner.live.get_mut(uid) {
+            // Alive when the event was generated: its Timestamp, else no earlier than the proven time.
+            let (now, _) = self.event_time(msg, us(now));
             live.last_seen = live.last_seen.max(now);
             live.last_event = live.last_event.max(now);
             live.gen = gen;
             // Nearly always unchanged: compare bytes, read the text only for a change.
             let linkedid = msg.linkedid_bytes();
-            let changed = linkedid.is_some_and(|l| l != live.linkedid.as_bytes());
-            if let Some(l) = text(linkedid).filter(|l| changed && valid_id(l)) {
-                live.linkedid = l.to_string();
-                remember_linkedid(&mut live.linkedids_ever, l, l);
+            if linkedid.is_some_and(|l| l != live.linkedid.as_bytes()) {
+                if let Some(l) = text(linkedid).filter(|l| valid_id(l)) {
+                    live.linkedid = l.to_string();
+                    remember_linkedid(&mut live.linkedids_ever, l, l);
+                }
             }
             match event {
                 b"Newstate" => {
-                    if let Some(s) = msg.get_str("ChannelStateDesc") {
-                        if live.state != s {
+                    let s = msg.get("ChannelStateDesc");
+                    if s.is_some_and(|s| s != live.state.as_bytes()) {
+                        if let Some(s) = text(s) {
                             live.state = s.to_string();
                         }
                     }
@@ -1043,10 +1082,15 @@ impl ServerChannels {
             }
             return;
         }
+        let Ok(uid) = std::str::from_utf8(uid) else {
+            return;
+        };
+        let (now, _) = self.event_time(msg, us(now));
         let f = fields.unwrap_or_else(|| Fields::read(msg));
         // A synced map saw every `Newchannel` since its listing: an unknown channel is one that ended before
         // (Asterisk sends a few events after a channel's Hangup), not one to add.
-        if !proves_alive(event) || self.inner.ended.contains_key(uid) || self.is_synced() {
+        if !proves_alive(event) || self.inner.ended.contains_key(uid.as_bytes()) || self.is_synced()
+        {
             return;
         }
         let (Some(channel), Some(linkedid)) = (
@@ -1056,7 +1100,7 @@ impl ServerChannels {
             return;
         };
         self.inner.live.insert(
-            uid.to_string(),
+            Uid::new(uid),
             Live {
                 linkedid: linkedid.to_string(),
                 linkedids_ever: vec![linkedid.to_string()],
@@ -1117,7 +1161,7 @@ impl ServerChannels {
             after,
             before,
         };
-        let live = match self.inner.live.remove(uid) {
+        let live = match self.inner.live.remove(uid.as_bytes()) {
             Some((_, live)) => live,
             None => {
                 let linkedid = f.linkedid().unwrap_or(uid).to_string();
@@ -1198,7 +1242,7 @@ impl ServerChannels {
         end: impl Fn(&Live) -> ChannelEnd,
         now: i64,
     ) -> usize {
-        let victims: Vec<String> = self
+        let victims: Vec<Uid> = self
             .inner
             .live
             .iter()
@@ -1207,9 +1251,9 @@ impl ServerChannels {
             .collect();
         let n = victims.len();
         for uid in victims {
-            if let Some((_, live)) = self.inner.live.remove(&uid) {
+            if let Some((uid, live)) = self.inner.live.remove(uid.0.as_bytes()) {
                 let e = end(&live);
-                self.end(&uid, live, e, now);
+                self.end(uid.as_str(), live, e, now);
             }
         }
         n
@@ -1240,7 +1284,7 @@ impl ServerChannels {
             return;
         }
         self.inner.ended.insert(
-            Box::from(uid),
+            Uid::new(uid),
             Ended {
                 linkedids_ever: live
                     .linkedids_ever
@@ -1267,7 +1311,7 @@ impl ServerChannels {
             };
             self.inner
                 .ended
-                .remove_if(&uid, |_, e| e.written == written);
+                .remove_if(uid.as_bytes(), |_, e| e.written == written);
         }
     }
 
@@ -1287,7 +1331,12 @@ impl ServerChannels {
         };
         let epoch = self.epoch();
         // Hung up during this connection (e.g. while the listing streamed): never revive it.
-        if self.inner.ended.get(uid).is_some_and(|e| e.epoch == epoch) {
+        if self
+            .inner
+            .ended
+            .get(uid.as_bytes())
+            .is_some_and(|e| e.epoch == epoch)
+        {
             return;
         }
         // Asterisk took the listing's snapshot after the action was sent: listed channels were alive then
@@ -1297,7 +1346,7 @@ impl ServerChannels {
             .filter(|(g, _)| *g == gen)
             .map(|(_, start)| start);
         let now = started.unwrap_or(us(now)).min(us(now));
-        match self.inner.live.get_mut(uid) {
+        match self.inner.live.get_mut(uid.as_bytes()) {
             Some(mut live) => {
                 live.gen = gen;
                 live.epoch = epoch;
@@ -1325,9 +1374,9 @@ impl ServerChannels {
                     .filter(|l| valid_id(l))
                     .unwrap_or(uid)
                     .to_string();
-                self.inner.ended.remove(uid);
+                self.inner.ended.remove(uid.as_bytes());
                 self.inner.live.insert(
-                    uid.to_string(),
+                    Uid::new(uid),
                     Live {
                         linkedids_ever: vec![linkedid.clone()],
                         linkedid,
@@ -1419,7 +1468,7 @@ impl ServerChannels {
             .filter(|e| {
                 let l = e.value();
                 keep(
-                    e.key(),
+                    e.key().as_str(),
                     &l.channel,
                     &mut l.linkedids_ever.iter().map(String::as_str),
                 )
@@ -1427,7 +1476,7 @@ impl ServerChannels {
             .map(|e| {
                 let l = e.value();
                 (
-                    e.key().clone(),
+                    e.key().as_str().to_string(),
                     LiveChannel {
                         linkedid: l.linkedid.clone(),
                         linkedids_ever: l.linkedids_ever.clone(),
@@ -1448,7 +1497,7 @@ impl ServerChannels {
             .filter(|e| {
                 let x = e.value();
                 keep(
-                    e.key(),
+                    e.key().as_str(),
                     &x.channel,
                     &mut x.linkedids_ever.iter().map(|l| &**l),
                 )
@@ -1456,7 +1505,7 @@ impl ServerChannels {
             .map(|e| {
                 let x = e.value();
                 (
-                    e.key().to_string(),
+                    e.key().as_str().to_string(),
                     EndedChannel {
                         linkedids_ever: x.linkedids_ever.iter().map(|l| l.to_string()).collect(),
                         channel: x.channel.to_string(),
