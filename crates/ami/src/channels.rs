@@ -780,16 +780,16 @@ fn timestamp_us(t: &[u8]) -> Option<i64> {
 /// µs, so rounding to whole microseconds lands on the written value.
 #[inline]
 fn timestamp_micros(t: &[u8]) -> Option<i64> {
-    // Asterisk's own shape, `1700000000.123456`: sixteen digits in fixed places.
-    if t.len() == 17 && t[10] == b'.' {
-        let mut n = 0i64;
-        for &b in t[..10].iter().chain(&t[11..]) {
-            let d = b.wrapping_sub(b'0');
-            if d > 9 {
-                return None;
-            }
-            n = n * 10 + i64::from(d);
+    // Asterisk's own shape, `1700000000.123456`: sixteen digits in fixed places, read as two words of
+    // eight digits.
+    if let Ok(t) = <&[u8; 17]>::try_from(t) {
+        if t[10] != b'.' {
+            return None;
         }
+        let [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, _, b2, b3, b4, b5, b6, b7] = *t;
+        let high = eight_digits([a0, a1, a2, a3, a4, a5, a6, a7])?;
+        let low = eight_digits([b0, b1, b2, b3, b4, b5, b6, b7])?;
+        let n = (high * 100_000_000 + low) as i64;
         return (n < (1i64 << 31) * 1_000_000).then_some(n);
     }
     let (secs, frac) = match t.iter().position(|&b| b == b'.') {
@@ -807,6 +807,23 @@ fn timestamp_micros(t: &[u8]) -> Option<i64> {
     let secs = digits(secs).filter(|s| *s < 1 << 31)?;
     let frac = digits(frac)? * 10i64.pow(6 - frac.len() as u32);
     Some(secs * 1_000_000 + frac)
+}
+
+/// The value of eight ASCII digits (most significant first), `None` unless all eight are digits. One word
+/// for all eight: a byte is a digit exactly when neither `b + 0x46` nor `b - 0x30` sets its top bit, and a
+/// carry or borrow that crosses into the next byte only comes from a byte that already failed.
+#[inline(always)]
+fn eight_digits(bytes: [u8; 8]) -> Option<u64> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let w = u64::from_le_bytes(bytes);
+    if (w.wrapping_add(0x46 * ONES) | w.wrapping_sub(0x30 * ONES)) & (0x80 * ONES) != 0 {
+        return None;
+    }
+    // Little-endian: the first digit is the low byte. Pairs, then quads, then the eight.
+    let d = w - 0x30 * ONES;
+    let d = (d * 10 + (d >> 8)) & 0x00ff_00ff_00ff_00ff;
+    let d = (d * 100 + (d >> 16)) & 0x0000_ffff_0000_ffff;
+    Some((d.wrapping_mul(10_000) + (d >> 32)) & 0xffff_ffff)
 }
 
 fn valid_id(id: &str) -> bool {
@@ -1622,6 +1639,77 @@ mod tests {
             assert_eq!(p.unpack(), ends_with_text(&format!("text {i}")));
         }
         assert_eq!(lock(&texts).len(), MAX_CAUSE_TEXTS);
+    }
+
+    /// The digit loop [`eight_digits`] replaced.
+    fn eight_digits_simple(bytes: [u8; 8]) -> Option<u64> {
+        bytes.iter().try_fold(0u64, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+        })
+    }
+
+    #[test]
+    fn eight_digits_agrees_with_a_digit_loop() {
+        let mut cases: Vec<[u8; 8]> = vec![
+            *b"00000000",
+            *b"99999999",
+            *b"12345678",
+            *b"1234567/",
+            *b"/2345678",
+            *b"1234:678",
+            [0xff, b'2', b'3', b'4', b'5', b'6', b'7', b'8'],
+            [b'9' + 1; 8],
+            [b'0' - 1; 8],
+            [0xba; 8],
+            [0xff; 8],
+            [0x80; 8],
+            [0; 8],
+        ];
+        // Every byte value in every place among digits.
+        for place in 0..8 {
+            for b in 0..=255u8 {
+                let mut c = *b"31415926";
+                c[place] = b;
+                cases.push(c);
+            }
+        }
+        for c in &cases {
+            assert_eq!(eight_digits(*c), eight_digits_simple(*c), "{c:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn eight_digits_agrees_on_any_bytes(bytes in proptest::array::uniform8(proptest::prelude::any::<u8>())) {
+            proptest::prop_assert_eq!(eight_digits(bytes), eight_digits_simple(bytes));
+        }
+
+        #[test]
+        fn eight_digits_agrees_on_mostly_digits(
+            digits in proptest::array::uniform8(b'0'..=b'9'),
+            place in 0usize..9,
+            b in proptest::prelude::any::<u8>(),
+        ) {
+            let mut bytes = digits;
+            if let Some(slot) = bytes.get_mut(place) {
+                *slot = b;
+            }
+            proptest::prop_assert_eq!(eight_digits(bytes), eight_digits_simple(bytes));
+        }
+
+        #[test]
+        fn the_timestamp_fast_path_agrees_with_a_digit_loop(t in proptest::collection::vec(
+            proptest::prop_oneof![8 => b'0'..=b'9', 1 => proptest::prelude::any::<u8>(), 1 => proptest::prelude::Just(b'.')],
+            17,
+        )) {
+            let simple = (t[10] == b'.')
+                .then(|| t[..10].iter().chain(&t[11..]).try_fold(0i64, |n, &b| {
+                    b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
+                }))
+                .flatten()
+                .filter(|n| *n < (1i64 << 31) * 1_000_000);
+            proptest::prop_assert_eq!(timestamp_micros(&t), simple);
+        }
     }
 
     fn ends_with_text(text: &str) -> ChannelEnd {
