@@ -652,7 +652,8 @@ impl<'a> Fields<'a> {
                 9 if key.eq_ignore_ascii_case(b"Cause-txt") => &mut f.cause_txt,
                 9 if fold8(key) == TIMESTAM && key[8] | 0x20 == b'p' => &mut f.timestamp,
                 16 if fold8(key) == CHANNELS && fold8(&key[8..]) == TATEDESC => &mut f.state,
-                n if n > 8 => {
+                // `<prefix>Uniqueid` / `<prefix>Linkedid`: both end in `d`.
+                n if n > 8 && key[n - 1] | 0x20 == b'd' => {
                     let (prefix, tail) = key.split_at(n - 8);
                     match fold8(tail) {
                         UID => f.other_uniqueids.push((prefix, h.value)),
@@ -710,8 +711,11 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// Events about exactly one channel, whose headers name no other channel's `Uniqueid`/`Linkedid`: the
-/// bulk of a busy stream (dialplan steps and variables), handled without reading every header.
+/// Events whose headers carry no other channel's `Uniqueid` together with its `Linkedid` (the bridge
+/// events' `BridgeUniqueid` and `SwapUniqueid` come without one): the bulk of a busy stream (dialplan steps
+/// and variables, bridging, hangup requests), handled without reading every header. The other channels'
+/// Linkedids come with `DialBegin`/`DialState`/`DialEnd` (`Dest…`), `LocalBridge` (`LocalOne…`,
+/// `LocalTwo…`) and the transfer events.
 fn describes_one_channel(event: &[u8]) -> bool {
     matches!(
         event,
@@ -727,6 +731,13 @@ fn describes_one_channel(event: &[u8]) -> bool {
             | b"MusicOnHoldStop"
             | b"DTMFBegin"
             | b"DTMFEnd"
+            | b"HangupRequest"
+            | b"SoftHangupRequest"
+            | b"BridgeCreate"
+            | b"BridgeDestroy"
+            | b"BridgeEnter"
+            | b"BridgeLeave"
+            | b"OriginateResponse"
     )
 }
 
