@@ -557,8 +557,6 @@ struct Fields<'a> {
     linkedid: Option<&'a [u8]>,
     channel: Option<&'a [u8]>,
     state: Option<&'a [u8]>,
-    cause: Option<&'a [u8]>,
-    cause_txt: Option<&'a [u8]>,
     timestamp: Option<&'a [u8]>,
     newname: Option<&'a [u8]>,
     /// `(prefix, value)` of every `<prefix>Uniqueid` header (`DestUniqueid`, `TransferTargetUniqueid`…).
@@ -624,7 +622,6 @@ fn text(v: Option<&[u8]>) -> Option<&str> {
 
 impl<'a> Fields<'a> {
     fn read(msg: &'a Message) -> Self {
-        const CAUSE: u64 = fold8_const(b"cause");
         const CHANNEL: u64 = fold8_const(b"channel");
         const NEWNAME: u64 = fold8_const(b"newname");
         const UID: u64 = fold8_const(b"uniqueid");
@@ -633,12 +630,11 @@ impl<'a> Fields<'a> {
         const CHANNELS: u64 = fold8_const(b"channels");
         const TATEDESC: u64 = fold8_const(b"tatedesc");
         let mut f = Fields::default();
-        // Keys are compared as folded words (all the names are letters but `Cause-txt`): one comparison
-        // per header instead of a byte loop per candidate name.
+        // Keys are compared as folded words (all the names are letters): one comparison per header instead
+        // of a byte loop per candidate name.
         for h in msg.headers() {
             let key = h.key;
             let slot = match key.len() {
-                5 if fold8(key) == CAUSE => &mut f.cause,
                 7 => match fold8(key) {
                     CHANNEL => &mut f.channel,
                     NEWNAME => &mut f.newname,
@@ -649,7 +645,6 @@ impl<'a> Fields<'a> {
                     LID => &mut f.linkedid,
                     _ => continue,
                 },
-                9 if key.eq_ignore_ascii_case(b"Cause-txt") => &mut f.cause_txt,
                 9 if fold8(key) == TIMESTAM && key[8] | 0x20 == b'p' => &mut f.timestamp,
                 16 if fold8(key) == CHANNELS && fold8(&key[8..]) == TATEDESC => &mut f.state,
                 // `<prefix>Uniqueid` / `<prefix>Linkedid`: both end in `d`.
@@ -671,6 +666,18 @@ impl<'a> Fields<'a> {
         f
     }
 
+    /// Only the headers the parser already found (`Uniqueid`, `Linkedid`, `Timestamp`: the first of each,
+    /// as [`Fields::read`] takes them), for an event about its own channel whose few other headers are
+    /// looked up by name.
+    fn own(msg: &'a Message) -> Self {
+        Fields {
+            uniqueid: msg.uniqueid_bytes(),
+            linkedid: msg.linkedid_bytes(),
+            timestamp: msg.timestamp_bytes(),
+            ..Fields::default()
+        }
+    }
+
     fn uniqueid(&self) -> Option<&'a str> {
         text(self.uniqueid)
     }
@@ -682,12 +689,6 @@ impl<'a> Fields<'a> {
     }
     fn state(&self) -> Option<&'a str> {
         text(self.state)
-    }
-    fn cause(&self) -> Option<&'a str> {
-        text(self.cause)
-    }
-    fn cause_txt(&self) -> Option<&'a str> {
-        text(self.cause_txt)
     }
     fn timestamp(&self) -> Option<&'a str> {
         text(self.timestamp)
@@ -797,9 +798,16 @@ fn timestamp_micros(t: &[u8]) -> Option<i64> {
         if t[10] != b'.' {
             return None;
         }
-        let [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, _, b2, b3, b4, b5, b6, b7] = *t;
-        let high = eight_digits([a0, a1, a2, a3, a4, a5, a6, a7])?;
-        let low = eight_digits([b0, b1, b2, b3, b4, b5, b6, b7])?;
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&t[at..at + 8]);
+            u64::from_le_bytes(w)
+        };
+        // The last eight digits: the word at 9 (`S.ffffff`, little-endian) with its `S.` bytes replaced by
+        // the two seconds digits at 8 and 9.
+        let low = word(9) & !0xffff | u64::from(t[8]) | u64::from(t[9]) << 8;
+        let high = eight_digits(word(0))?;
+        let low = eight_digits(low)?;
         let n = (high * 100_000_000 + low) as i64;
         return (n < (1i64 << 31) * 1_000_000).then_some(n);
     }
@@ -820,13 +828,13 @@ fn timestamp_micros(t: &[u8]) -> Option<i64> {
     Some(secs * 1_000_000 + frac)
 }
 
-/// The value of eight ASCII digits (most significant first), `None` unless all eight are digits. One word
+/// The value of eight ASCII digits read as a little-endian word (most significant digit in the low byte),
+/// `None` unless all eight are digits. One word
 /// for all eight: a byte is a digit exactly when neither `b + 0x46` nor `b - 0x30` sets its top bit, and a
 /// carry or borrow that crosses into the next byte only comes from a byte that already failed.
 #[inline(always)]
-fn eight_digits(bytes: [u8; 8]) -> Option<u64> {
+fn eight_digits(w: u64) -> Option<u64> {
     const ONES: u64 = 0x0101_0101_0101_0101;
-    let w = u64::from_le_bytes(bytes);
     if (w.wrapping_add(0x46 * ONES) | w.wrapping_sub(0x30 * ONES)) & (0x80 * ONES) != 0 {
         return None;
     }
@@ -1017,8 +1025,8 @@ impl ServerChannels {
     }
 
     fn newchannel(&self, msg: &Message, now: DateTime<Utc>) {
-        let f = Fields::read(msg);
-        let (Some(uid), Some(channel)) = (f.uniqueid(), f.channel()) else {
+        let f = Fields::own(msg);
+        let (Some(uid), Some(channel)) = (f.uniqueid(), text(msg.get("Channel"))) else {
             return;
         };
         if !valid_id(uid) {
@@ -1052,7 +1060,9 @@ impl ServerChannels {
                 linkedid: linkedid.to_string(),
                 linkedids_ever: vec![linkedid.to_string()],
                 channel: channel.to_string(),
-                state: f.state().unwrap_or("").to_string(),
+                state: text(msg.get("ChannelStateDesc"))
+                    .unwrap_or("")
+                    .to_string(),
                 first_seen: now,
                 last_seen: now,
                 last_event: now,
@@ -1157,7 +1167,7 @@ impl ServerChannels {
     }
 
     fn hangup(&self, msg: &Message, now: DateTime<Utc>) {
-        let f = Fields::read(msg);
+        let f = Fields::own(msg);
         let Some(uid) = f.uniqueid().filter(|u| valid_id(u)) else {
             return;
         };
@@ -1184,8 +1194,8 @@ impl ServerChannels {
         };
         let end = ChannelEnd::HangupSeen {
             at,
-            cause: f.cause().and_then(|c| c.trim().parse().ok()),
-            cause_txt: f.cause_txt().map(str::to_string),
+            cause: text(msg.get("Cause")).and_then(|c| c.trim().parse().ok()),
+            cause_txt: text(msg.get("Cause-txt")).map(str::to_string),
             after,
             before,
         };
@@ -1196,7 +1206,7 @@ impl ServerChannels {
                 Live {
                     linkedids_ever: vec![linkedid.clone()],
                     linkedid,
-                    channel: f.channel().unwrap_or("").to_string(),
+                    channel: text(msg.get("Channel")).unwrap_or("").to_string(),
                     state: String::new(),
                     first_seen: us(at),
                     last_seen: us(at),
@@ -1685,14 +1695,18 @@ mod tests {
             }
         }
         for c in &cases {
-            assert_eq!(eight_digits(*c), eight_digits_simple(*c), "{c:?}");
+            assert_eq!(
+                eight_digits(u64::from_le_bytes(*c)),
+                eight_digits_simple(*c),
+                "{c:?}"
+            );
         }
     }
 
     proptest::proptest! {
         #[test]
         fn eight_digits_agrees_on_any_bytes(bytes in proptest::array::uniform8(proptest::prelude::any::<u8>())) {
-            proptest::prop_assert_eq!(eight_digits(bytes), eight_digits_simple(bytes));
+            proptest::prop_assert_eq!(eight_digits(u64::from_le_bytes(bytes)), eight_digits_simple(bytes));
         }
 
         #[test]
@@ -1705,7 +1719,7 @@ mod tests {
             if let Some(slot) = bytes.get_mut(place) {
                 *slot = b;
             }
-            proptest::prop_assert_eq!(eight_digits(bytes), eight_digits_simple(bytes));
+            proptest::prop_assert_eq!(eight_digits(u64::from_le_bytes(bytes)), eight_digits_simple(bytes));
         }
 
         #[test]
