@@ -1060,9 +1060,7 @@ impl ServerChannels {
                 linkedid: linkedid.to_string(),
                 linkedids_ever: vec![linkedid.to_string()],
                 channel: channel.to_string(),
-                state: text(msg.get("ChannelStateDesc"))
-                    .unwrap_or("")
-                    .to_string(),
+                state: text(msg.get("ChannelStateDesc")).unwrap_or("").to_string(),
                 first_seen: now,
                 last_seen: now,
                 last_event: now,
