@@ -229,15 +229,17 @@ impl Message {
         self.spans.chunks_exact(SPAN_BYTES).map(Span::decode)
     }
 
-    /// The header at `index`, which a [`Landmarks`] entry gave (so it exists).
+    /// The value of the header at `index` (a [`Landmarks`] entry): only the value's half of its span is read.
     #[inline]
-    fn landmark(&self, index: u32) -> Option<Header<'_>> {
+    fn landmark_value(&self, index: u32) -> Option<&[u8]> {
         if index == ABSENT {
             return None;
         }
-        let start = index as usize * SPAN_BYTES;
-        let chunk = self.spans.get(start..start + SPAN_BYTES)?;
-        Some(self.header_at(&Span::decode(chunk)))
+        let at = index as usize * SPAN_BYTES + 8;
+        let mut w = [0u8; 8];
+        w.copy_from_slice(self.spans.get(at..at + 8)?);
+        let w = u64::from_le_bytes(w);
+        self.raw.get(w as u32 as usize..(w >> 32) as usize)
     }
 
     #[inline]
@@ -291,41 +293,41 @@ impl Message {
     /// The `Event:` value as bytes, when the message is an event.
     #[inline]
     pub fn event_bytes(&self) -> Option<&[u8]> {
-        self.landmark(self.landmarks.event).map(|h| h.value)
+        self.landmark_value(self.landmarks.event)
     }
 
     /// The first `Uniqueid:` value as bytes (found at parse time: no search). In a channel event this is
     /// the channel's own; other channels it describes have prefixed keys (`DestUniqueid`).
     #[inline]
     pub fn uniqueid_bytes(&self) -> Option<&[u8]> {
-        self.landmark(self.landmarks.uniqueid).map(|h| h.value)
+        self.landmark_value(self.landmarks.uniqueid)
     }
 
     /// The first `Linkedid:` value as bytes (found at parse time: no search).
     #[inline]
     pub fn linkedid_bytes(&self) -> Option<&[u8]> {
-        self.landmark(self.landmarks.linkedid).map(|h| h.value)
+        self.landmark_value(self.landmarks.linkedid)
     }
 
     /// The first `Timestamp:` value as bytes (found at parse time: no search). Asterisk adds it to every
     /// event when `timestampevents = yes` in `manager.conf`: Unix seconds with microseconds.
     #[inline]
     pub fn timestamp_bytes(&self) -> Option<&[u8]> {
-        self.landmark(self.landmarks.timestamp).map(|h| h.value)
+        self.landmark_value(self.landmarks.timestamp)
     }
 
     /// The `Response:` value (`Success`, `Error`, `Follows`, `Goodbye`…).
     #[inline]
     pub fn response(&self) -> Option<&str> {
-        self.landmark(self.landmarks.response)
-            .and_then(|h| h.value_str())
+        self.landmark_value(self.landmarks.response)
+            .and_then(|v| std::str::from_utf8(v).ok())
     }
 
     /// The `ActionID:` value.
     #[inline]
     pub fn action_id(&self) -> Option<&str> {
-        self.landmark(self.landmarks.action_id)
-            .and_then(|h| h.value_str())
+        self.landmark_value(self.landmarks.action_id)
+            .and_then(|v| std::str::from_utf8(v).ok())
     }
 
     /// Classifies the message: an `Event:` header makes an event whatever else it carries; otherwise a

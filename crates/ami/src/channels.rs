@@ -24,7 +24,36 @@ use dashmap::DashMap;
 
 /// Per-channel maps keyed by `Uniqueid`. foldhash instead of SipHash: the map is looked up for nearly every
 /// event, and foldhash's per-map random seed still keeps keys chosen by a caller from colliding on purpose.
-type ByUniqueid<V> = DashMap<String, V, foldhash::fast::RandomState>;
+/// Looked up with the header's bytes (see [`Uid`]).
+type ByUniqueid<V> = DashMap<Uid, V, foldhash::fast::RandomState>;
+
+/// A `Uniqueid` as a map key: text, hashed and compared as its bytes, so that an event's raw header value
+/// finds its channel without a UTF-8 check (a key is checked once, when its entry is created).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Uid(Box<str>);
+
+impl Uid {
+    fn new(uid: &str) -> Self {
+        Self(Box::from(uid))
+    }
+
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::hash::Hash for Uid {
+    // As `[u8]` hashes: `Borrow<[u8]>` requires the same hash for the key and its borrowed form.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.as_bytes().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Uid {
+    fn borrow(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
 
 /// Default time an ended channel stays visible in snapshots.
 pub const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(15 * 60);
@@ -396,7 +425,7 @@ pub struct ServerChannels {
 struct ServerInner {
     name: Arc<str>,
     live: ByUniqueid<Live>,
-    ended: DashMap<Box<str>, Ended, foldhash::fast::RandomState>,
+    ended: ByUniqueid<Ended>,
     /// Cause texts shared by the tombstones (see [`intern`]).
     cause_texts: Mutex<Vec<Arc<str>>>,
     status: Mutex<Status>,
@@ -473,7 +502,7 @@ impl ChannelMap {
                     Arc::new(ServerInner {
                         name: Arc::from(name),
                         live: ByUniqueid::default(),
-                        ended: DashMap::default(),
+                        ended: ByUniqueid::default(),
                         cause_texts: Mutex::new(Vec::new()),
                         status: Mutex::new(Status::default()),
                         proven: AtomicI64::new(i64::MIN),
@@ -528,14 +557,61 @@ struct Fields<'a> {
     linkedid: Option<&'a [u8]>,
     channel: Option<&'a [u8]>,
     state: Option<&'a [u8]>,
-    cause: Option<&'a [u8]>,
-    cause_txt: Option<&'a [u8]>,
     timestamp: Option<&'a [u8]>,
     newname: Option<&'a [u8]>,
     /// `(prefix, value)` of every `<prefix>Uniqueid` header (`DestUniqueid`, `TransferTargetUniqueid`…).
-    other_uniqueids: Vec<(&'a [u8], &'a [u8])>,
+    other_uniqueids: Pairs<'a>,
     /// `(prefix, value)` of every `<prefix>Linkedid` header.
-    other_linkedids: Vec<(&'a [u8], &'a [u8])>,
+    other_linkedids: Pairs<'a>,
+}
+
+/// `(prefix, value)` pairs in arrival order: the first [`Pairs::INLINE`] kept inline (an event names at
+/// most a few other channels), the rest in a vector, so reading an event allocates nothing.
+#[derive(Default)]
+struct Pairs<'a> {
+    inline: [(&'a [u8], &'a [u8]); Pairs::INLINE],
+    len: usize,
+    spill: Vec<(&'a [u8], &'a [u8])>,
+}
+
+impl<'a> Pairs<'a> {
+    const INLINE: usize = 4;
+
+    fn push(&mut self, pair: (&'a [u8], &'a [u8])) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => {
+                *slot = pair;
+                self.len += 1;
+            }
+            None => self.spill.push(pair),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(&'a [u8], &'a [u8])> + '_ {
+        self.inline[..self.len].iter().chain(self.spill.iter())
+    }
+}
+
+/// The first (up to) 8 bytes of `key` as one word with ASCII letters folded to lower case. Equal to
+/// `fold8(name)` for an all-letter `name` of the same length exactly when `key` is `name` in any case: only
+/// a letter folds onto a letter.
+#[inline(always)]
+fn fold8(key: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    let n = key.len().min(8);
+    w[..n].copy_from_slice(&key[..n]);
+    u64::from_le_bytes(w) | 0x2020_2020_2020_2020
+}
+
+/// `fold8` of the all-letter names compared in [`Fields::read`], computed once.
+const fn fold8_const(name: &[u8]) -> u64 {
+    let mut w = 0u64;
+    let mut i = 0;
+    while i < name.len() && i < 8 {
+        w |= ((name[i] | 0x20) as u64) << (8 * i);
+        i += 1;
+    }
+    w | 0x2020_2020_2020_2020
 }
 
 /// The value as text, when present and valid UTF-8.
@@ -546,26 +622,38 @@ fn text(v: Option<&[u8]>) -> Option<&str> {
 
 impl<'a> Fields<'a> {
     fn read(msg: &'a Message) -> Self {
-        const UID: &[u8] = b"Uniqueid";
-        const LID: &[u8] = b"Linkedid";
+        const CHANNEL: u64 = fold8_const(b"channel");
+        const NEWNAME: u64 = fold8_const(b"newname");
+        const UID: u64 = fold8_const(b"uniqueid");
+        const LID: u64 = fold8_const(b"linkedid");
+        const TIMESTAM: u64 = fold8_const(b"timestam");
+        const CHANNELS: u64 = fold8_const(b"channels");
+        const TATEDESC: u64 = fold8_const(b"tatedesc");
         let mut f = Fields::default();
+        // Keys are compared as folded words (all the names are letters): one comparison per header instead
+        // of a byte loop per candidate name.
         for h in msg.headers() {
             let key = h.key;
             let slot = match key.len() {
-                5 if key.eq_ignore_ascii_case(b"Cause") => &mut f.cause,
-                7 if key.eq_ignore_ascii_case(b"Channel") => &mut f.channel,
-                7 if key.eq_ignore_ascii_case(b"Newname") => &mut f.newname,
-                8 if key.eq_ignore_ascii_case(UID) => &mut f.uniqueid,
-                8 if key.eq_ignore_ascii_case(LID) => &mut f.linkedid,
-                9 if key.eq_ignore_ascii_case(b"Cause-txt") => &mut f.cause_txt,
-                9 if key.eq_ignore_ascii_case(b"Timestamp") => &mut f.timestamp,
-                16 if key.eq_ignore_ascii_case(b"ChannelStateDesc") => &mut f.state,
-                n if n > UID.len() => {
-                    let (prefix, tail) = key.split_at(n - UID.len());
-                    if tail.eq_ignore_ascii_case(UID) {
-                        f.other_uniqueids.push((prefix, h.value));
-                    } else if tail.eq_ignore_ascii_case(LID) {
-                        f.other_linkedids.push((prefix, h.value));
+                7 => match fold8(key) {
+                    CHANNEL => &mut f.channel,
+                    NEWNAME => &mut f.newname,
+                    _ => continue,
+                },
+                8 => match fold8(key) {
+                    UID => &mut f.uniqueid,
+                    LID => &mut f.linkedid,
+                    _ => continue,
+                },
+                9 if fold8(key) == TIMESTAM && key[8] | 0x20 == b'p' => &mut f.timestamp,
+                16 if fold8(key) == CHANNELS && fold8(&key[8..]) == TATEDESC => &mut f.state,
+                // `<prefix>Uniqueid` / `<prefix>Linkedid`: both end in `d`.
+                n if n > 8 && key[n - 1] | 0x20 == b'd' => {
+                    let (prefix, tail) = key.split_at(n - 8);
+                    match fold8(tail) {
+                        UID => f.other_uniqueids.push((prefix, h.value)),
+                        LID => f.other_linkedids.push((prefix, h.value)),
+                        _ => {}
                     }
                     continue;
                 }
@@ -576,6 +664,18 @@ impl<'a> Fields<'a> {
             }
         }
         f
+    }
+
+    /// Only the headers the parser already found (`Uniqueid`, `Linkedid`, `Timestamp`: the first of each,
+    /// as [`Fields::read`] takes them), for an event about its own channel whose few other headers are
+    /// looked up by name.
+    fn own(msg: &'a Message) -> Self {
+        Fields {
+            uniqueid: msg.uniqueid_bytes(),
+            linkedid: msg.linkedid_bytes(),
+            timestamp: msg.timestamp_bytes(),
+            ..Fields::default()
+        }
     }
 
     fn uniqueid(&self) -> Option<&'a str> {
@@ -590,12 +690,6 @@ impl<'a> Fields<'a> {
     fn state(&self) -> Option<&'a str> {
         text(self.state)
     }
-    fn cause(&self) -> Option<&'a str> {
-        text(self.cause)
-    }
-    fn cause_txt(&self) -> Option<&'a str> {
-        text(self.cause_txt)
-    }
     fn timestamp(&self) -> Option<&'a str> {
         text(self.timestamp)
     }
@@ -603,22 +697,26 @@ impl<'a> Fields<'a> {
         text(self.newname)
     }
 
-    /// `(Uniqueid, Linkedid)` of the other channels the event describes, paired by prefix.
-    fn others(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
-        self.other_uniqueids.iter().filter_map(|(prefix, uid)| {
+    /// `(Uniqueid, Linkedid)` of the other channels the event describes, paired by prefix; the Uniqueid as
+    /// bytes, for a map lookup.
+    fn others(&self) -> impl Iterator<Item = (&'a [u8], &'a str)> + '_ {
+        self.other_uniqueids.iter().filter_map(|&(prefix, uid)| {
             let lid = self
                 .other_linkedids
                 .iter()
                 .find(|(p, _)| p.eq_ignore_ascii_case(prefix))
                 .and_then(|(_, l)| std::str::from_utf8(l).ok())
                 .filter(|l| valid_id(l))?;
-            Some((std::str::from_utf8(uid).ok()?, lid))
+            Some((uid, lid))
         })
     }
 }
 
-/// Events about exactly one channel, whose headers name no other channel's `Uniqueid`/`Linkedid`: the
-/// bulk of a busy stream (dialplan steps and variables), handled without reading every header.
+/// Events whose headers carry no other channel's `Uniqueid` together with its `Linkedid` (the bridge
+/// events' `BridgeUniqueid` and `SwapUniqueid` come without one): the bulk of a busy stream (dialplan steps
+/// and variables, bridging, hangup requests), handled without reading every header. The other channels'
+/// Linkedids come with `DialBegin`/`DialState`/`DialEnd` (`Dest…`), `LocalBridge` (`LocalOne…`,
+/// `LocalTwo…`) and the transfer events.
 fn describes_one_channel(event: &[u8]) -> bool {
     matches!(
         event,
@@ -634,6 +732,13 @@ fn describes_one_channel(event: &[u8]) -> bool {
             | b"MusicOnHoldStop"
             | b"DTMFBegin"
             | b"DTMFEnd"
+            | b"HangupRequest"
+            | b"SoftHangupRequest"
+            | b"BridgeCreate"
+            | b"BridgeDestroy"
+            | b"BridgeEnter"
+            | b"BridgeLeave"
+            | b"OriginateResponse"
     )
 }
 
@@ -687,6 +792,25 @@ fn timestamp_us(t: &[u8]) -> Option<i64> {
 /// µs, so rounding to whole microseconds lands on the written value.
 #[inline]
 fn timestamp_micros(t: &[u8]) -> Option<i64> {
+    // Asterisk's own shape, `1700000000.123456`: sixteen digits in fixed places, read as two words of
+    // eight digits.
+    if let Ok(t) = <&[u8; 17]>::try_from(t) {
+        if t[10] != b'.' {
+            return None;
+        }
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&t[at..at + 8]);
+            u64::from_le_bytes(w)
+        };
+        // The last eight digits: the word at 9 (`S.ffffff`, little-endian) with its `S.` bytes replaced by
+        // the two seconds digits at 8 and 9.
+        let low = word(9) & !0xffff | u64::from(t[8]) | u64::from(t[9]) << 8;
+        let high = eight_digits(word(0))?;
+        let low = eight_digits(low)?;
+        let n = (high * 100_000_000 + low) as i64;
+        return (n < (1i64 << 31) * 1_000_000).then_some(n);
+    }
     let (secs, frac) = match t.iter().position(|&b| b == b'.') {
         Some(dot) => (&t[..dot], &t[dot + 1..]),
         None => (t, &t[t.len()..]),
@@ -704,8 +828,30 @@ fn timestamp_micros(t: &[u8]) -> Option<i64> {
     Some(secs * 1_000_000 + frac)
 }
 
+/// The value of eight ASCII digits read as a little-endian word (most significant digit in the low byte),
+/// `None` unless all eight are digits. One word
+/// for all eight: a byte is a digit exactly when neither `b + 0x46` nor `b - 0x30` sets its top bit, and a
+/// carry or borrow that crosses into the next byte only comes from a byte that already failed.
+#[inline(always)]
+fn eight_digits(w: u64) -> Option<u64> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    if (w.wrapping_add(0x46 * ONES) | w.wrapping_sub(0x30 * ONES)) & (0x80 * ONES) != 0 {
+        return None;
+    }
+    // Little-endian: the first digit is the low byte. Pairs, then quads, then the eight.
+    let d = w - 0x30 * ONES;
+    let d = (d * 10 + (d >> 8)) & 0x00ff_00ff_00ff_00ff;
+    let d = (d * 100 + (d >> 16)) & 0x0000_ffff_0000_ffff;
+    Some((d.wrapping_mul(10_000) + (d >> 32)) & 0xffff_ffff)
+}
+
 fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id != "<unknown>"
+    valid_id_bytes(id.as_bytes())
+}
+
+/// [`valid_id`] on a raw header value.
+fn valid_id_bytes(id: &[u8]) -> bool {
+    !id.is_empty() && id != b"<unknown>"
 }
 
 /// What [`ServerChannels::finish_listing`] found.
@@ -879,8 +1025,8 @@ impl ServerChannels {
     }
 
     fn newchannel(&self, msg: &Message, now: DateTime<Utc>) {
-        let f = Fields::read(msg);
-        let (Some(uid), Some(channel)) = (f.uniqueid(), f.channel()) else {
+        let f = Fields::own(msg);
+        let (Some(uid), Some(channel)) = (f.uniqueid(), text(msg.get("Channel"))) else {
             return;
         };
         if !valid_id(uid) {
@@ -890,7 +1036,7 @@ impl ServerChannels {
         let (now, _) = self.event_time(msg, us(now));
         let epoch = self.epoch();
         // A Newchannel for a Uniqueid we still hold from an older epoch: Uniqueids restarted with Asterisk.
-        if let Some((_, old)) = self.inner.live.remove(uid) {
+        if let Some((_, old)) = self.inner.live.remove(uid.as_bytes()) {
             if old.epoch != epoch {
                 let st = lock(&self.inner.status);
                 let after = Self::last_known_alive(&old, self.alive_through(&st));
@@ -907,14 +1053,14 @@ impl ServerChannels {
                 );
             }
         }
-        self.inner.ended.remove(uid);
+        self.inner.ended.remove(uid.as_bytes());
         self.inner.live.insert(
-            uid.to_string(),
+            Uid::new(uid),
             Live {
                 linkedid: linkedid.to_string(),
                 linkedids_ever: vec![linkedid.to_string()],
                 channel: channel.to_string(),
-                state: f.state().unwrap_or("").to_string(),
+                state: text(msg.get("ChannelStateDesc")).unwrap_or("").to_string(),
                 first_seen: now,
                 last_seen: now,
                 last_event: now,
@@ -931,30 +1077,34 @@ impl ServerChannels {
         if let Some(f) = &fields {
             self.remember_other_linkedids(f);
         }
-        let Some(uid) = text(msg.uniqueid_bytes()) else {
+        // Looked up as bytes: a key in the map is valid UTF-8, so a value that is not finds nothing, and
+        // the text is checked only to add a channel.
+        let Some(uid) = msg.uniqueid_bytes() else {
             return;
         };
-        if !valid_id(uid) {
+        if !valid_id_bytes(uid) {
             return;
         }
-        // Alive when the event was generated: its Timestamp, else no earlier than the proven time.
-        let (now, _) = self.event_time(msg, us(now));
         let gen = self.inner.gen.load(Ordering::Relaxed);
         if let Some(mut live) = self.inner.live.get_mut(uid) {
+            // Alive when the event was generated: its Timestamp, else no earlier than the proven time.
+            let (now, _) = self.event_time(msg, us(now));
             live.last_seen = live.last_seen.max(now);
             live.last_event = live.last_event.max(now);
             live.gen = gen;
             // Nearly always unchanged: compare bytes, read the text only for a change.
             let linkedid = msg.linkedid_bytes();
-            let changed = linkedid.is_some_and(|l| l != live.linkedid.as_bytes());
-            if let Some(l) = text(linkedid).filter(|l| changed && valid_id(l)) {
-                live.linkedid = l.to_string();
-                remember_linkedid(&mut live.linkedids_ever, l, l);
+            if linkedid.is_some_and(|l| l != live.linkedid.as_bytes()) {
+                if let Some(l) = text(linkedid).filter(|l| valid_id(l)) {
+                    live.linkedid = l.to_string();
+                    remember_linkedid(&mut live.linkedids_ever, l, l);
+                }
             }
             match event {
                 b"Newstate" => {
-                    if let Some(s) = msg.get_str("ChannelStateDesc") {
-                        if live.state != s {
+                    let s = msg.get("ChannelStateDesc");
+                    if s.is_some_and(|s| s != live.state.as_bytes()) {
+                        if let Some(s) = text(s) {
                             live.state = s.to_string();
                         }
                     }
@@ -968,10 +1118,15 @@ impl ServerChannels {
             }
             return;
         }
+        let Ok(uid) = std::str::from_utf8(uid) else {
+            return;
+        };
+        let (now, _) = self.event_time(msg, us(now));
         let f = fields.unwrap_or_else(|| Fields::read(msg));
         // A synced map saw every `Newchannel` since its listing: an unknown channel is one that ended before
         // (Asterisk sends a few events after a channel's Hangup), not one to add.
-        if !proves_alive(event) || self.inner.ended.contains_key(uid) || self.is_synced() {
+        if !proves_alive(event) || self.inner.ended.contains_key(uid.as_bytes()) || self.is_synced()
+        {
             return;
         }
         let (Some(channel), Some(linkedid)) = (
@@ -981,7 +1136,7 @@ impl ServerChannels {
             return;
         };
         self.inner.live.insert(
-            uid.to_string(),
+            Uid::new(uid),
             Live {
                 linkedid: linkedid.to_string(),
                 linkedids_ever: vec![linkedid.to_string()],
@@ -1010,7 +1165,7 @@ impl ServerChannels {
     }
 
     fn hangup(&self, msg: &Message, now: DateTime<Utc>) {
-        let f = Fields::read(msg);
+        let f = Fields::own(msg);
         let Some(uid) = f.uniqueid().filter(|u| valid_id(u)) else {
             return;
         };
@@ -1037,19 +1192,19 @@ impl ServerChannels {
         };
         let end = ChannelEnd::HangupSeen {
             at,
-            cause: f.cause().and_then(|c| c.trim().parse().ok()),
-            cause_txt: f.cause_txt().map(str::to_string),
+            cause: text(msg.get("Cause")).and_then(|c| c.trim().parse().ok()),
+            cause_txt: text(msg.get("Cause-txt")).map(str::to_string),
             after,
             before,
         };
-        let live = match self.inner.live.remove(uid) {
+        let live = match self.inner.live.remove(uid.as_bytes()) {
             Some((_, live)) => live,
             None => {
                 let linkedid = f.linkedid().unwrap_or(uid).to_string();
                 Live {
                     linkedids_ever: vec![linkedid.clone()],
                     linkedid,
-                    channel: f.channel().unwrap_or("").to_string(),
+                    channel: text(msg.get("Channel")).unwrap_or("").to_string(),
                     state: String::new(),
                     first_seen: us(at),
                     last_seen: us(at),
@@ -1123,7 +1278,7 @@ impl ServerChannels {
         end: impl Fn(&Live) -> ChannelEnd,
         now: i64,
     ) -> usize {
-        let victims: Vec<String> = self
+        let victims: Vec<Uid> = self
             .inner
             .live
             .iter()
@@ -1132,9 +1287,9 @@ impl ServerChannels {
             .collect();
         let n = victims.len();
         for uid in victims {
-            if let Some((_, live)) = self.inner.live.remove(&uid) {
+            if let Some((uid, live)) = self.inner.live.remove(uid.0.as_bytes()) {
                 let e = end(&live);
-                self.end(&uid, live, e, now);
+                self.end(uid.as_str(), live, e, now);
             }
         }
         n
@@ -1165,7 +1320,7 @@ impl ServerChannels {
             return;
         }
         self.inner.ended.insert(
-            Box::from(uid),
+            Uid::new(uid),
             Ended {
                 linkedids_ever: live
                     .linkedids_ever
@@ -1192,7 +1347,7 @@ impl ServerChannels {
             };
             self.inner
                 .ended
-                .remove_if(&uid, |_, e| e.written == written);
+                .remove_if(uid.as_bytes(), |_, e| e.written == written);
         }
     }
 
@@ -1212,7 +1367,12 @@ impl ServerChannels {
         };
         let epoch = self.epoch();
         // Hung up during this connection (e.g. while the listing streamed): never revive it.
-        if self.inner.ended.get(uid).is_some_and(|e| e.epoch == epoch) {
+        if self
+            .inner
+            .ended
+            .get(uid.as_bytes())
+            .is_some_and(|e| e.epoch == epoch)
+        {
             return;
         }
         // Asterisk took the listing's snapshot after the action was sent: listed channels were alive then
@@ -1222,7 +1382,7 @@ impl ServerChannels {
             .filter(|(g, _)| *g == gen)
             .map(|(_, start)| start);
         let now = started.unwrap_or(us(now)).min(us(now));
-        match self.inner.live.get_mut(uid) {
+        match self.inner.live.get_mut(uid.as_bytes()) {
             Some(mut live) => {
                 live.gen = gen;
                 live.epoch = epoch;
@@ -1250,9 +1410,9 @@ impl ServerChannels {
                     .filter(|l| valid_id(l))
                     .unwrap_or(uid)
                     .to_string();
-                self.inner.ended.remove(uid);
+                self.inner.ended.remove(uid.as_bytes());
                 self.inner.live.insert(
-                    uid.to_string(),
+                    Uid::new(uid),
                     Live {
                         linkedids_ever: vec![linkedid.clone()],
                         linkedid,
@@ -1344,7 +1504,7 @@ impl ServerChannels {
             .filter(|e| {
                 let l = e.value();
                 keep(
-                    e.key(),
+                    e.key().as_str(),
                     &l.channel,
                     &mut l.linkedids_ever.iter().map(String::as_str),
                 )
@@ -1352,7 +1512,7 @@ impl ServerChannels {
             .map(|e| {
                 let l = e.value();
                 (
-                    e.key().clone(),
+                    e.key().as_str().to_string(),
                     LiveChannel {
                         linkedid: l.linkedid.clone(),
                         linkedids_ever: l.linkedids_ever.clone(),
@@ -1373,7 +1533,7 @@ impl ServerChannels {
             .filter(|e| {
                 let x = e.value();
                 keep(
-                    e.key(),
+                    e.key().as_str(),
                     &x.channel,
                     &mut x.linkedids_ever.iter().map(|l| &**l),
                 )
@@ -1381,7 +1541,7 @@ impl ServerChannels {
             .map(|e| {
                 let x = e.value();
                 (
-                    e.key().to_string(),
+                    e.key().as_str().to_string(),
                     EndedChannel {
                         linkedids_ever: x.linkedids_ever.iter().map(|l| l.to_string()).collect(),
                         channel: x.channel.to_string(),
@@ -1500,6 +1660,81 @@ mod tests {
         assert_eq!(lock(&texts).len(), MAX_CAUSE_TEXTS);
     }
 
+    /// The digit loop [`eight_digits`] replaced.
+    fn eight_digits_simple(bytes: [u8; 8]) -> Option<u64> {
+        bytes.iter().try_fold(0u64, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+        })
+    }
+
+    #[test]
+    fn eight_digits_agrees_with_a_digit_loop() {
+        let mut cases: Vec<[u8; 8]> = vec![
+            *b"00000000",
+            *b"99999999",
+            *b"12345678",
+            *b"1234567/",
+            *b"/2345678",
+            *b"1234:678",
+            [0xff, b'2', b'3', b'4', b'5', b'6', b'7', b'8'],
+            [b'9' + 1; 8],
+            [b'0' - 1; 8],
+            [0xba; 8],
+            [0xff; 8],
+            [0x80; 8],
+            [0; 8],
+        ];
+        // Every byte value in every place among digits.
+        for place in 0..8 {
+            for b in 0..=255u8 {
+                let mut c = *b"31415926";
+                c[place] = b;
+                cases.push(c);
+            }
+        }
+        for c in &cases {
+            assert_eq!(
+                eight_digits(u64::from_le_bytes(*c)),
+                eight_digits_simple(*c),
+                "{c:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn eight_digits_agrees_on_any_bytes(bytes in proptest::array::uniform8(proptest::prelude::any::<u8>())) {
+            proptest::prop_assert_eq!(eight_digits(u64::from_le_bytes(bytes)), eight_digits_simple(bytes));
+        }
+
+        #[test]
+        fn eight_digits_agrees_on_mostly_digits(
+            digits in proptest::array::uniform8(b'0'..=b'9'),
+            place in 0usize..9,
+            b in proptest::prelude::any::<u8>(),
+        ) {
+            let mut bytes = digits;
+            if let Some(slot) = bytes.get_mut(place) {
+                *slot = b;
+            }
+            proptest::prop_assert_eq!(eight_digits(u64::from_le_bytes(bytes)), eight_digits_simple(bytes));
+        }
+
+        #[test]
+        fn the_timestamp_fast_path_agrees_with_a_digit_loop(t in proptest::collection::vec(
+            proptest::prop_oneof![8 => b'0'..=b'9', 1 => proptest::prelude::any::<u8>(), 1 => proptest::prelude::Just(b'.')],
+            17,
+        )) {
+            let simple = (t[10] == b'.')
+                .then(|| t[..10].iter().chain(&t[11..]).try_fold(0i64, |n, &b| {
+                    b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
+                }))
+                .flatten()
+                .filter(|n| *n < (1i64 << 31) * 1_000_000);
+            proptest::prop_assert_eq!(timestamp_micros(&t), simple);
+        }
+    }
+
     fn ends_with_text(text: &str) -> ChannelEnd {
         ChannelEnd::HangupSeen {
             at: t(1),
@@ -1554,6 +1789,10 @@ mod tests {
             "+1795520552.1",
             "1795520552.1234567",
             "99999999999.5",
+            "2147483648.000000",
+            "17955205x2.123456",
+            "1795520552.12345x",
+            "1795520552.12.456",
             "1e9",
             "x",
             "",

@@ -218,7 +218,7 @@ impl Client {
     /// Sends an action that answers with an event list and waits for the whole list.
     pub async fn send_list(&self, action: Action) -> Result<EventList, Error> {
         match self.request(action, ReplyKind::List).await? {
-            Reply::List(list) => Ok(list),
+            Reply::List(list) => Ok(*list),
             Reply::Response(response) => Ok(EventList {
                 response,
                 items: Vec::new(),

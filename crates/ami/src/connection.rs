@@ -357,6 +357,9 @@ async fn wait_commands(rx: &mut mpsc::Receiver<Command>, cancel: &CancellationTo
 #[derive(Default)]
 struct Fanout {
     queue: Vec<Event>,
+    /// Size of the last batch: each batch is handed over whole, so the next one starts at that capacity
+    /// instead of growing (and copying) its way up from empty.
+    last_batch: usize,
 }
 
 impl Fanout {
@@ -365,6 +368,9 @@ impl Fanout {
     }
 
     fn push(&mut self, e: Event) {
+        if self.queue.capacity() == 0 {
+            self.queue.reserve(self.last_batch);
+        }
         self.queue.push(e);
     }
 
@@ -376,6 +382,7 @@ impl Fanout {
         }
         let mut subs = shared.subscribers.lock().unwrap_or_else(|p| p.into_inner());
         let n = self.queue.len() as u64;
+        self.last_batch = self.queue.len();
         let mut new_lag = false;
         subs.retain(|s| !s.tx.is_closed());
         let batch = std::mem::take(&mut self.queue);

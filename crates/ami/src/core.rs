@@ -66,8 +66,9 @@ pub struct EventList {
 pub enum Reply {
     /// A single response.
     Response(Message),
-    /// A complete event list.
-    List(EventList),
+    /// A complete event list (boxed: replies travel in the same queue as every event, which is then no
+    /// wider than an event).
+    List(Box<EventList>),
 }
 
 /// Something the core wants the driver (or a replay) to know.
@@ -937,11 +938,11 @@ impl Core {
                         action: p.action,
                         received: p.items.len(),
                     }),
-                    _ => Ok(Reply::List(EventList {
+                    _ => Ok(Reply::List(Box::new(EventList {
                         response,
                         items: p.items,
                         complete,
-                    })),
+                    }))),
                 };
                 self.outputs.push_back(Output::Reply { id, result });
             }
