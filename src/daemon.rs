@@ -36,13 +36,18 @@ use crate::settings::{ResolvedServer, Settings};
 pub const GONE_DEBOUNCE: Duration = Duration::from_millis(150);
 /// How often the lock is checked (and a standby tries to take it).
 pub const LOCK_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the sessions of the held locks are pinged, apart from the loop (see [`probe_locks`]).
+pub const LOCK_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// A lock whose session has not answered a ping within this is no longer claimed (`/readyz`, `/status`).
+pub const LOCK_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// First retry delay after a failed round; doubles up to [`RETRY_MAX`].
 pub const RETRY_INITIAL: Duration = Duration::from_millis(500);
 /// Longest retry delay after failed rounds.
 pub const RETRY_MAX: Duration = Duration::from_secs(30);
-/// How long ended channels are remembered (a database outage shorter than this loses no exact end time).
+/// Default `[policy] ended_channels_retention`: how long ended channels are remembered (a database outage
+/// shorter than this loses no exact end time).
 pub const TOMBSTONE_RETENTION: Duration = Duration::from_secs(60 * 60);
-/// At most this many ended channels are remembered.
+/// Default `[policy] ended_channels_max`: at most this many ended channels are remembered per server.
 pub const MAX_TOMBSTONES: usize = 100_000;
 
 /// Options of one daemon run besides the configuration file.
@@ -173,6 +178,7 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
     let Some(store) = store else {
         return Ok(DaemonSummary::default());
     };
+    tracker.spawn(probe_locks(store.clone(), health.clone(), cancel.clone()));
     // The broadcaster stops after the last round (its closes are announced too), not with the daemon's
     // cancel; dropped early (an error below), its queues close and its tasks end.
     let broadcast_stop = CancellationToken::new();
@@ -209,8 +215,8 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
     sweeper.set_group_commit(settings.policy.group_commit());
 
     let map = ami::channels::ChannelMap::new(ami::channels::MapOptions {
-        tombstone_retention: TOMBSTONE_RETENTION,
-        max_tombstones: MAX_TOMBSTONES,
+        tombstone_retention: settings.policy.ended_channels_retention,
+        max_tombstones: settings.policy.ended_channels_max,
         ..ami::channels::MapOptions::default()
     });
     let (trigger_tx, trigger_rx) = mpsc::channel::<Trigger>(1024);
@@ -492,7 +498,9 @@ impl Daemon {
         let full = self.full.remove(name);
         let changed = self.changed.remove(name).unwrap_or_default();
         let result = if full || changed.is_empty() {
+            let taken = std::time::Instant::now();
             let snapshot = channels.snapshot();
+            tracing::debug!(server = %target.name, live = snapshot.live.len(), ended = snapshot.ended.len(), ms = taken.elapsed().as_millis() as u64, "map snapshot for a full round");
             self.sweeper.sweep(&target, &snapshot).await
         } else {
             self.sweeper
@@ -798,6 +806,56 @@ async fn tick_opt(interval: Option<&mut tokio::time::Interval>) {
             i.tick().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+/// Keeps the claim to the locks honest while the loop is busy: a round waiting on an unreachable database
+/// (up to `acquire_timeout` per statement) holds up the lock checks, but not this probe. Every
+/// [`LOCK_PROBE_INTERVAL`] it pings the session of each held lock ([`store::Store::ping_locks`]); when a
+/// ping fails or goes unanswered for [`LOCK_PROBE_TIMEOUT`], the daemon stops claiming its locks
+/// (`lock_held`, hence `/readyz`) and the database (`database_ok`) until a ping succeeds again. The loop's
+/// next lock check then drops or takes the locks back. A ping is never cancelled half-way (that would leave
+/// its connection unusable): an unanswered one is waited for before the next.
+async fn probe_locks(store: store::Store, health: Health, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(LOCK_PROBE_INTERVAL) => {}
+        }
+        let ping = store.ping_locks();
+        tokio::pin!(ping);
+        let answered = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = &mut ping => Some(r),
+            _ = tokio::time::sleep(LOCK_PROBE_TIMEOUT) => None,
+        };
+        let result = match answered {
+            Some(r) => r,
+            None => {
+                unclaim(&health, &format!("no answer within {LOCK_PROBE_TIMEOUT:?}"));
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = &mut ping => r,
+                }
+            }
+        };
+        match result {
+            Ok(()) => health.update(|s| s.lock_held = !s.owned.is_empty()),
+            Err(err) => unclaim(&health, &err.to_string()),
+        }
+    }
+}
+
+/// The held locks cannot be vouched for: stop claiming them.
+fn unclaim(health: &Health, err: &str) {
+    let mut was = false;
+    health.update(|s| {
+        was = s.lock_held;
+        s.lock_held = false;
+        s.database_ok = false;
+    });
+    if was {
+        tracing::warn!(error = %err, "the database does not answer on the lock's session; not claiming the lock until it does");
     }
 }
 

@@ -545,9 +545,14 @@ impl Sweeper {
             }
         };
         let mut changed = changed.filter(|_| self.store.matches_by_ids());
+        let mut read_time = std::time::Duration::ZERO;
+        let mut judge_time = std::time::Duration::ZERO;
         let (calls, unreadable, judged, rows_read) = loop {
+            let read_started = std::time::Instant::now();
+            let read = self.round_rows(target, before, changed).await;
+            read_time += read_started.elapsed();
             let OpenRows { calls, unreadable } =
-                match self.round_rows(target, before, changed).await {
+                match read {
                     Ok(c) => c,
                     Err(err) => {
                         metrics::counter!(m::DB_ERRORS_TOTAL).increment(1);
@@ -567,6 +572,7 @@ impl Sweeper {
                 .filter(|c| !queued.is_some_and(|q| q.planned.contains_key(&c.id)))
                 .collect();
             tracing::debug!(server = %target.name, open = calls.len(), scope = scope.as_str(), "round started");
+            let judge_started = std::time::Instant::now();
             let taken;
             let snapshot = match source {
                 MapSource::Snapshot(snapshot) => snapshot,
@@ -580,6 +586,7 @@ impl Sweeper {
                 }
             };
             let judged = self.judge(target, snapshot, &calls);
+            judge_time += judge_started.elapsed();
             if changed.is_some() && judged.needs_full_round {
                 tracing::debug!(server = %target.name, "a row of the changed channels needs the full round");
                 changed = None;
@@ -698,6 +705,18 @@ impl Sweeper {
                 .set(report.open.saturating_sub(closed_now + report.queued) as f64);
         }
         metrics::histogram!(m::SWEEP_SECONDS).record(started.elapsed().as_secs_f64());
+        tracing::debug!(
+            server = %target.name,
+            scope = report.scope.as_str(),
+            rows = report.rows_read,
+            closed = report.closed.len(),
+            queued = report.queued,
+            held = report.held.len(),
+            read_ms = read_time.as_millis() as u64,
+            judge_ms = judge_time.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "round done"
+        );
         Ok(report)
     }
 
@@ -877,12 +896,14 @@ impl Sweeper {
             is_default: false,
         };
         // `batch`: the closes about to be written.
+        let commit_started = std::time::Instant::now();
         match self
             .store
             .close_under(&batch, &self.run_id, Some(server))
             .await
         {
             Ok(outcome) => {
+                tracing::debug!(server, rows = batch.len(), closed = outcome.closed.len(), ms = commit_started.elapsed().as_millis() as u64, "closes committed");
                 metrics::counter!(m::CLOSE_COMMITS_TOTAL).increment(1);
                 metrics::histogram!(m::CLOSE_COMMIT_ROWS).record(batch.len() as f64);
                 for closed in outcome.closed {

@@ -122,9 +122,8 @@ impl Bounds {
             FaultClass::AmiLatency | FaultClass::AmiThrottle | FaultClass::AmiOneByte => {
                 self.resync(FaultClass::AmiCut) + CLOSE_AFTER_RESYNC
             }
-            FaultClass::Sigkill | FaultClass::Sigterm => {
-                self.lock_check + self.resync(FaultClass::AmiCut) + CLOSE_AFTER_RESYNC
-            }
+            // The standby (watching, its map synced) takes the lock within one lock check, then a round.
+            FaultClass::Sigkill | FaultClass::Sigterm => self.lock_check + CLOSE_AFTER_RESYNC,
             _ => self.fallback_after + self.sweep_interval,
         }
     }
