@@ -58,7 +58,10 @@ fn main() {
     if let Some(only) = arg(&args, "--only") {
         let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
         classes.retain(|c| wanted.contains(&c.name()));
-        assert!(!classes.is_empty(), "--only names no class of this run: {only}");
+        assert!(
+            !classes.is_empty(),
+            "--only names no class of this run: {only}"
+        );
     }
     let config = ChaosConfig {
         seed,

@@ -426,10 +426,14 @@ impl Transport {
                 // dropped after a failure, so that the next attempt connects anew.
                 let mut c = match conn.take() {
                     Some(c) => c,
-                    None => tokio::time::timeout(*timeout, client.get_multiplexed_async_connection())
-                        .await
-                        .map_err(|_| anyhow::anyhow!("redis connect: no answer within {timeout:?}"))?
-                        .map_err(|e| redis_error("connect", e))?,
+                    None => {
+                        tokio::time::timeout(*timeout, client.get_multiplexed_async_connection())
+                            .await
+                            .map_err(|_| {
+                                anyhow::anyhow!("redis connect: no answer within {timeout:?}")
+                            })?
+                            .map_err(|e| redis_error("connect", e))?
+                    }
                 };
                 let payload = laravel_envelope(event, update).to_string();
                 tokio::time::timeout(

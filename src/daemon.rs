@@ -401,7 +401,13 @@ impl Daemon {
                 let again = self.run_pending_rounds().await;
                 self.commit_queued(false).await;
                 if again {
-                    continue; // channels ended meanwhile: round again before waiting
+                    // Channels ended meanwhile: round again before waiting, but first do what else is due
+                    // (a listing's round, a relist, the sweep interval, a lock check): on a busy PBX,
+                    // channels end during every round, and back-to-back rounds must not starve them.
+                    if !self.handle_ready(cancel).await {
+                        return;
+                    }
+                    continue;
                 }
             }
             let wake = self.next_wake(cancel).await;
@@ -658,6 +664,32 @@ impl Daemon {
         Some(tokio::time::Instant::now() + wait)
     }
 
+    /// Handles every wake-up that is ready now, without waiting (ended channels are only collected: a
+    /// round follows at once). False to stop.
+    async fn handle_ready(&mut self, cancel: &CancellationToken) -> bool {
+        // Each wake-up source is ready at most once per pass; the bound only guards against a source that
+        // keeps firing (ended channels on a busy PBX).
+        for _ in 0..16 {
+            let ready = tokio::select! {
+                biased;
+                wake = self.next_wake(cancel) => Some(wake),
+                _ = std::future::ready(()) => None,
+            };
+            match ready {
+                None => break,
+                Some(Wake::ChannelsEnded) => {
+                    self.collect_ended();
+                }
+                Some(wake) => {
+                    if !self.handle(wake).await {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
     /// Waits for the next thing to do.
     async fn next_wake(&mut self, cancel: &CancellationToken) -> Wake {
         let fallback_sleep = self.fallback_sleep();
@@ -787,6 +819,12 @@ impl Daemon {
     /// Writes what is queued, releases the locks and logs off; returns the summary.
     async fn finish(mut self) -> DaemonSummary {
         self.commit_queued(true).await;
+        // A commit whose link broke after its COMMIT was sent: announce what did commit (no round of this
+        // process will, and the next owner sees those rows closed).
+        for (server, rows) in self.sweeper.settle_all_in_doubt().await {
+            self.record_closes(&server, &rows, 0);
+            self.summary.closed.extend(rows);
+        }
         self.ownership.release_all(&self.store).await;
         drop(self.clients);
         self.summary

@@ -424,6 +424,33 @@ impl Sweeper {
         Ok(settled)
     }
 
+    /// Resolves every server's closes left in doubt (see `settle_in_doubt`), e.g. before the daemon stops,
+    /// so that those that did commit are announced: no round of this process will. Returns them by server;
+    /// a server whose audit cannot be read keeps its closes in doubt (nothing is announced twice).
+    pub async fn settle_all_in_doubt(&mut self) -> Vec<(String, Vec<ClosedRow>)> {
+        let mut servers: Vec<String> = self
+            .in_doubt
+            .iter()
+            .filter(|(_, rows)| !rows.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect();
+        servers.sort();
+        let mut out = Vec::new();
+        for name in servers {
+            let target = ServerTarget {
+                name: name.clone(),
+                is_default: false,
+            };
+            match self.settle_in_doubt(&target).await {
+                Ok(rows) => out.push((name, rows)),
+                Err(err) => {
+                    tracing::warn!(server = %name, error = %err, "cannot tell whether the closes of the broken commit were written; they are not announced");
+                }
+            }
+        }
+        out
+    }
+
     /// Counts the suspected ghosts of a round and warns once about each.
     fn report_ghosts(&mut self, target: &ServerTarget, ghosts: &[GhostRow]) {
         metrics::gauge!(m::SUSPECT_GHOST_CALLS, "server" => target.name.clone())
@@ -551,14 +578,13 @@ impl Sweeper {
             let read_started = std::time::Instant::now();
             let read = self.round_rows(target, before, changed).await;
             read_time += read_started.elapsed();
-            let OpenRows { calls, unreadable } =
-                match read {
-                    Ok(c) => c,
-                    Err(err) => {
-                        metrics::counter!(m::DB_ERRORS_TOTAL).increment(1);
-                        return Err(err);
-                    }
-                };
+            let OpenRows { calls, unreadable } = match read {
+                Ok(c) => c,
+                Err(err) => {
+                    metrics::counter!(m::DB_ERRORS_TOTAL).increment(1);
+                    return Err(err);
+                }
+            };
             let rows_read = calls.len() + unreadable.len();
             let scope = RoundScope::of(changed);
             metrics::counter!(m::ROUNDS_TOTAL, "scope" => scope.as_str()).increment(1);
@@ -903,7 +929,13 @@ impl Sweeper {
             .await
         {
             Ok(outcome) => {
-                tracing::debug!(server, rows = batch.len(), closed = outcome.closed.len(), ms = commit_started.elapsed().as_millis() as u64, "closes committed");
+                tracing::debug!(
+                    server,
+                    rows = batch.len(),
+                    closed = outcome.closed.len(),
+                    ms = commit_started.elapsed().as_millis() as u64,
+                    "closes committed"
+                );
                 metrics::counter!(m::CLOSE_COMMITS_TOTAL).increment(1);
                 metrics::histogram!(m::CLOSE_COMMIT_ROWS).record(batch.len() as f64);
                 for closed in outcome.closed {

@@ -175,10 +175,13 @@ fn governing<'a>(
 ) -> (Option<&'a Injected>, DateTime<Utc>) {
     let mut deadline = due + td(CLOSE_AFTER_RESYNC);
     let mut gov = None;
+    // In the order they struck: one that strikes before the deadline so far (the recovery of the one
+    // before it was not over) extends it.
     for f in faults {
         let until = f.clear + td(b.close_after_clear(f.class));
-        // Struck before the close was due, and its recovery was not over when the call ended.
-        if f.start <= due + td(CLOSE_AFTER_RESYNC) && until >= due && until > deadline {
+        // Struck before the close was due (or before the recovery it waited on was over), and its recovery
+        // was not over when the call ended.
+        if f.start <= deadline && until >= due && until > deadline {
             deadline = until;
             gov = Some(f);
         }
@@ -210,10 +213,20 @@ pub fn check(
         broadcasts.entry(*id).or_default().push(*at);
     }
 
-    // Resync within reconnect_max + 1 s of AMI coming back.
+    // Resync within reconnect_max + 1 s of AMI coming back (unless another AMI fault struck first, before
+    // that bound: the resync is then judged against it).
     for f in faults.iter().filter(|f| f.ended_session) {
         let bound = b.resync(f.class);
         let first = obs.resyncs.iter().find(|t| **t >= f.clear);
+        let interrupted = faults.iter().any(|g| {
+            FaultClass::AMI.contains(&g.class)
+                && g.start > f.clear
+                && g.start < f.clear + td(bound)
+                && first.is_none_or(|t| *t > g.start)
+        });
+        if interrupted {
+            continue;
+        }
         let fig = v.classes.entry(f.class.name()).or_default();
         match first {
             Some(t) if *t - f.clear <= td(bound) => {
@@ -422,7 +435,8 @@ pub fn check(
 
 /// For a call whose close became due (`due`) before the resync that followed `f` (a fault that ended the AMI
 /// session): that resync + 2 s (+ the mass-close guard's `confirm_delay` after an Asterisk restart). A row
-/// answered less than `skew` before that resync is judged by the first listing `skew` after its answer.
+/// answered less than `skew` before that resync is judged by the first listing `skew` after its answer, and
+/// no earlier than the owner's own relist (`skew` + 1 s after the resync).
 fn after_resync(
     f: &Injected,
     due: DateTime<Utc>,
@@ -438,7 +452,11 @@ fn after_resync(
         return None;
     }
     if resync < answered + td(b.skew) {
-        resync = *resyncs.iter().find(|t| **t >= answered + td(b.skew))?;
+        // The owner's round after that listing asks for another `skew` + 1 s later (a listing another
+        // daemon takes meanwhile does not count: the proxy sees both daemons' listings).
+        let relist = resync + td(b.skew + Duration::from_secs(1));
+        let later = *resyncs.iter().find(|t| **t >= answered + td(b.skew))?;
+        resync = later.max(relist);
     }
     let guard = match f.class {
         FaultClass::AsteriskRestart | FaultClass::AsteriskCrash => b.confirm_delay,

@@ -445,7 +445,9 @@ async fn stopping_broadcasts_the_last_rounds_closes() {
 /// another fault). Every call that was up died with it: the new boot is evidence, so the rows are closed as
 /// `asterisk_restart`, never held by the mass-close guard as a mass of `channel_gone`.
 async fn a_crash_closes_its_calls_as_a_restart(engine: Engine) {
-    use crate::daemon::{audit_reasons, closed, insert_row, settings_for, start_answered, start_daemon};
+    use crate::daemon::{
+        audit_reasons, closed, insert_row, settings_for, start_answered, start_daemon,
+    };
     let Some(db) = store::testing::TestDb::create(engine).await else {
         return;
     };
