@@ -170,18 +170,28 @@ impl Verdict {
 /// The fault that governs a call whose close became due at `due`, and the close deadline.
 fn governing<'a>(
     due: DateTime<Utc>,
+    closed_at: Option<DateTime<Utc>>,
     faults: &'a [Injected],
     b: &Bounds,
 ) -> (Option<&'a Injected>, DateTime<Utc>) {
-    let mut deadline = due + td(CLOSE_AFTER_RESYNC);
-    let mut gov = None;
-    // In the order they struck: one that strikes before the deadline so far (the recovery of the one
-    // before it was not over) extends it.
+    let first = due + td(CLOSE_AFTER_RESYNC);
+    let mut deadline = first;
+    let mut gov: Option<&Injected> = None;
+    // In the order they struck. An AMI fault that strikes while the call still waits on the recovery of an
+    // earlier AMI fault (before that deadline and before the call was closed) keeps AMI from resyncing, and
+    // extends the deadline; no other fault extends another's.
     for f in faults {
         let until = f.clear + td(b.close_after_clear(f.class));
-        // Struck before the close was due (or before the recovery it waited on was over), and its recovery
-        // was not over when the call ended.
-        if f.start <= deadline && until >= due && until > deadline {
+        let ami = |c: FaultClass| FaultClass::AMI.contains(&c);
+        let struck_in_time = f.start <= first
+            || gov.is_some_and(|g| {
+                ami(g.class)
+                    && ami(f.class)
+                    && f.start <= closed_at.map_or(deadline, |c| c.min(deadline))
+            });
+        // Struck before the close was due (or while it waited on an AMI recovery), and its recovery was not
+        // over when the call ended.
+        if struck_in_time && until >= due && until > deadline {
             deadline = until;
             gov = Some(f);
         }
@@ -262,8 +272,14 @@ pub fn check(
             .unwrap_or(&[]);
         let sent = broadcasts.get(&call.id).map(Vec::as_slice).unwrap_or(&[]);
         let due = call.ended.map(|e| call.inserted.map_or(e, |i| i.max(e)));
+        // The first sign of the close: its broadcast, else the audit's decision.
+        let closed_at = sent.first().copied().or_else(|| {
+            audits
+                .first()
+                .and_then(|a| a.decided_at.map(|d| d + SECOND))
+        });
         let (gov, deadline) = match due {
-            Some(due) => governing(due, faults, b),
+            Some(due) => governing(due, closed_at, faults, b),
             None => (None, end),
         };
         let class = gov.map_or("none", |f| f.class.name());
@@ -385,12 +401,7 @@ pub fn check(
                         );
                     }
                 }
-                // Closed in time: the first sign of the close (broadcast, else the audit's decision).
-                let closed_at = sent.first().copied().or_else(|| {
-                    audits
-                        .first()
-                        .and_then(|a| a.decided_at.map(|d| d + SECOND))
-                });
+                // Closed in time.
                 if let (Some(closed_at), Some(due)) = (closed_at, due) {
                     // A call answered while (or just before) AMI was away, not in the listing that followed:
                     // that listing cannot judge its row within `skew`; the next one, `skew` + 1 s later, does.
