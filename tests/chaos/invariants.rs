@@ -445,9 +445,10 @@ pub fn check(
 }
 
 /// For a call whose close became due (`due`) before the resync that followed `f` (a fault that ended the AMI
-/// session): that resync + 2 s (+ the mass-close guard's `confirm_delay` after an Asterisk restart). A row
-/// answered less than `skew` before that resync is judged by the first listing `skew` after its answer, and
-/// no earlier than the owner's own relist (`skew` + 1 s after the resync).
+/// session): that resync (the last listing within the resync bound: each daemon lists after its reconnect,
+/// and the proxy cannot tell the owner's apart) + 2 s (+ the mass-close guard's `confirm_delay` after an
+/// Asterisk restart). A row answered less than `skew` before that resync is judged by the first listing
+/// `skew` after its answer, and no earlier than the owner's own relist (`skew` + 1 s after the resync).
 fn after_resync(
     f: &Injected,
     due: DateTime<Utc>,
@@ -458,10 +459,19 @@ fn after_resync(
     if !f.ended_session {
         return None;
     }
-    let mut resync = *resyncs.iter().find(|t| **t >= f.clear)?;
-    if due > resync {
+    // The proxy sees every daemon's listings: the owner's is the last of those within the resync bound (a
+    // standby may list first).
+    let first = *resyncs.iter().find(|t| **t >= f.clear)?;
+    if due > first {
         return None;
     }
+    let bound = f.clear + td(b.resync(f.class));
+    let mut resync = resyncs
+        .iter()
+        .filter(|t| **t >= first && **t <= bound)
+        .last()
+        .copied()
+        .unwrap_or(first);
     if resync < answered + td(b.skew) {
         // The owner's round after that listing asks for another `skew` + 1 s later (a listing another
         // daemon takes meanwhile does not count: the proxy sees both daemons' listings).

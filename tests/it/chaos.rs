@@ -283,7 +283,32 @@ fn the_invariants_catch_every_kind_of_violation() {
     let mut o = good();
     o.broadcasts[0].1 = s(14) + TimeDelta::milliseconds(900);
     o.resyncs.push(s(12) + TimeDelta::milliseconds(400));
-    caught(o, &[cut], "LATE AFTER RESYNC");
+    caught(o, std::slice::from_ref(&cut), "LATE AFTER RESYNC");
+    // An AMI half-open striking at 13.5 s, while the call still waits on the cut's recovery (bound 16 s)
+    // and before the resync came, keeps AMI from resyncing: its bound (18 s + 4 s + 2 s) governs, and
+    // closing at 20 s, a second after the resync, is in time.
+    let half_open = Injected {
+        class: FaultClass::AmiHalfOpen,
+        start: s(13) + TimeDelta::milliseconds(500),
+        clear: s(18),
+        ended_session: true,
+    };
+    let mut o = good();
+    o.broadcasts[0].1 = s(20);
+    o.resyncs.push(s(19));
+    let v = check(&truth, &[cut.clone(), half_open], &o, &bounds, s(60));
+    assert!(v.violations.is_empty(), "{:?}", v.violations);
+    // A database fault striking then does not extend the AMI cut's bound: closing at 20 s is late.
+    let db = Injected {
+        class: FaultClass::DbLatency,
+        start: s(14),
+        clear: s(18),
+        ended_session: false,
+    };
+    let mut o = good();
+    o.broadcasts[0].1 = s(20);
+    o.resyncs.push(s(12) + TimeDelta::milliseconds(400));
+    caught(o, &[cut, db], "LATE CLOSE");
 }
 
 /// Found by the suite (seed 3476610292258819272): a call answered and hung up while AMI was cut, whose row
