@@ -4,10 +4,13 @@
 //! latency after recovery, and the daemons' RSS over the soak.
 //!
 //! `cargo bench --bench chaos -- [--seconds N] [--rate CALLS_PER_S] [--seed S] [--engine sqlite|postgres|mysql]
-//! [--private] [--in-process]` (defaults: 120 s, 100 calls/s, a random seed, SQLite). `--private` runs a
+//! [--private] [--in-process] [--only CLASS,…]` (defaults: 120 s, 100 calls/s, a random seed, SQLite). `--private` runs a
 //! private PostgreSQL / MariaDB server and adds engine restarts; `--in-process` runs the daemon inside the
-//! bench (fast reconnects, no process faults). `CHAOS_SEED` / `CHAOS_SECONDS` work too. Exits non-zero on
-//! any violation.
+//! bench (fast reconnects, no process faults); `--only` keeps the named fault classes (as the report
+//! names them, e.g. `--only "ami cut,SIGKILL daemon"`). `CHAOS_SEED` / `CHAOS_SECONDS` work too. Exits non-zero on
+//! any violation. `--ended-channels-max N` sets the daemons' `[policy] ended_channels_max` (default 100,000,
+//! about 8 minutes of this load's ended channels): their RSS is judged once their map of ended channels is
+//! full, so a shorter soak needs a smaller cap to judge it. `--logs PATH` writes the daemons' logs there (`CHAOS_DAEMON_LOG=debug` for more).
 
 #[path = "../tests/chaos/mod.rs"]
 mod harness;
@@ -51,6 +54,15 @@ fn main() {
     if !in_process {
         classes.extend(FaultClass::PROCESS);
     }
+    // `--only "ami cut,SIGKILL daemon"`: only these classes (their report names), e.g. to study one.
+    if let Some(only) = arg(&args, "--only") {
+        let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
+        classes.retain(|c| wanted.contains(&c.name()));
+        assert!(
+            !classes.is_empty(),
+            "--only names no class of this run: {only}"
+        );
+    }
     let config = ChaosConfig {
         seed,
         seconds,
@@ -63,6 +75,7 @@ fn main() {
         } else {
             DaemonKind::Processes(2)
         },
+        ended_channels_max: arg(&args, "--ended-channels-max").and_then(|s| s.parse().ok()),
     };
     eprintln!(
         "chaos soak: CHAOS_SEED={seed} --seconds {seconds} --rate {rate} on {}",
@@ -78,6 +91,17 @@ fn main() {
         return;
     };
     println!("{}", report.table());
+    // `--logs PATH`: the daemons' logs (their level: `CHAOS_DAEMON_LOG`, default `warn`).
+    if let Some(path) = arg(&args, "--logs") {
+        let mut text = format!(
+            "faults: {:#?}\nresyncs: {:?}\nviolations:\n{}\n",
+            report.injected,
+            report.resyncs,
+            report.verdict.violations.join("\n")
+        );
+        text.push_str(&report.logs);
+        std::fs::write(&path, text).expect("the logs written");
+    }
     if let Some(failure) = report.failure() {
         eprintln!("{failure}");
         std::process::exit(1);

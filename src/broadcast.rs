@@ -382,6 +382,8 @@ fn resolve_secret(
 enum Transport {
     Redis {
         client: redis::Client,
+        /// The connection deliveries share (made at the first, made again after a failure).
+        conn: Option<redis::aio::MultiplexedConnection>,
         channel: String,
         timeout: Duration,
     },
@@ -409,34 +411,42 @@ impl Transport {
         }
     }
 
-    async fn deliver(&self, event: &str, update: &CallUpdate) -> anyhow::Result<()> {
+    async fn deliver(&mut self, event: &str, update: &CallUpdate) -> anyhow::Result<()> {
         match self {
             Transport::Redis {
                 client,
+                conn,
                 channel,
                 timeout,
             } => {
                 let redis_error = |what: &str, e: redis::RedisError| {
                     anyhow::anyhow!("redis {what}: {}", crate::redact::text(&e.to_string()))
                 };
-                let mut conn =
-                    tokio::time::timeout(*timeout, client.get_multiplexed_async_connection())
-                        .await
-                        .map_err(|_| {
-                            anyhow::anyhow!("redis connect: no answer within {timeout:?}")
-                        })?
-                        .map_err(|e| redis_error("connect", e))?;
+                // One connection for every delivery (a connect per update costs more than the PUBLISH);
+                // dropped after a failure, so that the next attempt connects anew.
+                let mut c = match conn.take() {
+                    Some(c) => c,
+                    None => {
+                        tokio::time::timeout(*timeout, client.get_multiplexed_async_connection())
+                            .await
+                            .map_err(|_| {
+                                anyhow::anyhow!("redis connect: no answer within {timeout:?}")
+                            })?
+                            .map_err(|e| redis_error("connect", e))?
+                    }
+                };
                 let payload = laravel_envelope(event, update).to_string();
                 tokio::time::timeout(
                     *timeout,
                     redis::cmd("PUBLISH")
-                        .arg(channel)
+                        .arg(&*channel)
                         .arg(payload)
-                        .query_async::<i64>(&mut conn),
+                        .query_async::<i64>(&mut c),
                 )
                 .await
                 .map_err(|_| anyhow::anyhow!("redis publish: no answer within {timeout:?}"))?
                 .map_err(|e| redis_error("publish", e))?;
+                *conn = Some(c);
                 Ok(())
             }
             Transport::Pusher {
@@ -473,7 +483,7 @@ impl Transport {
                     serde_json::to_vec(&serde_json::json!({ "event": event, "data": update }))?;
                 let signature = format!("sha256={}", hmac_hex(secret.as_bytes(), &body));
                 let resp = http
-                    .post(url)
+                    .post(url.as_str())
                     .header("Content-Type", "application/json")
                     .header("X-Callwatch-Signature", signature)
                     .body(body)
@@ -600,6 +610,7 @@ impl Broadcaster {
             );
             transports.push(Transport::Redis {
                 client,
+                conn: None,
                 channel,
                 timeout: cfg.timeout,
             });
@@ -697,18 +708,19 @@ impl Broadcaster {
 /// Delivers one transport's queue in order. Stops when every [`Broadcaster`] is dropped (after the queue is
 /// empty) or at `cancel` (then each update still queued gets one attempt within [`DRAIN_DEADLINE`]).
 async fn deliver_loop(
-    t: Transport,
+    mut t: Transport,
     event: String,
     mut rx: mpsc::Receiver<CallUpdate>,
     cancel: CancellationToken,
     shared: std::sync::Weak<Shared>,
     counters: Arc<Counters>,
 ) {
+    let name = t.name();
     let dropped = |update: &CallUpdate, reason: &'static str| {
         if let Some(s) = shared.upgrade() {
-            s.drop_one(t.name(), reason, &update.id);
+            s.drop_one(name, reason, &update.id);
         } else {
-            metrics::counter!(crate::metrics::BROADCAST_DROPPED_TOTAL, "transport" => t.name(), "reason" => reason)
+            metrics::counter!(crate::metrics::BROADCAST_DROPPED_TOTAL, "transport" => name, "reason" => reason)
                 .increment(1);
         }
     };

@@ -36,13 +36,18 @@ use crate::settings::{ResolvedServer, Settings};
 pub const GONE_DEBOUNCE: Duration = Duration::from_millis(150);
 /// How often the lock is checked (and a standby tries to take it).
 pub const LOCK_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the sessions of the held locks are pinged, apart from the loop (see [`probe_locks`]).
+pub const LOCK_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// A lock whose session has not answered a ping within this is no longer claimed (`/readyz`, `/status`).
+pub const LOCK_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// First retry delay after a failed round; doubles up to [`RETRY_MAX`].
 pub const RETRY_INITIAL: Duration = Duration::from_millis(500);
 /// Longest retry delay after failed rounds.
 pub const RETRY_MAX: Duration = Duration::from_secs(30);
-/// How long ended channels are remembered (a database outage shorter than this loses no exact end time).
+/// Default `[policy] ended_channels_retention`: how long ended channels are remembered (a database outage
+/// shorter than this loses no exact end time).
 pub const TOMBSTONE_RETENTION: Duration = Duration::from_secs(60 * 60);
-/// At most this many ended channels are remembered.
+/// Default `[policy] ended_channels_max`: at most this many ended channels are remembered per server.
 pub const MAX_TOMBSTONES: usize = 100_000;
 
 /// Options of one daemon run besides the configuration file.
@@ -173,6 +178,7 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
     let Some(store) = store else {
         return Ok(DaemonSummary::default());
     };
+    tracker.spawn(probe_locks(store.clone(), health.clone(), cancel.clone()));
     // The broadcaster stops after the last round (its closes are announced too), not with the daemon's
     // cancel; dropped early (an error below), its queues close and its tasks end.
     let broadcast_stop = CancellationToken::new();
@@ -209,8 +215,8 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
     sweeper.set_group_commit(settings.policy.group_commit());
 
     let map = ami::channels::ChannelMap::new(ami::channels::MapOptions {
-        tombstone_retention: TOMBSTONE_RETENTION,
-        max_tombstones: MAX_TOMBSTONES,
+        tombstone_retention: settings.policy.ended_channels_retention,
+        max_tombstones: settings.policy.ended_channels_max,
         ..ami::channels::MapOptions::default()
     });
     let (trigger_tx, trigger_rx) = mpsc::channel::<Trigger>(1024);
@@ -395,7 +401,13 @@ impl Daemon {
                 let again = self.run_pending_rounds().await;
                 self.commit_queued(false).await;
                 if again {
-                    continue; // channels ended meanwhile: round again before waiting
+                    // Channels ended meanwhile: round again before waiting, but first do what else is due
+                    // (a listing's round, a relist, the sweep interval, a lock check): on a busy PBX,
+                    // channels end during every round, and back-to-back rounds must not starve them.
+                    if !self.handle_ready(cancel).await {
+                        return;
+                    }
+                    continue;
                 }
             }
             let wake = self.next_wake(cancel).await;
@@ -492,7 +504,9 @@ impl Daemon {
         let full = self.full.remove(name);
         let changed = self.changed.remove(name).unwrap_or_default();
         let result = if full || changed.is_empty() {
+            let taken = std::time::Instant::now();
             let snapshot = channels.snapshot();
+            tracing::debug!(server = %target.name, live = snapshot.live.len(), ended = snapshot.ended.len(), ms = taken.elapsed().as_millis() as u64, "map snapshot for a full round");
             self.sweeper.sweep(&target, &snapshot).await
         } else {
             self.sweeper
@@ -650,6 +664,32 @@ impl Daemon {
         Some(tokio::time::Instant::now() + wait)
     }
 
+    /// Handles every wake-up that is ready now, without waiting (ended channels are only collected: a
+    /// round follows at once). False to stop.
+    async fn handle_ready(&mut self, cancel: &CancellationToken) -> bool {
+        // Each wake-up source is ready at most once per pass; the bound only guards against a source that
+        // keeps firing (ended channels on a busy PBX).
+        for _ in 0..16 {
+            let ready = tokio::select! {
+                biased;
+                wake = self.next_wake(cancel) => Some(wake),
+                _ = std::future::ready(()) => None,
+            };
+            match ready {
+                None => break,
+                Some(Wake::ChannelsEnded) => {
+                    self.collect_ended();
+                }
+                Some(wake) => {
+                    if !self.handle(wake).await {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
     /// Waits for the next thing to do.
     async fn next_wake(&mut self, cancel: &CancellationToken) -> Wake {
         let fallback_sleep = self.fallback_sleep();
@@ -779,6 +819,12 @@ impl Daemon {
     /// Writes what is queued, releases the locks and logs off; returns the summary.
     async fn finish(mut self) -> DaemonSummary {
         self.commit_queued(true).await;
+        // A commit whose link broke after its COMMIT was sent: announce what did commit (no round of this
+        // process will, and the next owner sees those rows closed).
+        for (server, rows) in self.sweeper.settle_all_in_doubt().await {
+            self.record_closes(&server, &rows, 0);
+            self.summary.closed.extend(rows);
+        }
         self.ownership.release_all(&self.store).await;
         drop(self.clients);
         self.summary
@@ -798,6 +844,56 @@ async fn tick_opt(interval: Option<&mut tokio::time::Interval>) {
             i.tick().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+/// Keeps the claim to the locks honest while the loop is busy: a round waiting on an unreachable database
+/// (up to `acquire_timeout` per statement) holds up the lock checks, but not this probe. Every
+/// [`LOCK_PROBE_INTERVAL`] it pings the session of each held lock ([`store::Store::ping_locks`]); when a
+/// ping fails or goes unanswered for [`LOCK_PROBE_TIMEOUT`], the daemon stops claiming its locks
+/// (`lock_held`, hence `/readyz`) and the database (`database_ok`) until a ping succeeds again. The loop's
+/// next lock check then drops or takes the locks back. A ping is never cancelled half-way (that would leave
+/// its connection unusable): an unanswered one is waited for before the next.
+async fn probe_locks(store: store::Store, health: Health, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(LOCK_PROBE_INTERVAL) => {}
+        }
+        let ping = store.ping_locks();
+        tokio::pin!(ping);
+        let answered = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = &mut ping => Some(r),
+            _ = tokio::time::sleep(LOCK_PROBE_TIMEOUT) => None,
+        };
+        let result = match answered {
+            Some(r) => r,
+            None => {
+                unclaim(&health, &format!("no answer within {LOCK_PROBE_TIMEOUT:?}"));
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = &mut ping => r,
+                }
+            }
+        };
+        match result {
+            Ok(()) => health.update(|s| s.lock_held = !s.owned.is_empty()),
+            Err(err) => unclaim(&health, &err.to_string()),
+        }
+    }
+}
+
+/// The held locks cannot be vouched for: stop claiming them.
+fn unclaim(health: &Health, err: &str) {
+    let mut was = false;
+    health.update(|s| {
+        was = s.lock_held;
+        s.lock_held = false;
+        s.database_ok = false;
+    });
+    if was {
+        tracing::warn!(error = %err, "the database does not answer on the lock's session; not claiming the lock until it does");
     }
 }
 

@@ -7,6 +7,11 @@ use serde::Deserialize;
 /// Default time between sweeps (the seed's cron schedule).
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
+/// The shortest `ended_channels_retention`.
+pub const MIN_ENDED_CHANNELS_RETENTION: Duration = Duration::from_secs(60);
+/// The smallest `ended_channels_max`.
+pub const MIN_ENDED_CHANNELS_MAX: usize = 1_000;
+
 /// The `[policy]` table. Durations are written like `"30m"`, `"2m"`, `"15s"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -46,6 +51,12 @@ pub struct PolicyConfig {
     pub commit_window: Duration,
     /// …or as soon as this many are waiting (default 500).
     pub commit_max_rows: usize,
+    /// How long the daemon remembers each ended channel, the evidence for closes after an outage: a
+    /// database outage shorter than this loses no exact end time (default 1 h).
+    #[serde(with = "humantime_serde")]
+    pub ended_channels_retention: Duration,
+    /// …and at most this many per Asterisk server, the oldest forgotten first (default 100,000; ≤ 400 B each).
+    pub ended_channels_max: usize,
 }
 
 impl Default for PolicyConfig {
@@ -66,6 +77,8 @@ impl Default for PolicyConfig {
             close_ghosts: p.close_ghosts,
             commit_window: crate::pipeline::DEFAULT_COMMIT_WINDOW,
             commit_max_rows: crate::pipeline::DEFAULT_COMMIT_MAX_ROWS,
+            ended_channels_retention: crate::daemon::TOMBSTONE_RETENTION,
+            ended_channels_max: crate::daemon::MAX_TOMBSTONES,
         }
     }
 }
@@ -120,6 +133,14 @@ impl PolicyConfig {
         anyhow::ensure!(
             self.commit_max_rows > 0,
             "[policy] commit_max_rows must be positive"
+        );
+        anyhow::ensure!(
+            self.ended_channels_retention >= MIN_ENDED_CHANNELS_RETENTION,
+            "[policy] ended_channels_retention must be at least 1m (a seen hangup is the evidence of the rounds after it)"
+        );
+        anyhow::ensure!(
+            self.ended_channels_max >= MIN_ENDED_CHANNELS_MAX,
+            "[policy] ended_channels_max must be at least {MIN_ENDED_CHANNELS_MAX} (a seen hangup is the evidence of the rounds after it)"
         );
         Ok(())
     }

@@ -424,6 +424,33 @@ impl Sweeper {
         Ok(settled)
     }
 
+    /// Resolves every server's closes left in doubt (see `settle_in_doubt`), e.g. before the daemon stops,
+    /// so that those that did commit are announced: no round of this process will. Returns them by server;
+    /// a server whose audit cannot be read keeps its closes in doubt (nothing is announced twice).
+    pub async fn settle_all_in_doubt(&mut self) -> Vec<(String, Vec<ClosedRow>)> {
+        let mut servers: Vec<String> = self
+            .in_doubt
+            .iter()
+            .filter(|(_, rows)| !rows.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect();
+        servers.sort();
+        let mut out = Vec::new();
+        for name in servers {
+            let target = ServerTarget {
+                name: name.clone(),
+                is_default: false,
+            };
+            match self.settle_in_doubt(&target).await {
+                Ok(rows) => out.push((name, rows)),
+                Err(err) => {
+                    tracing::warn!(server = %name, error = %err, "cannot tell whether the closes of the broken commit were written; they are not announced");
+                }
+            }
+        }
+        out
+    }
+
     /// Counts the suspected ghosts of a round and warns once about each.
     fn report_ghosts(&mut self, target: &ServerTarget, ghosts: &[GhostRow]) {
         metrics::gauge!(m::SUSPECT_GHOST_CALLS, "server" => target.name.clone())
@@ -545,15 +572,19 @@ impl Sweeper {
             }
         };
         let mut changed = changed.filter(|_| self.store.matches_by_ids());
+        let mut read_time = std::time::Duration::ZERO;
+        let mut judge_time = std::time::Duration::ZERO;
         let (calls, unreadable, judged, rows_read) = loop {
-            let OpenRows { calls, unreadable } =
-                match self.round_rows(target, before, changed).await {
-                    Ok(c) => c,
-                    Err(err) => {
-                        metrics::counter!(m::DB_ERRORS_TOTAL).increment(1);
-                        return Err(err);
-                    }
-                };
+            let read_started = std::time::Instant::now();
+            let read = self.round_rows(target, before, changed).await;
+            read_time += read_started.elapsed();
+            let OpenRows { calls, unreadable } = match read {
+                Ok(c) => c,
+                Err(err) => {
+                    metrics::counter!(m::DB_ERRORS_TOTAL).increment(1);
+                    return Err(err);
+                }
+            };
             let rows_read = calls.len() + unreadable.len();
             let scope = RoundScope::of(changed);
             metrics::counter!(m::ROUNDS_TOTAL, "scope" => scope.as_str()).increment(1);
@@ -567,6 +598,7 @@ impl Sweeper {
                 .filter(|c| !queued.is_some_and(|q| q.planned.contains_key(&c.id)))
                 .collect();
             tracing::debug!(server = %target.name, open = calls.len(), scope = scope.as_str(), "round started");
+            let judge_started = std::time::Instant::now();
             let taken;
             let snapshot = match source {
                 MapSource::Snapshot(snapshot) => snapshot,
@@ -580,6 +612,7 @@ impl Sweeper {
                 }
             };
             let judged = self.judge(target, snapshot, &calls);
+            judge_time += judge_started.elapsed();
             if changed.is_some() && judged.needs_full_round {
                 tracing::debug!(server = %target.name, "a row of the changed channels needs the full round");
                 changed = None;
@@ -698,6 +731,18 @@ impl Sweeper {
                 .set(report.open.saturating_sub(closed_now + report.queued) as f64);
         }
         metrics::histogram!(m::SWEEP_SECONDS).record(started.elapsed().as_secs_f64());
+        tracing::debug!(
+            server = %target.name,
+            scope = report.scope.as_str(),
+            rows = report.rows_read,
+            closed = report.closed.len(),
+            queued = report.queued,
+            held = report.held.len(),
+            read_ms = read_time.as_millis() as u64,
+            judge_ms = judge_time.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "round done"
+        );
         Ok(report)
     }
 
@@ -877,12 +922,20 @@ impl Sweeper {
             is_default: false,
         };
         // `batch`: the closes about to be written.
+        let commit_started = std::time::Instant::now();
         match self
             .store
             .close_under(&batch, &self.run_id, Some(server))
             .await
         {
             Ok(outcome) => {
+                tracing::debug!(
+                    server,
+                    rows = batch.len(),
+                    closed = outcome.closed.len(),
+                    ms = commit_started.elapsed().as_millis() as u64,
+                    "closes committed"
+                );
                 metrics::counter!(m::CLOSE_COMMITS_TOTAL).increment(1);
                 metrics::histogram!(m::CLOSE_COMMIT_ROWS).record(batch.len() as f64);
                 for closed in outcome.closed {

@@ -28,7 +28,7 @@ pub enum DaemonKind {
 }
 
 /// Resident memory of one process over its life.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Rss {
     /// Process id.
     pub pid: u32,
@@ -46,6 +46,21 @@ pub struct Rss {
     pub last_at: Instant,
     /// Whether `warm_kb` was taken.
     pub warm: bool,
+    /// Every sample: when, kB.
+    pub samples: Vec<(Instant, u64)>,
+}
+
+impl Rss {
+    /// The growth judged once the process's map holds all it may (`full_at`: when the PBX had ended
+    /// `[policy] ended_channels_max` channels since the process started, the cap of its tombstones) and
+    /// `settle` later: the first and the last sample from then, and the time between them. `None` when the
+    /// process did not live long enough after that.
+    pub fn after(&self, full_at: Instant, settle: Duration) -> Option<(u64, u64, Duration)> {
+        let from = full_at + settle;
+        let (t0, first) = *self.samples.iter().find(|(at, _)| *at >= from)?;
+        let (t1, last) = *self.samples.last()?;
+        (t1 > t0).then(|| (first, last, t1 - t0))
+    }
 }
 
 struct Proc {
@@ -148,7 +163,10 @@ impl Daemons {
             .env_remove("DATABASE_URL")
             .env_remove("CALLWATCH_CONFIG")
             .env_remove("CALLWATCH_AMI_URL")
-            .env("CALLWATCH_LOG", "warn")
+            .env(
+                "CALLWATCH_LOG",
+                std::env::var("CHAOS_DAEMON_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -226,7 +244,9 @@ impl Daemons {
             started: p.started,
             last_at: now,
             warm: false,
+            samples: Vec::new(),
         });
+        r.samples.push((now, kb));
         // The warm figure: the first sample once the process has run `warm_after` (caches filled).
         if !r.warm && age >= self.warm_after {
             r.warm_kb = kb;

@@ -122,9 +122,8 @@ impl Bounds {
             FaultClass::AmiLatency | FaultClass::AmiThrottle | FaultClass::AmiOneByte => {
                 self.resync(FaultClass::AmiCut) + CLOSE_AFTER_RESYNC
             }
-            FaultClass::Sigkill | FaultClass::Sigterm => {
-                self.lock_check + self.resync(FaultClass::AmiCut) + CLOSE_AFTER_RESYNC
-            }
+            // The standby (watching, its map synced) takes the lock within one lock check, then a round.
+            FaultClass::Sigkill | FaultClass::Sigterm => self.lock_check + CLOSE_AFTER_RESYNC,
             _ => self.fallback_after + self.sweep_interval,
         }
     }
@@ -171,15 +170,28 @@ impl Verdict {
 /// The fault that governs a call whose close became due at `due`, and the close deadline.
 fn governing<'a>(
     due: DateTime<Utc>,
+    closed_at: Option<DateTime<Utc>>,
     faults: &'a [Injected],
     b: &Bounds,
 ) -> (Option<&'a Injected>, DateTime<Utc>) {
-    let mut deadline = due + td(CLOSE_AFTER_RESYNC);
-    let mut gov = None;
+    let first = due + td(CLOSE_AFTER_RESYNC);
+    let mut deadline = first;
+    let mut gov: Option<&Injected> = None;
+    // In the order they struck. An AMI fault that strikes while the call still waits on the recovery of an
+    // earlier AMI fault (before that deadline and before the call was closed) keeps AMI from resyncing, and
+    // extends the deadline; no other fault extends another's.
     for f in faults {
         let until = f.clear + td(b.close_after_clear(f.class));
-        // Struck before the close was due, and its recovery was not over when the call ended.
-        if f.start <= due + td(CLOSE_AFTER_RESYNC) && until >= due && until > deadline {
+        let ami = |c: FaultClass| FaultClass::AMI.contains(&c);
+        let struck_in_time = f.start <= first
+            || gov.is_some_and(|g| {
+                ami(g.class)
+                    && ami(f.class)
+                    && f.start <= closed_at.map_or(deadline, |c| c.min(deadline))
+            });
+        // Struck before the close was due (or while it waited on an AMI recovery), and its recovery was not
+        // over when the call ended.
+        if struck_in_time && until >= due && until > deadline {
             deadline = until;
             gov = Some(f);
         }
@@ -211,10 +223,20 @@ pub fn check(
         broadcasts.entry(*id).or_default().push(*at);
     }
 
-    // Resync within reconnect_max + 1 s of AMI coming back.
+    // Resync within reconnect_max + 1 s of AMI coming back (unless another AMI fault struck first, before
+    // that bound: the resync is then judged against it).
     for f in faults.iter().filter(|f| f.ended_session) {
         let bound = b.resync(f.class);
         let first = obs.resyncs.iter().find(|t| **t >= f.clear);
+        let interrupted = faults.iter().any(|g| {
+            FaultClass::AMI.contains(&g.class)
+                && g.start > f.clear
+                && g.start < f.clear + td(bound)
+                && first.is_none_or(|t| *t > g.start)
+        });
+        if interrupted {
+            continue;
+        }
         let fig = v.classes.entry(f.class.name()).or_default();
         match first {
             Some(t) if *t - f.clear <= td(bound) => {
@@ -250,8 +272,14 @@ pub fn check(
             .unwrap_or(&[]);
         let sent = broadcasts.get(&call.id).map(Vec::as_slice).unwrap_or(&[]);
         let due = call.ended.map(|e| call.inserted.map_or(e, |i| i.max(e)));
+        // The first sign of the close: its broadcast, else the audit's decision.
+        let closed_at = sent.first().copied().or_else(|| {
+            audits
+                .first()
+                .and_then(|a| a.decided_at.map(|d| d + SECOND))
+        });
         let (gov, deadline) = match due {
-            Some(due) => governing(due, faults, b),
+            Some(due) => governing(due, closed_at, faults, b),
             None => (None, end),
         };
         let class = gov.map_or("none", |f| f.class.name());
@@ -373,12 +401,7 @@ pub fn check(
                         );
                     }
                 }
-                // Closed in time: the first sign of the close (broadcast, else the audit's decision).
-                let closed_at = sent.first().copied().or_else(|| {
-                    audits
-                        .first()
-                        .and_then(|a| a.decided_at.map(|d| d + SECOND))
-                });
+                // Closed in time.
                 if let (Some(closed_at), Some(due)) = (closed_at, due) {
                     // A call answered while (or just before) AMI was away, not in the listing that followed:
                     // that listing cannot judge its row within `skew`; the next one, `skew` + 1 s later, does.
@@ -422,8 +445,10 @@ pub fn check(
 }
 
 /// For a call whose close became due (`due`) before the resync that followed `f` (a fault that ended the AMI
-/// session): that resync + 2 s (+ the mass-close guard's `confirm_delay` after an Asterisk restart). A row
-/// answered less than `skew` before that resync is judged by the first listing `skew` after its answer.
+/// session): that resync (the last listing within the resync bound: each daemon lists after its reconnect,
+/// and the proxy cannot tell the owner's apart) + 2 s (+ the mass-close guard's `confirm_delay` after an
+/// Asterisk restart). A row answered less than `skew` before that resync is judged by the first listing
+/// `skew` after its answer, and no earlier than the owner's own relist (`skew` + 1 s after the resync).
 fn after_resync(
     f: &Injected,
     due: DateTime<Utc>,
@@ -434,12 +459,25 @@ fn after_resync(
     if !f.ended_session {
         return None;
     }
-    let mut resync = *resyncs.iter().find(|t| **t >= f.clear)?;
-    if due > resync {
+    // The proxy sees every daemon's listings: the owner's is the last of those within the resync bound (a
+    // standby may list first).
+    let first = *resyncs.iter().find(|t| **t >= f.clear)?;
+    if due > first {
         return None;
     }
+    let bound = f.clear + td(b.resync(f.class));
+    let mut resync = resyncs
+        .iter()
+        .filter(|t| **t >= first && **t <= bound)
+        .last()
+        .copied()
+        .unwrap_or(first);
     if resync < answered + td(b.skew) {
-        resync = *resyncs.iter().find(|t| **t >= answered + td(b.skew))?;
+        // The owner's round after that listing asks for another `skew` + 1 s later (a listing another
+        // daemon takes meanwhile does not count: the proxy sees both daemons' listings).
+        let relist = resync + td(b.skew + Duration::from_secs(1));
+        let later = *resyncs.iter().find(|t| **t >= answered + td(b.skew))?;
+        resync = later.max(relist);
     }
     let guard = match f.class {
         FaultClass::AsteriskRestart | FaultClass::AsteriskCrash => b.confirm_delay,

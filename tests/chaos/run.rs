@@ -32,7 +32,14 @@ pub struct ChaosConfig {
     pub classes: Vec<FaultClass>,
     /// How the daemon runs.
     pub daemons: DaemonKind,
+    /// The spawned daemons' `[policy] ended_channels_max` (`None`: the product's default).
+    pub ended_channels_max: Option<usize>,
 }
+
+/// After a process's map of ended channels is full, RSS is judged from this much later…
+const RSS_SETTLE: Duration = Duration::from_secs(10);
+/// …over at least this long.
+const RSS_JUDGED_SPAN: Duration = Duration::from_secs(60);
 
 /// The schedule CI runs when `CHAOS_SEED` is not given.
 pub const CI_SEED: u64 = 2026;
@@ -68,10 +75,14 @@ pub struct Report {
     pub injected: Vec<Injected>,
     /// Memory of each daemon process.
     pub rss: Vec<Rss>,
+    /// How each process's RSS was judged (or why not), one line each.
+    pub rss_judged: Vec<String>,
     /// Wall time of the run.
     pub wall: Duration,
     /// The daemons' logs (for failure messages).
     pub logs: String,
+    /// When the daemons asked for a listing (as it crossed the AMI proxy).
+    pub resyncs: Vec<DateTime<Utc>>,
 }
 
 impl Report {
@@ -237,11 +248,14 @@ pub async fn run(config: ChaosConfig) -> Option<Report> {
         "[[server]]\nname = \"pbx1\"\nurl = \"ami://watchdog:{AMI_SECRET}@{}?ping=1&ping_timeout=1\"\n\
          reconnect_max = \"{}s\"\n\
          [database]\nurl = \"{daemon_url}\"\nmax_connections = 3\nacquire_timeout = \"5s\"\nstatement_timeout = \"5s\"\n\
-         [policy]\nfallback_after = \"10s\"\nsweep_interval = \"5s\"\n\
+         [policy]\nfallback_after = \"10s\"\nsweep_interval = \"5s\"\n{ended}\
          [broadcast]\nchannel = \"{channel}\"\n[broadcast.redis]\nurl = \"redis://127.0.0.1:6379/\"\nprefix = \"\"\n\
          [http]\nenabled = false\n",
         ami.local_addr(),
-        PROCESS_RECONNECT_MAX.as_secs()
+        PROCESS_RECONNECT_MAX.as_secs(),
+        ended = config
+            .ended_channels_max
+            .map_or(String::new(), |n| format!("ended_channels_max = {n}\n")),
     );
     let config_path = dir.path().join("callwatch.toml");
     std::fs::write(&config_path, toml).unwrap();
@@ -380,6 +394,7 @@ pub async fn run(config: ChaosConfig) -> Option<Report> {
         resyncs: ami.tap_hits(LISTING).into_iter().map(at).collect(),
     };
     app.shutdown().await;
+    let resyncs = observed.resyncs.clone();
     let truth = world.truth();
     let injected = injected.lock().unwrap().clone();
     let mut verdict = invariants::check(&truth, &injected, &observed, &bounds, end);
@@ -389,21 +404,47 @@ pub async fn run(config: ChaosConfig) -> Option<Report> {
             .push("a daemon did not stop on SIGTERM".into());
     }
     let rss = daemons.rss.clone();
-    // RSS bounded: once warm (caches and tombstones filled), a process that lived a minute or more does not
-    // keep growing.
+    // RSS bounded: the map of ended channels grows until it holds all it may (`ended_channels_max`, or an
+    // hour of them); from then on, a process that lived a minute or more does not keep growing. A process
+    // whose map never filled is not judged (said in the report).
+    let cap = config
+        .ended_channels_max
+        .unwrap_or(callwatch::daemon::MAX_TOMBSTONES);
+    let mut rss_judged = Vec::new();
     for r in &rss {
-        if r.warm
-            && r.last_at - r.started >= Duration::from_secs(60)
-            && r.last_kb > r.warm_kb * 5 / 4 + 16 * 1024
-        {
-            verdict.violations.push(format!(
-                "daemon pid {}: RSS grew from {} kB (warm) to {} kB",
-                r.pid, r.warm_kb, r.last_kb
-            ));
+        let retention = r.started + callwatch::daemon::TOMBSTONE_RETENTION;
+        let full_at = world
+            .nth_channel_end_after(r.started, cap)
+            .map_or(retention, |at| at.min(retention));
+        match r.after(full_at, RSS_SETTLE) {
+            Some((first, last, span)) if span >= RSS_JUDGED_SPAN => {
+                let grew = last > first * 5 / 4 + 16 * 1024;
+                rss_judged.push(format!(
+                    "daemon pid {}: RSS {first} kB → {last} kB over the {:.0} s after its map held {cap} ended channels ({:.0} s after its start){}",
+                    r.pid,
+                    span.as_secs_f64(),
+                    (full_at - r.started).as_secs_f64(),
+                    if grew { ": GREW" } else { "" }
+                ));
+                if grew {
+                    verdict.violations.push(format!(
+                        "daemon pid {}: RSS grew from {first} kB to {last} kB after its map of ended channels was full",
+                        r.pid
+                    ));
+                }
+            }
+            _ => rss_judged.push(format!(
+                "daemon pid {}: RSS not judged (lived {:.0} s; its map of {cap} ended channels was not full {} s before the end)",
+                r.pid,
+                (r.last_at - r.started).as_secs_f64(),
+                (RSS_SETTLE + RSS_JUDGED_SPAN).as_secs()
+            )),
         }
     }
     drop(private);
     Some(Report {
+        rss_judged,
+        resyncs,
         calls: truth.len(),
         verdict,
         injected,
@@ -665,6 +706,10 @@ impl Report {
             self.verdict.lost_to_sigkill,
             self.wall.as_secs_f64()
         ));
+        for line in &self.rss_judged {
+            out.push_str(line);
+            out.push('\n');
+        }
         for r in &self.rss {
             out.push_str(&format!(
                 "daemon pid {}: RSS first {} kB, warm {} kB, last {} kB, max {} kB over {:.0} s\n",

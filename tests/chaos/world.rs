@@ -38,6 +38,8 @@ pub struct World {
     pbx: Arc<PbxServer>,
     calls: Mutex<Vec<Planned>>,
     running: Mutex<(bool, bool)>,
+    /// Channels ended so far (hung up or gone with Asterisk), running total, with when.
+    channel_ends: Mutex<Vec<(Instant, usize)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -55,6 +57,7 @@ impl World {
             pbx,
             calls: Mutex::new(Vec::new()),
             running: Mutex::new((true, true)),
+            channel_ends: Mutex::new(Vec::new()),
         })
     }
 
@@ -68,6 +71,29 @@ impl World {
         lock(&self.calls).iter().map(|p| p.truth.clone()).collect()
     }
 
+    /// Notes `n` channels ended now.
+    fn channels_ended(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let mut ends = lock(&self.channel_ends);
+        let total = ends.last().map_or(0, |(_, t)| *t) + n;
+        ends.push((Instant::now(), total));
+    }
+
+    /// When the `n`th channel to end after `since` ended (`None`: fewer have ended).
+    pub fn nth_channel_end_after(&self, since: Instant, n: usize) -> Option<Instant> {
+        let ends = lock(&self.channel_ends);
+        let before = ends
+            .iter()
+            .take_while(|(at, _)| *at <= since)
+            .last()
+            .map_or(0, |(_, t)| *t);
+        ends.iter()
+            .find(|(at, t)| *at > since && *t - before >= n)
+            .map(|(at, _)| *at)
+    }
+
     /// Stops starting calls and hanging them up: calls still up stay up.
     pub fn freeze(&self) {
         *lock(&self.running) = (false, false);
@@ -77,11 +103,13 @@ impl World {
     /// drops the connections.
     pub fn wipe(&self, crash: bool) -> usize {
         let mut calls = lock(&self.calls);
-        let (ended, at) = self.pbx.with(|p| {
+        let (ended, at, channels) = self.pbx.with(|p| {
             let at = Utc::now();
             p.set_now(at);
-            (if crash { p.crash() } else { p.restart() }, at)
+            let channels = p.channels().len();
+            (if crash { p.crash() } else { p.restart() }, at, channels)
         });
+        self.channels_ended(channels);
         for c in calls.iter_mut() {
             if c.truth.ended.is_none() && ended.contains(&c.call) {
                 c.truth.ended = Some(at);
@@ -148,12 +176,14 @@ impl World {
                     let started = world.pbx.with(|p| {
                         let at = Utc::now();
                         p.set_now(at);
+                        let up = p.channels().len();
                         for &i in &to_end {
                             // A call Asterisk already dropped has nothing left to hang up.
                             if p.hangup(calls[i].call, 16).is_ok() {
                                 calls[i].truth.ended = Some(at);
                             }
                         }
+                        world.channels_ended(up.saturating_sub(p.channels().len()));
                         let mut out = Vec::new();
                         for plan in &plans {
                             let ext = (100_000 + next_id + out.len() as i64).to_string();

@@ -24,6 +24,7 @@ async fn chaos(
         private_engine,
         classes: classes.to_vec(),
         daemons,
+        ended_channels_max: None,
     };
     eprintln!(
         "chaos on {}: CHAOS_SEED={seed} CHAOS_SECONDS={seconds}",
@@ -282,7 +283,32 @@ fn the_invariants_catch_every_kind_of_violation() {
     let mut o = good();
     o.broadcasts[0].1 = s(14) + TimeDelta::milliseconds(900);
     o.resyncs.push(s(12) + TimeDelta::milliseconds(400));
-    caught(o, &[cut], "LATE AFTER RESYNC");
+    caught(o, std::slice::from_ref(&cut), "LATE AFTER RESYNC");
+    // An AMI half-open striking at 13.5 s, while the call still waits on the cut's recovery (bound 16 s)
+    // and before the resync came, keeps AMI from resyncing: its bound (18 s + 4 s + 2 s) governs, and
+    // closing at 20 s, a second after the resync, is in time.
+    let half_open = Injected {
+        class: FaultClass::AmiHalfOpen,
+        start: s(13) + TimeDelta::milliseconds(500),
+        clear: s(18),
+        ended_session: true,
+    };
+    let mut o = good();
+    o.broadcasts[0].1 = s(20);
+    o.resyncs.push(s(19));
+    let v = check(&truth, &[cut.clone(), half_open], &o, &bounds, s(60));
+    assert!(v.violations.is_empty(), "{:?}", v.violations);
+    // A database fault striking then does not extend the AMI cut's bound: closing at 20 s is late.
+    let db = Injected {
+        class: FaultClass::DbLatency,
+        start: s(14),
+        clear: s(18),
+        ended_session: false,
+    };
+    let mut o = good();
+    o.broadcasts[0].1 = s(20);
+    o.resyncs.push(s(12) + TimeDelta::milliseconds(400));
+    caught(o, &[cut, db], "LATE CLOSE");
 }
 
 /// Found by the suite (seed 3476610292258819272): a call answered and hung up while AMI was cut, whose row
@@ -437,4 +463,145 @@ async fn stopping_broadcasts_the_last_rounds_closes() {
         closed, 1,
         "the round under way at the stop finished its close"
     );
+}
+
+/// Found by the soak: Asterisk crashes (no `Shutdown`; the link is reset and refused, then Asterisk is back
+/// with a new `Uptime`) less than a second after the daemon's session began (it had just reconnected after
+/// another fault). Every call that was up died with it: the new boot is evidence, so the rows are closed as
+/// `asterisk_restart`, never held by the mass-close guard as a mass of `channel_gone`.
+async fn a_crash_closes_its_calls_as_a_restart(engine: Engine) {
+    use crate::daemon::{
+        audit_reasons, closed, insert_row, settings_for, start_answered, start_daemon,
+    };
+    let Some(db) = store::testing::TestDb::create(engine).await else {
+        return;
+    };
+    db.store().await.shutdown().await;
+    let pbx = std::sync::Arc::new(
+        ami_testkit::PbxServer::start(
+            ami_testkit::ScriptedPbx::new(chrono::Utc::now())
+                .with_credentials("watchdog", "lab-secret"),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap(),
+    );
+    // The PBX's clock follows real time (its `Uptime` counts from its boot).
+    let ticking = {
+        let pbx = pbx.clone();
+        tokio::spawn(async move {
+            loop {
+                pbx.with(|p| p.set_now(chrono::Utc::now()));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let ami = fault_proxy::FaultProxy::start(pbx.local_addr())
+        .await
+        .unwrap();
+    let calls = 60;
+    let answered = chrono::Utc::now() - chrono::TimeDelta::seconds(30);
+    for id in 1..=calls {
+        let ext = (3000 + id).to_string();
+        let (_, agent) = start_answered(&pbx, &ext);
+        insert_row(&db, id, &agent, &ext, answered).await;
+    }
+    let d = start_daemon(settings_for(db.url(), ami.local_addr()));
+    d.synced().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Another fault first: the daemon reconnects and lists again.
+    let cut_at = chrono::Utc::now();
+    ami.cut(Duration::from_millis(300));
+    crate::daemon::eventually("synced again after the reconnect", || async {
+        let s = d.health.snapshot();
+        let server = s.servers.first()?;
+        (server.synced && server.synced_since.is_some_and(|t| t > cut_at)).then_some(())
+    })
+    .await;
+    // Then, within a second of that session's login, the crash.
+    ami.cut(Duration::from_secs(2));
+    pbx.with(|p| p.crash());
+    pbx.drop_connection();
+    for id in 1..=calls {
+        closed(&db, id, "the crash's calls closed").await;
+    }
+    let reasons = audit_reasons(&db).await;
+    assert_eq!(reasons.len(), calls as usize, "{reasons:?}");
+    assert!(
+        reasons.values().all(|r| r == "asterisk_restart"),
+        "{reasons:?}"
+    );
+    d.stop().await;
+    ticking.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_closes_its_calls_as_a_restart_sqlite() {
+    a_crash_closes_its_calls_as_a_restart(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_closes_its_calls_as_a_restart_postgres() {
+    a_crash_closes_its_calls_as_a_restart(Engine::Postgres).await;
+}
+
+/// Found by the soak: with the database's port closed (connections reset, new ones refused), the daemon's
+/// loop waits on the database (here up to a minute: `acquire_timeout`) and runs no lock check meanwhile; the
+/// daemon must still stop claiming the lock (`/status` `lock_held`, `/readyz`) while the database is away,
+/// and claim it again once it is back. The waits below are far shorter than the loop's.
+async fn an_unreachable_database_is_not_claimed(engine: Engine) {
+    use crate::daemon::{closed, insert_row, pbx_with_call, settings_for, start_daemon};
+    let Some(db) = store::testing::TestDb::create(engine).await else {
+        return;
+    };
+    db.store().await.shutdown().await;
+    let port = match engine {
+        Engine::Postgres => 5432,
+        _ => 3306,
+    };
+    let upstream: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let proxy = fault_proxy::FaultProxy::start(upstream).await.unwrap();
+    let url = db
+        .url()
+        .replace(&upstream.to_string(), &proxy.local_addr().to_string());
+    assert_ne!(url, db.url());
+    let (pbx, call, agent) = pbx_with_call("2001").await;
+    insert_row(&db, 1, &agent, "2001", chrono::Utc::now()).await;
+    let mut settings = settings_for(&url, pbx.local_addr());
+    settings.database.acquire_timeout = Duration::from_secs(60);
+    let d = start_daemon(settings);
+    d.synced().await;
+    let fallback = chrono::TimeDelta::minutes(2);
+    assert!(d.health.is_ready(chrono::Utc::now(), fallback));
+
+    proxy.cut(Duration::from_secs(600));
+    // A round now waits on the database.
+    pbx.with(|p| p.hangup(call, 16)).unwrap();
+    crate::daemon::eventually("the lock no longer claimed", || async {
+        let s = d.health.snapshot();
+        (!s.lock_held && !s.database_ok).then_some(())
+    })
+    .await;
+    assert!(!d.health.is_ready(chrono::Utc::now(), fallback));
+
+    proxy.accept_again();
+    let (_, cause) = closed(&db, 1, "row 1 closed once the database is back").await;
+    assert_eq!(cause.as_deref(), Some("normal_clearing"));
+    crate::daemon::eventually("the lock claimed again", || async {
+        d.health
+            .is_ready(chrono::Utc::now(), fallback)
+            .then_some(())
+    })
+    .await;
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_is_not_claimed_postgres() {
+    an_unreachable_database_is_not_claimed(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_is_not_claimed_mysql() {
+    an_unreachable_database_is_not_claimed(Engine::MySql).await;
 }

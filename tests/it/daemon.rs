@@ -97,6 +97,22 @@ pub(crate) async fn audit_counts(db: &TestDb) -> BTreeMap<String, i64> {
     rows.into_iter().collect()
 }
 
+/// The reason of each row's `closed` audit, by call id.
+pub(crate) async fn audit_reasons(db: &TestDb) -> BTreeMap<String, String> {
+    let (text, _) = casts(db.engine());
+    let store = db.store().await;
+    let rows: Vec<(String, String)> = sqlx::query_as(&format!(
+        "SELECT CAST(call_id AS {text}), CAST(reason AS {text}) FROM call_closures WHERE outcome = 'closed'"
+    ))
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    store.shutdown().await;
+    rows.into_iter()
+        .map(|(id, r)| (id.trim().to_owned(), r.trim().to_owned()))
+        .collect()
+}
+
 /// SQL types to cast to for text and integers, per engine (sqlx's Any driver decodes only a few types).
 pub(crate) fn casts(engine: Engine) -> (&'static str, &'static str) {
     match engine {

@@ -410,6 +410,10 @@ struct Status {
     dropped_at: Option<i64>,
     /// When the Asterisk of the current session booted (from `FullyBooted`'s `Uptime`).
     booted_at: Option<i64>,
+    /// The boot the current session's `FullyBooted` gave (none yet: `None`)…
+    session_booted: Option<i64>,
+    /// …and the previous session's.
+    prev_session_booted: Option<i64>,
     /// Tombstones in write order, for retention.
     order: VecDeque<(i64, Box<str>)>,
 }
@@ -953,6 +957,7 @@ impl ServerChannels {
         st.connected = true;
         st.prev_session_started = st.session_started;
         st.session_started = Some(us(now));
+        st.prev_session_booted = st.session_booted.take();
         self.make_unsynced(&mut st, us(now), true);
         st.epoch
     }
@@ -1235,22 +1240,38 @@ impl ServerChannels {
         );
     }
 
-    /// Asterisk came up `uptime` before `now` (its `FullyBooted` event). When that is after the previous
-    /// session began, Asterisk restarted in between: every channel of an older epoch is gone, ended no later
-    /// than the earlier of the previous connection's drop and the boot (that is the time recorded). Returns
-    /// the number of channels ended.
-    pub fn fully_booted(&self, uptime: Duration, now: DateTime<Utc>) -> usize {
+    /// Asterisk came up `uptime` before `now` (its `FullyBooted` event, read at `now`, answering a `Login`
+    /// sent at `login_sent`). When that boot is certainly later than the boot the previous session saw
+    /// (or, when that session saw none, than the previous session's start), Asterisk restarted in between:
+    /// every channel of an older epoch is gone, ended no later than the earlier of the previous connection's
+    /// drop and the boot (that is the time recorded). Returns the number of channels ended.
+    ///
+    /// `Uptime` counts whole seconds from when Asterisk wrote the event, some time between `login_sent` and
+    /// `now`: the boot was after `login_sent − uptime − 1 s` and no later than `now − uptime` (the time
+    /// kept as the boot). A restart is declared only when the earliest the new boot can be is later than
+    /// the latest the previous one can have been, so a slow link never makes one.
+    pub fn fully_booted(
+        &self,
+        uptime: Duration,
+        login_sent: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> usize {
         let n = us(now);
+        let up = i64::try_from(uptime.as_micros()).unwrap_or(i64::MAX);
         let mut st = lock(&self.inner.status);
-        let booted = n.saturating_sub(i64::try_from(uptime.as_micros()).unwrap_or(i64::MAX));
+        let booted = n.saturating_sub(up);
+        let booted_after = us(login_sent.min(now))
+            .saturating_sub(up)
+            .saturating_sub(1_000_000);
         st.booted_at = Some(booted);
-        let Some(prev) = st.prev_session_started else {
+        st.session_booted = Some(booted);
+        let Some(prev) = st.prev_session_booted.or(st.prev_session_started) else {
             return 0;
         };
-        // One second of slack: Uptime is whole seconds.
-        if booted <= prev + 1_000_000 {
+        if booted_after <= prev {
             return 0;
         }
+        let prev = st.prev_session_started.unwrap_or(prev);
         let through = self.alive_through(&st);
         let epoch = st.epoch;
         // A crash drops the connection when the channels die, seconds before the new boot: they ended no
@@ -2107,18 +2128,18 @@ mod tests {
         let s = map.server("pbx");
         s.begin_session(t(0));
         assert_eq!(s.snapshot().booted_at, None);
-        assert_eq!(s.fully_booted(Duration::from_secs(900), t(0)), 0);
+        assert_eq!(s.fully_booted(Duration::from_secs(900), t(0), t(0)), 0);
         assert_eq!(s.snapshot().booted_at, Some(t(-900)));
         s.apply(&newchannel("1795520001.1", "1795520001.1"), t(1));
         s.disconnected(t(10));
         // Back 100 s later; Asterisk has been up 1000 s: no restart.
         s.begin_session(t(100));
-        assert_eq!(s.fully_booted(Duration::from_secs(1000), t(100)), 0);
+        assert_eq!(s.fully_booted(Duration::from_secs(1000), t(100), t(100)), 0);
         assert_eq!(s.live_count(), 1);
         s.disconnected(t(110));
         // Back at 200 s, up for only 30 s: it restarted after the previous session began.
         s.begin_session(t(200));
-        assert_eq!(s.fully_booted(Duration::from_secs(30), t(200)), 1);
+        assert_eq!(s.fully_booted(Duration::from_secs(30), t(200), t(200)), 1);
         let snap = s.snapshot();
         assert_eq!(snap.booted_at, Some(t(170)));
         assert!(snap.live.is_empty());
@@ -2128,6 +2149,49 @@ mod tests {
         // Uniqueids restart with Asterisk: the same id is a new channel now.
         s.apply(&newchannel("1795520001.1", "1795520001.1"), t(201));
         assert_eq!(s.snapshot().live["1795520001.1"].first_seen, t(201));
+    }
+
+    /// Found by the fault-injection soak: Asterisk crashed less than a second after a session began (the
+    /// client had just reconnected after another fault). The new boot is later than the boot the previous
+    /// session saw, so it is a restart, although it is not a second later than that session's start.
+    #[test]
+    fn a_crash_just_after_a_reconnect_is_a_restart() {
+        let map = ChannelMap::default();
+        let s = map.server("pbx");
+        s.begin_session(t(0));
+        assert_eq!(s.fully_booted(Duration::from_secs(900), t(0), t(0)), 0);
+        s.apply(&newchannel("1795520001.1", "1795520001.1"), t(1));
+        s.disconnected(t(10));
+        // Back at 20 s: the same Asterisk (up 920 s).
+        s.begin_session(t(20));
+        assert_eq!(s.fully_booted(Duration::from_secs(920), t(20), t(20)), 0);
+        assert_eq!(s.live_count(), 1);
+        // It crashes half a second later and is back at once; the login at 25 s finds it up 4 s: booted
+        // after 20.x s (the Login was sent at 25 s), long after the previous session's boot (-900 s).
+        let crash = t(20) + chrono::Duration::milliseconds(500);
+        s.disconnected(crash);
+        s.begin_session(t(25));
+        assert_eq!(s.fully_booted(Duration::from_secs(4), t(25), t(25)), 1);
+        assert!(matches!(
+            s.snapshot().ended["1795520001.1"].end,
+            ChannelEnd::Restart { at, .. } if at == crash
+        ));
+    }
+
+    /// The same Asterisk, its `FullyBooted` slow to arrive (a slow link): the boot computed from the arrival
+    /// is seconds later than the previous session's, but not later than what the Login's sending allows.
+    #[test]
+    fn a_slow_login_is_not_a_restart() {
+        let map = ChannelMap::default();
+        let s = map.server("pbx");
+        s.begin_session(t(0));
+        assert_eq!(s.fully_booted(Duration::from_secs(900), t(0), t(0)), 0);
+        s.apply(&newchannel("1795520001.1", "1795520001.1"), t(1));
+        s.disconnected(t(10));
+        // Login sent at 20 s; Asterisk answered at 20 s (up 920 s); the answer arrived at 24 s.
+        s.begin_session(t(24));
+        assert_eq!(s.fully_booted(Duration::from_secs(920), t(20), t(24)), 0);
+        assert_eq!(s.live_count(), 1);
     }
 
     /// Issue 14 (8): after a crash the channels died no later than the moment the connection dropped
@@ -2145,7 +2209,7 @@ mod tests {
         // kill -9 at t(10): the connection drops; Asterisk is back at t(20) and we log in at t(40).
         s.disconnected(t(10));
         s.begin_session(t(40));
-        assert_eq!(s.fully_booted(Duration::from_secs(20), t(40)), 1);
+        assert_eq!(s.fully_booted(Duration::from_secs(20), t(40), t(40)), 1);
         assert_eq!(
             s.snapshot().ended["1795520001.1"].end,
             ChannelEnd::Restart {

@@ -194,6 +194,8 @@ pub struct Core {
     ping_in_flight: bool,
     resync_in_flight: bool,
     booted_checked: bool,
+    /// When the `Login` was sent (`FullyBooted` answers it: the bound of its `Uptime`).
+    login_sent: Option<DateTime<Utc>>,
     banner: Option<Bytes>,
     stats: CoreStats,
 }
@@ -221,6 +223,7 @@ impl Core {
             ping_in_flight: false,
             resync_in_flight: false,
             booted_checked: false,
+            login_sent: None,
             banner: None,
             stats: CoreStats::default(),
         }
@@ -589,6 +592,9 @@ impl Core {
         let Some(aid) = action.action_id().map(str::to_string) else {
             return;
         };
+        if matches!(origin, Origin::Login) {
+            self.login_sent = Some(now);
+        }
         action.encode_into(&mut self.wbuf);
         self.pending.insert(
             aid,
@@ -754,7 +760,11 @@ impl Core {
                     .get_str("Uptime")
                     .and_then(|u| u.trim().parse::<u64>().ok())
                 {
-                    let ended = self.channels.fully_booted(Duration::from_secs(uptime), now);
+                    let ended = self.channels.fully_booted(
+                        Duration::from_secs(uptime),
+                        self.login_sent.unwrap_or(now),
+                        now,
+                    );
                     if ended > 0 {
                         tracing::warn!(server = %self.channels.name(), ended, "Asterisk restarted while disconnected");
                     }

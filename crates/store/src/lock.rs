@@ -272,6 +272,38 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Pings the session of every lock taken through this store (PostgreSQL/MySQL: a round trip on the
+    /// connection that holds it; SQLite leases have none, and pass). A session that answers still holds its
+    /// lock; one that fails (the database unreachable, the link reset, the server restarted) has lost it, or
+    /// cannot prove it holds it. Independent of the pool: a probe never waits for a pooled connection.
+    ///
+    /// A lock whose session is in use (being taken again or released) is skipped. The caller bounds the
+    /// wait: a black-holed link never answers.
+    pub async fn ping_locks(&self) -> Result<()> {
+        let locks: Vec<Arc<LockInner>> = self
+            .inner
+            .locks
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default();
+        for lock in locks {
+            if lock.released.load(Ordering::SeqCst) || matches!(lock.key, LockKey::Lite(_)) {
+                continue;
+            }
+            let Ok(mut conn) = lock.conn.try_lock() else {
+                continue;
+            };
+            match conn.as_mut() {
+                Some(c) => c
+                    .ping()
+                    .await
+                    .map_err(|e| Error::sqlx("checking the instance lock's session", e))?,
+                None => return Err(Error::LockLost(lock.name.clone())),
+            }
+        }
+        Ok(())
+    }
+
     /// Checks every lock taken through this store (only the lock named `scope`, when given: a daemon that
     /// owns several servers writes one server's rows under that server's lock); [`Error::LockLost`] if one
     /// is gone.
