@@ -468,8 +468,7 @@ fn after_resync(
     let bound = f.clear + td(b.resync(f.class));
     let mut resync = resyncs
         .iter()
-        .filter(|t| **t >= first && **t <= bound)
-        .last()
+        .rfind(|t| **t >= first && **t <= bound)
         .copied()
         .unwrap_or(first);
     if resync < answered + td(b.skew) {
