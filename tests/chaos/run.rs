@@ -484,13 +484,13 @@ async fn inject(
             );
         }
         FaultClass::AsteriskRestart => {
-            world.wipe(false);
+            world.wipe(None);
             world.pbx().drop_connection();
             return Some(Instant::now());
         }
         FaultClass::AsteriskCrash => {
             ami.cut(hold);
-            world.wipe(true);
+            world.wipe(Some(hold));
             world.pbx().drop_connection();
         }
         FaultClass::DbCut => {

@@ -99,15 +99,24 @@ impl World {
         *lock(&self.running) = (false, false);
     }
 
-    /// Asterisk goes down (`crash`: without a word) and boots again: every call up ends now. The caller
-    /// drops the connections.
-    pub fn wipe(&self, crash: bool) -> usize {
+    /// Asterisk goes down (`crash`: without a word, down for that long) and boots again: every call up ends
+    /// now. The caller drops the connections.
+    pub fn wipe(&self, crash: Option<Duration>) -> usize {
         let mut calls = lock(&self.calls);
         let (ended, at, channels) = self.pbx.with(|p| {
             let at = Utc::now();
             p.set_now(at);
             let channels = p.channels().len();
-            (if crash { p.crash() } else { p.restart() }, at, channels)
+            let ended = match crash {
+                // A crashed Asterisk boots again when it is back, `down` later.
+                Some(down) => {
+                    let ended = p.crash();
+                    p.set_booted_at(at + chrono::TimeDelta::from_std(down).unwrap_or_default());
+                    ended
+                }
+                None => p.restart(),
+            };
+            (ended, at, channels)
         });
         self.channels_ended(channels);
         for c in calls.iter_mut() {

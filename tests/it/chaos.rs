@@ -443,9 +443,15 @@ async fn stopping_broadcasts_the_last_rounds_closes() {
     let d = start_daemon(settings);
     d.synced().await;
     proxy.set_latency(Duration::from_millis(400));
+    proxy.tap(b"FOR UPDATE");
     pbx.with(|p| p.hangup(call, 16)).unwrap();
-    // The round (several statements, 0.8 s each way and back) is under way when the stop comes.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The stop comes while the close's transaction is under way (its rows read FOR UPDATE, the update,
+    // the audit and the commit still to go, 0.8 s each way and back), however long the round took to start
+    // on a loaded machine.
+    crate::daemon::eventually("the close's transaction to begin", || async {
+        (!proxy.tap_hits(b"FOR UPDATE").is_empty()).then_some(())
+    })
+    .await;
     let summary = d.stop().await;
     let closed = summary.closed.len();
     let got = tokio::time::timeout(Duration::from_secs(5), pubsub.on_message().next()).await;
@@ -520,7 +526,12 @@ async fn a_crash_closes_its_calls_as_a_restart(engine: Engine) {
     .await;
     // Then, within a second of that session's login, the crash.
     ami.cut(Duration::from_secs(2));
-    pbx.with(|p| p.crash());
+    pbx.with(|p| {
+        p.crash();
+        // It boots again as the port opens.
+        let back = p.now() + chrono::Duration::seconds(2);
+        p.set_booted_at(back);
+    });
     pbx.drop_connection();
     for id in 1..=calls {
         closed(&db, id, "the crash's calls closed").await;

@@ -267,6 +267,12 @@ impl ScriptedPbx {
         self.wipe()
     }
 
+    /// Sets when this Asterisk (last) booted: a crashed Asterisk boots again only when it is back, some
+    /// seconds after the crash (`crash` and `restart` boot it at once).
+    pub fn set_booted_at(&mut self, at: DateTime<Utc>) {
+        self.booted_at = at;
+    }
+
     fn wipe(&mut self) -> Vec<CallId> {
         self.channels.clear();
         self.booted_at = self.now;

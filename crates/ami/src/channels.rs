@@ -410,10 +410,6 @@ struct Status {
     dropped_at: Option<i64>,
     /// When the Asterisk of the current session booted (from `FullyBooted`'s `Uptime`).
     booted_at: Option<i64>,
-    /// The boot the current session's `FullyBooted` gave (none yet: `None`)…
-    session_booted: Option<i64>,
-    /// …and the previous session's.
-    prev_session_booted: Option<i64>,
     /// Tombstones in write order, for retention.
     order: VecDeque<(i64, Box<str>)>,
 }
@@ -957,7 +953,6 @@ impl ServerChannels {
         st.connected = true;
         st.prev_session_started = st.session_started;
         st.session_started = Some(us(now));
-        st.prev_session_booted = st.session_booted.take();
         self.make_unsynced(&mut st, us(now), true);
         st.epoch
     }
@@ -1241,15 +1236,18 @@ impl ServerChannels {
     }
 
     /// Asterisk came up `uptime` before `now` (its `FullyBooted` event, read at `now`, answering a `Login`
-    /// sent at `login_sent`). When that boot is certainly later than the boot the previous session saw
-    /// (or, when that session saw none, than the previous session's start), Asterisk restarted in between:
-    /// every channel of an older epoch is gone, ended no later than the earlier of the previous connection's
-    /// drop and the boot (that is the time recorded). Returns the number of channels ended.
+    /// sent at `login_sent`). When that boot is certainly later than the previous session's start, Asterisk
+    /// restarted in between: every channel of an older epoch is gone, ended no later than the earlier of
+    /// the previous connection's drop and the boot (that is the time recorded). Returns the number of
+    /// channels ended.
     ///
     /// `Uptime` counts whole seconds from when Asterisk wrote the event, some time between `login_sent` and
     /// `now`: the boot was after `login_sent − uptime − 1 s` and no later than `now − uptime` (the time
     /// kept as the boot). A restart is declared only when the earliest the new boot can be is later than
-    /// the latest the previous one can have been, so a slow link never makes one.
+    /// the previous session's start, so neither a slow link nor a login delayed after a recorded `Uptime`
+    /// (a replayed session) makes one. The previous session's own boot is not the anchor: comparing two
+    /// boots computed from the wall clock at two moments would read any clock step or replay delay of more
+    /// than a second as a restart, and close every live call.
     pub fn fully_booted(
         &self,
         uptime: Duration,
@@ -1264,14 +1262,12 @@ impl ServerChannels {
             .saturating_sub(up)
             .saturating_sub(1_000_000);
         st.booted_at = Some(booted);
-        st.session_booted = Some(booted);
-        let Some(prev) = st.prev_session_booted.or(st.prev_session_started) else {
+        let Some(prev) = st.prev_session_started else {
             return 0;
         };
         if booted_after <= prev {
             return 0;
         }
-        let prev = st.prev_session_started.unwrap_or(prev);
         let through = self.alive_through(&st);
         let epoch = st.epoch;
         // A crash drops the connection when the channels die, seconds before the new boot: they ended no
@@ -2152,8 +2148,8 @@ mod tests {
     }
 
     /// Found by the fault-injection soak: Asterisk crashed less than a second after a session began (the
-    /// client had just reconnected after another fault). The new boot is later than the boot the previous
-    /// session saw, so it is a restart, although it is not a second later than that session's start.
+    /// client had just reconnected after another fault). Its new boot, counted from when the Login was sent,
+    /// is certainly after that session's start: a restart.
     #[test]
     fn a_crash_just_after_a_reconnect_is_a_restart() {
         let map = ChannelMap::default();
@@ -2166,12 +2162,12 @@ mod tests {
         s.begin_session(t(20));
         assert_eq!(s.fully_booted(Duration::from_secs(920), t(20), t(20)), 0);
         assert_eq!(s.live_count(), 1);
-        // It crashes half a second later and is back at once; the login at 25 s finds it up 4 s: booted
-        // after 20.x s (the Login was sent at 25 s), long after the previous session's boot (-900 s).
+        // It crashes half a second later and boots again at 22.5 s; the login at 25 s finds it up 2 s:
+        // booted after 22 s, certainly after the previous session began (20 s).
         let crash = t(20) + chrono::Duration::milliseconds(500);
         s.disconnected(crash);
         s.begin_session(t(25));
-        assert_eq!(s.fully_booted(Duration::from_secs(4), t(25), t(25)), 1);
+        assert_eq!(s.fully_booted(Duration::from_secs(2), t(25), t(25)), 1);
         assert!(matches!(
             s.snapshot().ended["1795520001.1"].end,
             ChannelEnd::Restart { at, .. } if at == crash
@@ -2191,6 +2187,23 @@ mod tests {
         // Login sent at 20 s; Asterisk answered at 20 s (up 920 s); the answer arrived at 24 s.
         s.begin_session(t(24));
         assert_eq!(s.fully_booted(Duration::from_secs(920), t(20), t(24)), 0);
+        assert_eq!(s.live_count(), 1);
+    }
+
+    /// A recorded session replayed (the demo, the simulator) answers a Login sent later than the recording's
+    /// with the recorded `Uptime`: the boot computed now is seconds later than the one the previous session
+    /// computed, but not later than that session's start. Not a restart: the live calls stay.
+    #[test]
+    fn a_stale_uptime_from_a_delayed_login_is_not_a_restart() {
+        let map = ChannelMap::default();
+        let s = map.server("pbx");
+        s.begin_session(t(0));
+        assert_eq!(s.fully_booted(Duration::from_secs(900), t(0), t(0)), 0);
+        s.apply(&newchannel("1795520001.1", "1795520001.1"), t(1));
+        s.disconnected(t(10));
+        // The recording's second Login was at 20 s (up 920 s); the replay's is 30 s later.
+        s.begin_session(t(50));
+        assert_eq!(s.fully_booted(Duration::from_secs(920), t(50), t(50)), 0);
         assert_eq!(s.live_count(), 1);
     }
 
