@@ -2147,17 +2147,22 @@ mod tests {
         assert_eq!(s.snapshot().live["1795520001.1"].first_seen, t(201));
     }
 
+    /// A session from 0 s to Asterisk up 900 s, one channel up, the connection dropped at 10 s.
+    fn one_call_dropped_at_10() -> ServerChannels {
+        let s = ChannelMap::default().server("pbx");
+        s.begin_session(t(0));
+        assert_eq!(s.fully_booted(Duration::from_secs(900), t(0), t(0)), 0);
+        s.apply(&newchannel("1795520001.1", "1795520001.1"), t(1));
+        s.disconnected(t(10));
+        s
+    }
+
     /// Found by the fault-injection soak: Asterisk crashed less than a second after a session began (the
     /// client had just reconnected after another fault). Its new boot, counted from when the Login was sent,
     /// is certainly after that session's start: a restart.
     #[test]
     fn a_crash_just_after_a_reconnect_is_a_restart() {
-        let map = ChannelMap::default();
-        let s = map.server("pbx");
-        s.begin_session(t(0));
-        assert_eq!(s.fully_booted(Duration::from_secs(900), t(0), t(0)), 0);
-        s.apply(&newchannel("1795520001.1", "1795520001.1"), t(1));
-        s.disconnected(t(10));
+        let s = one_call_dropped_at_10();
         // Back at 20 s: the same Asterisk (up 920 s).
         s.begin_session(t(20));
         assert_eq!(s.fully_booted(Duration::from_secs(920), t(20), t(20)), 0);
@@ -2178,12 +2183,7 @@ mod tests {
     /// is seconds later than the previous session's, but not later than what the Login's sending allows.
     #[test]
     fn a_slow_login_is_not_a_restart() {
-        let map = ChannelMap::default();
-        let s = map.server("pbx");
-        s.begin_session(t(0));
-        assert_eq!(s.fully_booted(Duration::from_secs(900), t(0), t(0)), 0);
-        s.apply(&newchannel("1795520001.1", "1795520001.1"), t(1));
-        s.disconnected(t(10));
+        let s = one_call_dropped_at_10();
         // Login sent at 20 s; Asterisk answered at 20 s (up 920 s); the answer arrived at 24 s.
         s.begin_session(t(24));
         assert_eq!(s.fully_booted(Duration::from_secs(920), t(20), t(24)), 0);
@@ -2195,12 +2195,7 @@ mod tests {
     /// computed, but not later than that session's start. Not a restart: the live calls stay.
     #[test]
     fn a_stale_uptime_from_a_delayed_login_is_not_a_restart() {
-        let map = ChannelMap::default();
-        let s = map.server("pbx");
-        s.begin_session(t(0));
-        assert_eq!(s.fully_booted(Duration::from_secs(900), t(0), t(0)), 0);
-        s.apply(&newchannel("1795520001.1", "1795520001.1"), t(1));
-        s.disconnected(t(10));
+        let s = one_call_dropped_at_10();
         // The recording's second Login was at 20 s (up 920 s); the replay's is 30 s later.
         s.begin_session(t(50));
         assert_eq!(s.fully_booted(Duration::from_secs(920), t(50), t(50)), 0);
