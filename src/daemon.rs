@@ -16,16 +16,17 @@
 //! transaction commits or rolls back whole), release the locks, log off from Asterisk and exit.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broadcast::Broadcaster;
-use crate::fleet::Ownership;
+use crate::fleet::{Ownership, Readiness, TAKEOVER_PATIENCE};
 use crate::health::{Health, ServerHealth, SweepHealth, UnknownServer};
 use crate::metrics as m;
 use crate::pipeline::changed::judged_incrementally;
@@ -106,6 +107,8 @@ enum Wake {
     RelistDue,
     /// A failed round's retry is due.
     RetryDue,
+    /// The database answers again after an outage: retry the failed rounds now.
+    DatabaseBack,
     /// Queued closes are due to be written (group commit).
     CommitDue,
     /// Time to check (or try to take) the instance lock.
@@ -178,7 +181,13 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
     let Some(store) = store else {
         return Ok(DaemonSummary::default());
     };
-    tracker.spawn(probe_locks(store.clone(), health.clone(), cancel.clone()));
+    let database = Arc::new(DatabaseWatch::default());
+    tracker.spawn(probe_locks(
+        store.clone(),
+        health.clone(),
+        database.clone(),
+        cancel.clone(),
+    ));
     // The broadcaster stops after the last round (its closes are announced too), not with the daemon's
     // cancel; dropped early (an error below), its queues close and its tasks end.
     let broadcast_stop = CancellationToken::new();
@@ -261,6 +270,7 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
         health,
         clock,
         trigger_rx,
+        database,
         settings: &settings,
     })
     .await;
@@ -299,6 +309,7 @@ struct DaemonParts<'a> {
     health: Health,
     clock: clock::SharedClock,
     trigger_rx: mpsc::Receiver<Trigger>,
+    database: Arc<DatabaseWatch>,
     settings: &'a Settings,
 }
 
@@ -330,6 +341,10 @@ struct Daemon {
     /// Delay before the next retry of failed rounds, and when it is due.
     retry_delay: Duration,
     retry_at: Option<tokio::time::Instant>,
+    /// When the loop started (a free lock is left to a synced standby for [`TAKEOVER_PATIENCE`]).
+    started: std::time::Instant,
+    /// Tells when the database answers again while a retry waits (pinged by [`probe_locks`]).
+    database: Arc<DatabaseWatch>,
     /// Servers whose held closes wait for a confirming listing, and when to ask for it.
     relist_at: BTreeMap<String, tokio::time::Instant>,
     /// Unsynced servers and when they cross `fallback_after` (a round is due then).
@@ -376,6 +391,8 @@ impl Daemon {
             ownership: parts.ownership,
             retry_delay: RETRY_INITIAL,
             retry_at: None,
+            database: parts.database,
+            started: std::time::Instant::now(),
             relist_at: BTreeMap::new(),
             fallback_at: BTreeMap::new(),
             confirm_delay: parts.settings.policy.confirm_delay,
@@ -455,9 +472,18 @@ impl Daemon {
     /// One lock check: drop lost locks, beat the heartbeat, free or take locks; a server newly owned gets
     /// a round at once.
     async fn check_locks(&mut self) {
+        let ready = Readiness {
+            synced: self
+                .all
+                .iter()
+                .filter(|name| self.map.server(name).freshness().synced)
+                .cloned()
+                .collect(),
+            patience_over: self.started.elapsed() >= TAKEOVER_PATIENCE,
+        };
         let taken = self
             .ownership
-            .check(&self.store, &self.health, LOCK_CHECK_INTERVAL)
+            .check(&self.store, &self.health, LOCK_CHECK_INTERVAL, &ready)
             .await;
         for name in taken {
             self.want_full(name);
@@ -478,13 +504,13 @@ impl Daemon {
         }
         if failed.is_empty() {
             self.retry_delay = RETRY_INITIAL;
+            self.database.settle();
             self.collect_ended()
         } else {
             for name in failed {
                 self.want_full(name);
             }
-            self.retry_at = Some(tokio::time::Instant::now() + self.retry_delay);
-            self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
+            self.schedule_retry();
             false
         }
     }
@@ -650,11 +676,18 @@ impl Daemon {
                     tracing::warn!(server = %name, error = %err, retry_in = ?self.retry_delay, "commit failed; keeping the evidence and retrying");
                     self.health.update(|s| s.database_ok = false);
                     self.want_full(name);
-                    self.retry_at = Some(tokio::time::Instant::now() + self.retry_delay);
-                    self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
+                    self.schedule_retry();
                 }
             }
         }
+    }
+
+    /// A round or commit failed: retry after the backoff delay, or as soon as the database answers again
+    /// after failing to (see [`DatabaseWatch`]), whichever comes first.
+    fn schedule_retry(&mut self) {
+        self.retry_at = Some(tokio::time::Instant::now() + self.retry_delay);
+        self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
+        self.database.watch();
     }
 
     /// When the queued closes are due, on the runtime's clock.
@@ -702,6 +735,7 @@ impl Daemon {
             _ = self.sweep_interval.tick() => Wake::SweepInterval,
             _ = sleep_until(self.relist_at.values().min().copied()) => Wake::RelistDue,
             _ = sleep_until(self.retry_at) => Wake::RetryDue,
+            _ = self.database.back.notified(), if self.retry_at.is_some() => Wake::DatabaseBack,
             _ = sleep_until(commit_sleep) => Wake::CommitDue,
             _ = self.lock_tick.tick() => Wake::LockCheck,
             _ = sleep_until(fallback_sleep) => Wake::FallbackDue,
@@ -724,7 +758,14 @@ impl Daemon {
     async fn handle(&mut self, wake: Wake) -> bool {
         match wake {
             Wake::Cancelled => return false,
-            Wake::Trigger(Some(Trigger::Server(name))) => self.want_full(name),
+            Wake::Trigger(Some(Trigger::Server(name))) => {
+                let deferred = self.ownership.deferred(&name);
+                self.want_full(name);
+                if deferred {
+                    // Its map is synced now: take the lock left to others if nobody has.
+                    self.check_locks().await;
+                }
+            }
             Wake::Trigger(None) => {
                 tracing::error!("every AMI supervisor stopped");
                 return false;
@@ -756,6 +797,12 @@ impl Daemon {
                 }
             }
             Wake::RetryDue => self.retry_at = None,
+            Wake::DatabaseBack => {
+                tracing::info!("the database answers again; retrying at once");
+                // Locks may have gone with the outage (a restarted server ends their sessions).
+                self.check_locks().await;
+                self.retry_at = None;
+            }
             Wake::CommitDue => self.commit_queued(false).await,
             Wake::LockCheck => self.check_locks().await,
             Wake::FallbackDue => {
@@ -847,18 +894,98 @@ async fn tick_opt(interval: Option<&mut tokio::time::Interval>) {
     }
 }
 
+/// Between the loop, which retries failed rounds, and [`probe_locks`], which pings the database: while a
+/// retry waits, the probe pings a pooled connection, and when the database answers after not answering
+/// (an outage ended, a restarted server is back), it wakes the loop to retry at once instead of at the end
+/// of a backoff that may have grown to [`RETRY_MAX`]. A round that failed while the database answered
+/// (a lost lock, a bad statement) keeps its backoff.
+#[derive(Debug, Default)]
+struct DatabaseWatch {
+    /// A retry waits: ping the pool.
+    watching: AtomicBool,
+    /// A ping failed since the retry was scheduled.
+    saw_down: AtomicBool,
+    /// Notified (one permit) when the database answers after a failed ping.
+    back: Notify,
+}
+
+impl DatabaseWatch {
+    /// A retry was scheduled: start pinging.
+    fn watch(&self) {
+        self.watching.store(true, Ordering::SeqCst);
+    }
+
+    /// Rounds succeed again: stop pinging.
+    fn settle(&self) {
+        self.watching.store(false, Ordering::SeqCst);
+        self.saw_down.store(false, Ordering::SeqCst);
+    }
+
+    /// Notes one ping's outcome.
+    fn note(&self, answered: bool) {
+        if !answered {
+            self.saw_down.store(true, Ordering::SeqCst);
+        } else if self.saw_down.swap(false, Ordering::SeqCst) {
+            self.watching.store(false, Ordering::SeqCst);
+            self.back.notify_one();
+        }
+    }
+}
+
+/// One ping of a pooled connection at a time, in its own task: a ping is never cancelled half-way (that
+/// could return a connection in an unknown state to the pool); one unanswered within the probe's timeout
+/// counts as a failure and is waited for again at the next probe.
+#[derive(Default)]
+struct PoolProbe {
+    running: Option<tokio::task::JoinHandle<bool>>,
+}
+
+impl PoolProbe {
+    /// Whether the database answered within `timeout`.
+    async fn answered(&mut self, store: &store::Store, timeout: Duration) -> bool {
+        let mut task = match self.running.take() {
+            Some(task) => task,
+            None => {
+                let store = store.clone();
+                tokio::spawn(async move { store.ping().await.is_ok() })
+            }
+        };
+        match tokio::time::timeout(timeout, &mut task).await {
+            Ok(done) => done.unwrap_or(false),
+            Err(_) => {
+                self.running = Some(task);
+                false
+            }
+        }
+    }
+}
+
 /// Keeps the claim to the locks honest while the loop is busy: a round waiting on an unreachable database
 /// (up to `acquire_timeout` per statement) holds up the lock checks, but not this probe. Every
 /// [`LOCK_PROBE_INTERVAL`] it pings the session of each held lock ([`store::Store::ping_locks`]); when a
 /// ping fails or goes unanswered for [`LOCK_PROBE_TIMEOUT`], the daemon stops claiming its locks
 /// (`lock_held`, hence `/readyz`) and the database (`database_ok`) until a ping succeeds again. The loop's
 /// next lock check then drops or takes the locks back. A ping is never cancelled half-way (that would leave
-/// its connection unusable): an unanswered one is waited for before the next.
-async fn probe_locks(store: store::Store, health: Health, cancel: CancellationToken) {
+/// its connection unusable): an unanswered one is waited for before the next. While a failed round waits
+/// for its retry, it also pings the pool and tells the loop when the database is back ([`DatabaseWatch`]).
+async fn probe_locks(
+    store: store::Store,
+    health: Health,
+    database: Arc<DatabaseWatch>,
+    cancel: CancellationToken,
+) {
+    let mut pool_probe = PoolProbe::default();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(LOCK_PROBE_INTERVAL) => {}
+        }
+        if database.watching.load(Ordering::SeqCst) {
+            let answered = tokio::select! {
+                _ = cancel.cancelled() => return,
+                a = pool_probe.answered(&store, LOCK_PROBE_TIMEOUT) => a,
+            };
+            database.note(answered);
         }
         let ping = store.ping_locks();
         tokio::pin!(ping);
@@ -1054,5 +1181,43 @@ fn state_name(state: &ami::State) -> &'static str {
         ami::State::Synced => "synced",
         ami::State::Disconnected { .. } => "disconnected",
         _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn woken(watch: &DatabaseWatch) -> bool {
+        tokio::time::timeout(Duration::from_millis(20), watch.back.notified())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn the_loop_is_woken_when_the_database_answers_after_failing_to() {
+        let watch = DatabaseWatch::default();
+        watch.watch();
+        watch.note(false);
+        watch.note(false);
+        assert!(!woken(&watch).await, "not while it does not answer");
+        watch.note(true);
+        assert!(woken(&watch).await);
+        assert!(!watch.watching.load(Ordering::SeqCst), "pinging stops");
+    }
+
+    #[tokio::test]
+    async fn a_round_that_failed_while_the_database_answered_keeps_its_backoff() {
+        let watch = DatabaseWatch::default();
+        watch.watch();
+        watch.note(true);
+        watch.note(true);
+        assert!(!woken(&watch).await);
+        // A failed ping noted, then rounds succeed on their own: nothing is left to wake a later retry.
+        watch.note(false);
+        watch.settle();
+        watch.watch();
+        watch.note(true);
+        assert!(!woken(&watch).await);
     }
 }

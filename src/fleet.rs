@@ -23,6 +23,28 @@ pub fn heartbeat_ttl(check_interval: std::time::Duration) -> chrono::Duration {
         .unwrap_or(chrono::Duration::seconds(15))
 }
 
+/// How long a daemon whose map of a server is not synced yet leaves that server's free lock to another live
+/// daemon (a standby that watches the server already): a newcomer started after a crash takes the lock only
+/// once it can judge the server's calls, or when nobody else has taken it by then.
+pub const TAKEOVER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// What this daemon can do for its servers at a lock check.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness {
+    /// Servers whose channel map is synced (a complete listing on the current connection).
+    pub synced: BTreeSet<String>,
+    /// [`TAKEOVER_PATIENCE`] has passed since the daemon started.
+    pub patience_over: bool,
+}
+
+/// Whether this daemon (`me`) may take a free server lock: when its map of the server is synced, when its
+/// patience is over, or when no other daemon is alive to take it. Otherwise the lock is left to a live
+/// daemon that may already watch the server: an unsynced owner could not close the calls that ended while
+/// the last owner was gone until its own listing came.
+pub fn may_take_free(me: &str, synced: bool, live: &[DaemonBeat], patience_over: bool) -> bool {
+    synced || patience_over || !live.iter().any(|d| d.id != me && d.servers_wanted > 0)
+}
+
 /// What one lock check should do with this daemon's locks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Balance {
@@ -85,6 +107,8 @@ pub struct Ownership {
     locks: BTreeMap<String, store::InstanceLock>,
     /// The heartbeat table is missing (an older schema): balancing is off, said once.
     heartbeat_warned: bool,
+    /// Free locks left to another daemon at the last check because this one's map was not synced.
+    deferred: BTreeSet<String>,
 }
 
 impl Ownership {
@@ -96,6 +120,7 @@ impl Ownership {
             wanted,
             locks: BTreeMap::new(),
             heartbeat_warned: false,
+            deferred: BTreeSet::new(),
         }
     }
 
@@ -109,19 +134,26 @@ impl Ownership {
         self.locks.keys().cloned().collect()
     }
 
+    /// Whether `server`'s free lock was left to another daemon at the last check (a check is due as soon
+    /// as this daemon's map of it is synced).
+    pub fn deferred(&self, server: &str) -> bool {
+        self.deferred.contains(server)
+    }
+
     /// Whether any lock is held.
     pub fn any(&self) -> bool {
         !self.locks.is_empty()
     }
 
     /// One lock check: drops the locks that were lost (and cannot be taken back), beats the heartbeat,
-    /// frees or takes locks as [`balance`] says, and publishes the result. Returns the servers newly owned
-    /// (each needs a round now).
+    /// frees or takes locks as [`balance`] says (a free lock only as [`may_take_free`] allows), and publishes
+    /// the result. Returns the servers newly owned (each needs a round now).
     pub async fn check(
         &mut self,
         store: &store::Store,
         health: &Health,
         check_interval: std::time::Duration,
+        ready: &Readiness,
     ) -> Vec<String> {
         self.drop_lost().await;
         let ttl = heartbeat_ttl(check_interval);
@@ -138,11 +170,17 @@ impl Ownership {
         }
         let mut taken = Vec::new();
         let mut db_ok = true;
+        self.deferred.clear();
         for server in self.wanted.clone() {
             if taken.len() >= plan.may_take {
                 break;
             }
             if self.locks.contains_key(&server) {
+                continue;
+            }
+            let synced = ready.synced.contains(&server);
+            if !may_take_free(&self.id, synced, &live, ready.patience_over) {
+                self.deferred.insert(server);
                 continue;
             }
             match store.acquire_lock(&server).await {
@@ -301,6 +339,18 @@ mod tests {
                 may_take: 4
             }
         );
+    }
+
+    #[test]
+    fn an_unsynced_daemon_leaves_a_free_lock_to_a_live_one_until_its_patience_is_over() {
+        let live = [beat("new", 1, &[]), beat("standby", 1, &[])];
+        assert!(!may_take_free("new", false, &live, false));
+        assert!(may_take_free("new", true, &live, false), "synced");
+        assert!(may_take_free("new", false, &live, true), "patience over");
+        // Alone, it takes the lock at once: nobody else would close the calls.
+        assert!(may_take_free("new", false, &live[..1], false));
+        let stopped = [beat("new", 1, &[]), beat("old", 0, &[])];
+        assert!(may_take_free("new", false, &stopped, false));
     }
 
     #[test]

@@ -616,3 +616,56 @@ async fn an_unreachable_database_is_not_claimed_postgres() {
 async fn an_unreachable_database_is_not_claimed_mysql() {
     an_unreachable_database_is_not_claimed(Engine::MySql).await;
 }
+
+/// Found by the soak: after a database outage longer than the retry backoff had grown to (up to 30 s), the
+/// failed rounds waited out their backoff, and calls that ended during the outage were closed up to half a
+/// minute after the database was back. The daemon pings the database while a retry waits and retries as
+/// soon as it answers.
+async fn a_long_database_outage_is_retried_when_it_ends(engine: Engine) {
+    use crate::daemon::{closed, insert_row, pbx_with_call, settings_for, start_daemon};
+    let Some(db) = store::testing::TestDb::create(engine).await else {
+        return;
+    };
+    db.store().await.shutdown().await;
+    // host:port of the database, between the URL's '@' and the next '/'.
+    let upstream = db.url().split('@').nth(1).unwrap().split('/').next().unwrap();
+    let proxy = fault_proxy::FaultProxy::start(upstream.parse().unwrap())
+        .await
+        .unwrap();
+    let url = db.url().replace(upstream, &proxy.local_addr().to_string());
+    let (pbx, call, agent) = pbx_with_call("2001").await;
+    insert_row(&db, 1, &agent, "2001", chrono::Utc::now()).await;
+    let mut settings = settings_for(&url, pbx.local_addr());
+    settings.database.acquire_timeout = Duration::from_secs(2);
+    let d = start_daemon(settings);
+    d.synced().await;
+    // Cut for 30 s: the rounds fail, their backoff grows (0.5, 1, 2, 4, 8, 16 s, each after a 2 s wait
+    // for a connection), and the next backoff retry would come some 13 s after the database is back.
+    proxy.cut(Duration::from_secs(30));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    pbx.with(|p| p.hangup(call, 16)).unwrap();
+    while proxy.refusing() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let back = std::time::Instant::now();
+    closed(&db, 1, "the call that ended during the outage closed").await;
+    let late = back.elapsed();
+    let summary = d.stop().await;
+    assert!(summary.failed_sweeps > 0, "{engine:?}: no round failed");
+    assert_eq!(summary.closed.len(), 1, "{engine:?}");
+    assert!(
+        late <= Duration::from_secs(5),
+        "{engine:?}: closed {late:?} after the database was back"
+    );
+    eprintln!("{engine:?}: closed {late:?} after the database was back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_database_outage_is_retried_when_it_ends_postgres() {
+    a_long_database_outage_is_retried_when_it_ends(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_database_outage_is_retried_when_it_ends_mysql() {
+    a_long_database_outage_is_retried_when_it_ends(Engine::MySql).await;
+}

@@ -167,12 +167,6 @@ pub(crate) struct Running {
     pub(crate) task: JoinHandle<anyhow::Result<DaemonSummary>>,
 }
 
-struct _RunningOld {
-    cancel: CancellationToken,
-    health: Health,
-    task: JoinHandle<anyhow::Result<DaemonSummary>>,
-}
-
 pub(crate) fn start_daemon(settings: Settings) -> Running {
     let cancel = CancellationToken::new();
     let health = Health::new(Utc::now());

@@ -290,3 +290,61 @@ async fn sigkill_hands_the_servers_over_postgres() {
 async fn sigkill_hands_the_servers_over_mysql() {
     sigkill_hands_the_servers_over(Engine::MySql).await;
 }
+
+/// A newcomer whose AMI does not answer (so its map is never synced) starts as the lock of pbx1 becomes
+/// free, beside a standby that watches pbx1 already: the standby takes the lock and closes the call; the
+/// newcomer leaves it alone (it could not judge the call). Once the standby is gone, the newcomer, alone,
+/// takes the lock at once.
+async fn a_newcomer_leaves_a_free_lock_to_the_watching_standby(engine: Engine) {
+    let Some(db) = TestDb::create(engine).await else {
+        return;
+    };
+    db.store().await.shutdown().await;
+    let pbxs = pbxs(&db, 1).await;
+    let (pbx, call) = &pbxs[0];
+    let owner = start_daemon(fleet_settings(&db, &[pbx], 1));
+    owner.synced().await;
+    let standby = start_daemon(fleet_settings(&db, &[pbx], 1));
+    eventually("the standby's map is synced", || async {
+        let s = standby.health.snapshot();
+        s.servers.first().is_some_and(|s| s.synced).then_some(())
+    })
+    .await;
+    assert!(owned(&standby).is_empty());
+    // Nothing listens on port 1: the newcomer's AMI never answers.
+    let mut unreachable = fleet_settings(&db, &[pbx], 1);
+    unreachable.servers =
+        vec![ServerConfig::from_url("ami://watchdog:lab-secret@127.0.0.1:1?server=pbx1")];
+    owner.stop().await; // frees the lock and leaves
+    let newcomer = start_daemon(unreachable);
+    eventually("the standby owns pbx1", || async {
+        owned(&standby).contains("pbx1").then_some(())
+    })
+    .await;
+    assert!(owned(&newcomer).is_empty(), "{engine:?}");
+    pbx.with(|p| p.hangup(*call, 16)).unwrap();
+    closed(&db, 1, "the call closed by the standby").await;
+    let summary = standby.stop().await;
+    assert_eq!(summary.closed.len(), 1, "{engine:?}");
+    eventually("the newcomer, alone now, owns pbx1", || async {
+        owned(&newcomer).contains("pbx1").then_some(())
+    })
+    .await;
+    let summary = newcomer.stop().await;
+    assert!(summary.closed.is_empty(), "{engine:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_leaves_a_free_lock_to_the_watching_standby_sqlite() {
+    a_newcomer_leaves_a_free_lock_to_the_watching_standby(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_leaves_a_free_lock_to_the_watching_standby_postgres() {
+    a_newcomer_leaves_a_free_lock_to_the_watching_standby(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_leaves_a_free_lock_to_the_watching_standby_mysql() {
+    a_newcomer_leaves_a_free_lock_to_the_watching_standby(Engine::MySql).await;
+}

@@ -304,6 +304,20 @@ impl Store {
         Ok(())
     }
 
+    /// Takes a pooled connection and pings it: whether the database answers rounds again (after an outage,
+    /// the daemon retries its failed rounds as soon as this succeeds rather than at the end of its backoff).
+    /// The caller bounds the wait: a black-holed link never answers.
+    pub async fn ping(&self) -> Result<()> {
+        let ctx = "pinging the database";
+        let mut conn = self
+            .inner
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| Error::sqlx(ctx, e))?;
+        conn.ping().await.map_err(|e| Error::sqlx(ctx, e))
+    }
+
     /// Checks every lock taken through this store (only the lock named `scope`, when given: a daemon that
     /// owns several servers writes one server's rows under that server's lock); [`Error::LockLost`] if one
     /// is gone.
