@@ -628,7 +628,14 @@ async fn a_long_database_outage_is_retried_when_it_ends(engine: Engine) {
     };
     db.store().await.shutdown().await;
     // host:port of the database, between the URL's '@' and the next '/'.
-    let upstream = db.url().split('@').nth(1).unwrap().split('/').next().unwrap();
+    let upstream = db
+        .url()
+        .split('@')
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
     let proxy = fault_proxy::FaultProxy::start(upstream.parse().unwrap())
         .await
         .unwrap();

@@ -313,8 +313,9 @@ async fn a_newcomer_leaves_a_free_lock_to_the_watching_standby(engine: Engine) {
     assert!(owned(&standby).is_empty());
     // Nothing listens on port 1: the newcomer's AMI never answers.
     let mut unreachable = fleet_settings(&db, &[pbx], 1);
-    unreachable.servers =
-        vec![ServerConfig::from_url("ami://watchdog:lab-secret@127.0.0.1:1?server=pbx1")];
+    unreachable.servers = vec![ServerConfig::from_url(
+        "ami://watchdog:lab-secret@127.0.0.1:1?server=pbx1",
+    )];
     owner.stop().await; // frees the lock and leaves
     let newcomer = start_daemon(unreachable);
     eventually("the standby owns pbx1", || async {
