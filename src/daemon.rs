@@ -107,7 +107,7 @@ enum Wake {
     RelistDue,
     /// A failed round's retry is due.
     RetryDue,
-    /// The database answers again after an outage: retry the failed rounds now.
+    /// The database answers again after an outage: take the locks back and retry the failed rounds now.
     DatabaseBack,
     /// Queued closes are due to be written (group commit).
     CommitDue,
@@ -345,6 +345,9 @@ struct Daemon {
     started: std::time::Instant,
     /// Tells when the database answers again while a retry waits (pinged by [`probe_locks`]).
     database: Arc<DatabaseWatch>,
+    /// A failed round or lock check waits for the database: its answer wakes the loop
+    /// ([`Wake::DatabaseBack`]).
+    awaiting_database: bool,
     /// Servers whose held closes wait for a confirming listing, and when to ask for it.
     relist_at: BTreeMap<String, tokio::time::Instant>,
     /// Unsynced servers and when they cross `fallback_after` (a round is due then).
@@ -392,6 +395,7 @@ impl Daemon {
             retry_delay: RETRY_INITIAL,
             retry_at: None,
             database: parts.database,
+            awaiting_database: false,
             started: std::time::Instant::now(),
             relist_at: BTreeMap::new(),
             fallback_at: BTreeMap::new(),
@@ -489,6 +493,14 @@ impl Daemon {
             self.want_full(name);
         }
         self.summary.held_lock |= self.ownership.any();
+        if self.ownership.database_failed() {
+            // Locks dropped or not taken for want of the database: check again as soon as it answers.
+            self.awaiting_database = true;
+            self.database.watch();
+        } else if self.retry_at.is_none() {
+            self.awaiting_database = false;
+            self.database.settle();
+        }
     }
 
     /// Runs a round for every pending server. True when channels ended meanwhile (round again at once).
@@ -504,7 +516,10 @@ impl Daemon {
         }
         if failed.is_empty() {
             self.retry_delay = RETRY_INITIAL;
-            self.database.settle();
+            if self.awaiting_database && !self.ownership.database_failed() {
+                self.awaiting_database = false;
+                self.database.settle();
+            }
             self.collect_ended()
         } else {
             for name in failed {
@@ -687,6 +702,7 @@ impl Daemon {
     fn schedule_retry(&mut self) {
         self.retry_at = Some(tokio::time::Instant::now() + self.retry_delay);
         self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
+        self.awaiting_database = true;
         self.database.watch();
     }
 
@@ -735,7 +751,7 @@ impl Daemon {
             _ = self.sweep_interval.tick() => Wake::SweepInterval,
             _ = sleep_until(self.relist_at.values().min().copied()) => Wake::RelistDue,
             _ = sleep_until(self.retry_at) => Wake::RetryDue,
-            _ = self.database.back.notified(), if self.retry_at.is_some() => Wake::DatabaseBack,
+            _ = self.database.back.notified(), if self.awaiting_database => Wake::DatabaseBack,
             _ = sleep_until(commit_sleep) => Wake::CommitDue,
             _ = self.lock_tick.tick() => Wake::LockCheck,
             _ = sleep_until(fallback_sleep) => Wake::FallbackDue,
@@ -798,8 +814,11 @@ impl Daemon {
             }
             Wake::RetryDue => self.retry_at = None,
             Wake::DatabaseBack => {
-                tracing::info!("the database answers again; retrying at once");
-                // Locks may have gone with the outage (a restarted server ends their sessions).
+                tracing::info!(
+                    "the database answers again; checking the locks and retrying at once"
+                );
+                self.awaiting_database = false;
+                // Locks dropped during the outage are taken again before the failed rounds run.
                 self.check_locks().await;
                 self.retry_at = None;
             }

@@ -109,6 +109,8 @@ pub struct Ownership {
     heartbeat_warned: bool,
     /// Free locks left to another daemon at the last check because this one's map was not synced.
     deferred: BTreeSet<String>,
+    /// The last check could not reach the database (a lock dropped or not taken for that reason).
+    database_failed: bool,
 }
 
 impl Ownership {
@@ -121,6 +123,7 @@ impl Ownership {
             locks: BTreeMap::new(),
             heartbeat_warned: false,
             deferred: BTreeSet::new(),
+            database_failed: false,
         }
     }
 
@@ -140,6 +143,12 @@ impl Ownership {
         self.deferred.contains(server)
     }
 
+    /// Whether the last check failed to reach the database: locks it dropped or could not take are
+    /// taken at the next check, which should come as soon as the database answers.
+    pub fn database_failed(&self) -> bool {
+        self.database_failed
+    }
+
     /// Whether any lock is held.
     pub fn any(&self) -> bool {
         !self.locks.is_empty()
@@ -155,6 +164,7 @@ impl Ownership {
         check_interval: std::time::Duration,
         ready: &Readiness,
     ) -> Vec<String> {
+        self.database_failed = false;
         self.drop_lost().await;
         let ttl = heartbeat_ttl(check_interval);
         let live = self.beat(store, ttl).await;
@@ -193,6 +203,7 @@ impl Ownership {
                 Err(err) => {
                     tracing::warn!(server = %server, error = %err, "cannot take the server's lock; retrying");
                     db_ok = false;
+                    self.database_failed = true;
                     break;
                 }
             }
@@ -222,7 +233,13 @@ impl Ownership {
         for (server, lock) in &self.locks {
             let held = match lock.is_held().await {
                 Ok(true) => true,
-                Ok(false) | Err(_) => lock.reacquire().await.unwrap_or(false),
+                Ok(false) | Err(_) => match lock.reacquire().await {
+                    Ok(held) => held,
+                    Err(_) => {
+                        self.database_failed = true;
+                        false
+                    }
+                },
             };
             if !held {
                 lost.push(server.clone());

@@ -621,6 +621,12 @@ async fn an_unreachable_database_is_not_claimed_mysql() {
 /// failed rounds waited out their backoff, and calls that ended during the outage were closed up to half a
 /// minute after the database was back. The daemon pings the database while a retry waits and retries as
 /// soon as it answers.
+///
+/// The outage: the database turns new connections away and the pool's sessions are ended, while the
+/// lock's session lives on (a server at its connection limit). The rounds fail with a growing backoff, and
+/// the lock check, which cannot reach the database through the pool, drops the lock; before, both waited
+/// for their own timer (the next lock check, up to 5 s; the backoff, up to 30 s) after the database was
+/// back.
 async fn a_long_database_outage_is_retried_when_it_ends(engine: Engine) {
     use crate::daemon::{closed, insert_row, pbx_with_call, settings_for, start_daemon};
     let Some(db) = store::testing::TestDb::create(engine).await else {
@@ -646,25 +652,85 @@ async fn a_long_database_outage_is_retried_when_it_ends(engine: Engine) {
     settings.database.acquire_timeout = Duration::from_secs(2);
     let d = start_daemon(settings);
     d.synced().await;
-    // Cut for 30 s: the rounds fail, their backoff grows (0.5, 1, 2, 4, 8, 16 s, each after a 2 s wait
-    // for a connection), and the next backoff retry would come some 13 s after the database is back.
-    proxy.cut(Duration::from_secs(30));
+    proxy.refuse_new(Duration::from_secs(120), fault_proxy::Refusal::Reset);
+    let ended = end_sessions_but_the_locks(&db).await;
+    assert!(ended > 0, "{engine:?}: no pooled session to end");
     tokio::time::sleep(Duration::from_secs(1)).await;
     pbx.with(|p| p.hangup(call, 16)).unwrap();
-    while proxy.refusing() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The lock check finds the database gone and drops the lock; the next checks come every 5 s after it.
+    crate::daemon::eventually("the lock dropped", || async {
+        d.health.snapshot().owned.is_empty().then_some(())
+    })
+    .await;
+    let dropped = std::time::Instant::now();
+    // The database answers again half a second after a lock check, 25 s after the first: waiting for the
+    // next lock check (or for the backoff) would take 4.5 s or more.
+    let lock_check = callwatch::daemon::LOCK_CHECK_INTERVAL;
+    tokio::time::sleep_until((dropped + 5 * lock_check + Duration::from_millis(500)).into()).await;
+    proxy.accept_again();
     let back = std::time::Instant::now();
     closed(&db, 1, "the call that ended during the outage closed").await;
     let late = back.elapsed();
+    let held = d.health.snapshot().lock_held;
     let summary = d.stop().await;
-    assert!(summary.failed_sweeps > 0, "{engine:?}: no round failed");
+    assert!(
+        held,
+        "{engine:?}: the lock was lost (the test wants it kept)"
+    );
+    assert!(
+        summary.failed_sweeps >= 4,
+        "{engine:?}: {} failed rounds",
+        summary.failed_sweeps
+    );
     assert_eq!(summary.closed.len(), 1, "{engine:?}");
     assert!(
-        late <= Duration::from_secs(5),
+        late <= Duration::from_secs(3),
         "{engine:?}: closed {late:?} after the database was back"
     );
     eprintln!("{engine:?}: closed {late:?} after the database was back");
+}
+
+/// Ends every session of the test database except this one and those holding a callwatch lock; returns
+/// how many.
+async fn end_sessions_but_the_locks(db: &store::testing::TestDb) -> usize {
+    let store = db.store().await;
+    let ended = match db.engine() {
+        Engine::Postgres => {
+            let rows: Vec<(bool,)> = sqlx::query_as(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                 AND pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)",
+            )
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+            rows.len()
+        }
+        Engine::MySql => {
+            let (name,): (String,) = sqlx::query_as("SELECT DATABASE()")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            let ids: Vec<(i64,)> = sqlx::query_as(
+                "SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST \
+                 WHERE DB = DATABASE() AND ID <> CONNECTION_ID() \
+                 AND ID <> COALESCE(IS_USED_LOCK(CONCAT('callwatch:', ?, ':pbx1')), 0)",
+            )
+            .bind(&name)
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+            for (id,) in &ids {
+                let _ = sqlx::query(&format!("KILL {id}"))
+                    .execute(store.pool())
+                    .await;
+            }
+            ids.len()
+        }
+        Engine::Sqlite => 0,
+    };
+    store.shutdown().await;
+    ended
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -250,6 +250,13 @@ impl FaultProxy {
         self.shared.reset_all();
     }
 
+    /// Turns new connections away for `refuse_for`, as `how` says, and leaves the live ones alone (a server
+    /// at its connection limit, a pooler refusing clients): sessions already open go on working.
+    pub fn refuse_new(&self, refuse_for: Duration, how: Refusal) {
+        self.refuse
+            .send_replace(Some((Instant::now() + refuse_for, how)));
+    }
+
     /// Whether new connections are refused right now.
     pub fn refusing(&self) -> bool {
         self.refuse
