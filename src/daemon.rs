@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broadcast::Broadcaster;
-use crate::fleet::{Ownership, Readiness, TAKEOVER_PATIENCE};
+use crate::fleet::{Ownership, TAKEOVER_PATIENCE};
 use crate::health::{Health, ServerHealth, SweepHealth, UnknownServer};
 use crate::metrics as m;
 use crate::pipeline::changed::judged_incrementally;
@@ -341,7 +341,7 @@ struct Daemon {
     /// Delay before the next retry of failed rounds, and when it is due.
     retry_delay: Duration,
     retry_at: Option<tokio::time::Instant>,
-    /// When the loop started (a free lock is left to a synced standby for [`TAKEOVER_PATIENCE`]).
+    /// When the loop started (a free lock is left to a live standby for [`TAKEOVER_PATIENCE`]).
     started: std::time::Instant,
     /// Tells when the database answers again while a retry waits (pinged by [`probe_locks`]).
     database: Arc<DatabaseWatch>,
@@ -476,18 +476,15 @@ impl Daemon {
     /// One lock check: drop lost locks, beat the heartbeat, free or take locks; a server newly owned gets
     /// a round at once.
     async fn check_locks(&mut self) {
-        let ready = Readiness {
-            synced: self
-                .all
-                .iter()
-                .filter(|name| self.map.server(name).freshness().synced)
-                .cloned()
-                .collect(),
-            patience_over: self.started.elapsed() >= TAKEOVER_PATIENCE,
-        };
+        let patience_over = self.started.elapsed() >= TAKEOVER_PATIENCE;
         let taken = self
             .ownership
-            .check(&self.store, &self.health, LOCK_CHECK_INTERVAL, &ready)
+            .check(
+                &self.store,
+                &self.health,
+                LOCK_CHECK_INTERVAL,
+                patience_over,
+            )
             .await;
         for name in taken {
             self.want_full(name);
@@ -774,14 +771,7 @@ impl Daemon {
     async fn handle(&mut self, wake: Wake) -> bool {
         match wake {
             Wake::Cancelled => return false,
-            Wake::Trigger(Some(Trigger::Server(name))) => {
-                let deferred = self.ownership.deferred(&name);
-                self.want_full(name);
-                if deferred {
-                    // Its map is synced now: take the lock left to others if nobody has.
-                    self.check_locks().await;
-                }
-            }
+            Wake::Trigger(Some(Trigger::Server(name))) => self.want_full(name),
             Wake::Trigger(None) => {
                 tracing::error!("every AMI supervisor stopped");
                 return false;

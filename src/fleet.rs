@@ -23,26 +23,21 @@ pub fn heartbeat_ttl(check_interval: std::time::Duration) -> chrono::Duration {
         .unwrap_or(chrono::Duration::seconds(15))
 }
 
-/// How long a daemon whose map of a server is not synced yet leaves that server's free lock to another live
-/// daemon (a standby that watches the server already): a newcomer started after a crash takes the lock only
-/// once it can judge the server's calls, or when nobody else has taken it by then.
-pub const TAKEOVER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+/// How long a daemon just started leaves a free server lock to another live daemon that may already watch
+/// the server (a standby, which takes it at its next lock check): a newcomer, started after a crash or a
+/// deploy, has not seen the Hangups of the calls that ended before it started, so it could close them only
+/// by its listing (later, and without their end times), while a standby has their evidence.
+pub const TAKEOVER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// What this daemon can do for its servers at a lock check.
-#[derive(Debug, Clone, Default)]
-pub struct Readiness {
-    /// Servers whose channel map is synced (a complete listing on the current connection).
-    pub synced: BTreeSet<String>,
-    /// [`TAKEOVER_PATIENCE`] has passed since the daemon started.
-    pub patience_over: bool,
-}
-
-/// Whether this daemon (`me`) may take a free server lock: when its map of the server is synced, when its
-/// patience is over, or when no other daemon is alive to take it. Otherwise the lock is left to a live
-/// daemon that may already watch the server: an unsynced owner could not close the calls that ended while
-/// the last owner was gone until its own listing came.
-pub fn may_take_free(me: &str, synced: bool, live: &[DaemonBeat], patience_over: bool) -> bool {
-    synced || patience_over || !live.iter().any(|d| d.id != me && d.servers_wanted > 0)
+/// Whether this daemon (`me`) may take the free lock of `server`: when its [`TAKEOVER_PATIENCE`] is over,
+/// or when no other live daemon could take it instead. A heartbeat row that still lists `server` as owned
+/// while its lock is free is a daemon that died holding it (its row outlives it until it expires), not
+/// a standby.
+pub fn may_take_free(me: &str, server: &str, live: &[DaemonBeat], patience_over: bool) -> bool {
+    patience_over
+        || !live
+            .iter()
+            .any(|d| d.id != me && d.servers_wanted > 0 && !d.owned.iter().any(|o| o == server))
 }
 
 /// What one lock check should do with this daemon's locks.
@@ -107,8 +102,6 @@ pub struct Ownership {
     locks: BTreeMap<String, store::InstanceLock>,
     /// The heartbeat table is missing (an older schema): balancing is off, said once.
     heartbeat_warned: bool,
-    /// Free locks left to another daemon at the last check because this one's map was not synced.
-    deferred: BTreeSet<String>,
     /// The last check could not reach the database (a lock dropped or not taken for that reason).
     database_failed: bool,
 }
@@ -122,7 +115,6 @@ impl Ownership {
             wanted,
             locks: BTreeMap::new(),
             heartbeat_warned: false,
-            deferred: BTreeSet::new(),
             database_failed: false,
         }
     }
@@ -135,12 +127,6 @@ impl Ownership {
     /// The servers owned.
     pub fn owned(&self) -> BTreeSet<String> {
         self.locks.keys().cloned().collect()
-    }
-
-    /// Whether `server`'s free lock was left to another daemon at the last check (a check is due as soon
-    /// as this daemon's map of it is synced).
-    pub fn deferred(&self, server: &str) -> bool {
-        self.deferred.contains(server)
     }
 
     /// Whether the last check failed to reach the database: locks it dropped or could not take are
@@ -162,7 +148,7 @@ impl Ownership {
         store: &store::Store,
         health: &Health,
         check_interval: std::time::Duration,
-        ready: &Readiness,
+        patience_over: bool,
     ) -> Vec<String> {
         self.database_failed = false;
         self.drop_lost().await;
@@ -180,7 +166,6 @@ impl Ownership {
         }
         let mut taken = Vec::new();
         let mut db_ok = true;
-        self.deferred.clear();
         for server in self.wanted.clone() {
             if taken.len() >= plan.may_take {
                 break;
@@ -188,9 +173,7 @@ impl Ownership {
             if self.locks.contains_key(&server) {
                 continue;
             }
-            let synced = ready.synced.contains(&server);
-            if !may_take_free(&self.id, synced, &live, ready.patience_over) {
-                self.deferred.insert(server);
+            if !may_take_free(&self.id, &server, &live, patience_over) {
                 continue;
             }
             match store.acquire_lock(&server).await {
@@ -359,15 +342,25 @@ mod tests {
     }
 
     #[test]
-    fn an_unsynced_daemon_leaves_a_free_lock_to_a_live_one_until_its_patience_is_over() {
+    fn a_newcomer_leaves_a_free_lock_to_a_live_standby_until_its_patience_is_over() {
         let live = [beat("new", 1, &[]), beat("standby", 1, &[])];
-        assert!(!may_take_free("new", false, &live, false));
-        assert!(may_take_free("new", true, &live, false), "synced");
-        assert!(may_take_free("new", false, &live, true), "patience over");
+        assert!(!may_take_free("new", "p1", &live, false));
+        assert!(may_take_free("new", "p1", &live, true), "patience over");
         // Alone, it takes the lock at once: nobody else would close the calls.
-        assert!(may_take_free("new", false, &live[..1], false));
+        assert!(may_take_free("new", "p1", &live[..1], false));
+        // A daemon that stopped wanting servers is no standby.
         let stopped = [beat("new", 1, &[]), beat("old", 0, &[])];
-        assert!(may_take_free("new", false, &stopped, false));
+        assert!(may_take_free("new", "p1", &stopped, false));
+        // The row of a daemon killed holding p1's lock outlives it: no standby either.
+        let killed = [beat("new", 1, &[]), beat("dead", 1, &["p1"])];
+        assert!(may_take_free("new", "p1", &killed, false));
+        // ...but a standby beside it is.
+        let both = [
+            beat("new", 1, &[]),
+            beat("dead", 1, &["p1"]),
+            beat("standby", 1, &[]),
+        ];
+        assert!(!may_take_free("new", "p1", &both, false));
     }
 
     #[test]

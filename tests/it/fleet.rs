@@ -291,10 +291,10 @@ async fn sigkill_hands_the_servers_over_mysql() {
     sigkill_hands_the_servers_over(Engine::MySql).await;
 }
 
-/// A newcomer whose AMI does not answer (so its map is never synced) starts as the lock of pbx1 becomes
-/// free, beside a standby that watches pbx1 already: the standby takes the lock and closes the call; the
-/// newcomer leaves it alone (it could not judge the call). Once the standby is gone, the newcomer, alone,
-/// takes the lock at once.
+/// A newcomer (a daemon restarted after a crash, say) starts as the lock of pbx1 becomes free, beside a
+/// standby that watches pbx1 already: the standby takes the lock and closes the call; the newcomer, though
+/// its map is synced, leaves the lock alone (it has not seen what ended before it started). Once the
+/// standby is gone, the newcomer, alone, takes the lock at once.
 async fn a_newcomer_leaves_a_free_lock_to_the_watching_standby(engine: Engine) {
     let Some(db) = TestDb::create(engine).await else {
         return;
@@ -311,13 +311,13 @@ async fn a_newcomer_leaves_a_free_lock_to_the_watching_standby(engine: Engine) {
     })
     .await;
     assert!(owned(&standby).is_empty());
-    // Nothing listens on port 1: the newcomer's AMI never answers.
-    let mut unreachable = fleet_settings(&db, &[pbx], 1);
-    unreachable.servers = vec![ServerConfig::from_url(
-        "ami://watchdog:lab-secret@127.0.0.1:1?server=pbx1",
-    )];
     owner.stop().await; // frees the lock and leaves
-    let newcomer = start_daemon(unreachable);
+    let newcomer = start_daemon(fleet_settings(&db, &[pbx], 1));
+    eventually("the newcomer's map is synced", || async {
+        let s = newcomer.health.snapshot();
+        s.servers.first().is_some_and(|s| s.synced).then_some(())
+    })
+    .await;
     eventually("the standby owns pbx1", || async {
         owned(&standby).contains("pbx1").then_some(())
     })
