@@ -23,21 +23,27 @@ pub fn heartbeat_ttl(check_interval: std::time::Duration) -> chrono::Duration {
         .unwrap_or(chrono::Duration::seconds(15))
 }
 
-/// How long a daemon just started leaves a free server lock to another live daemon that may already watch
-/// the server (a standby, which takes it at its next lock check): a newcomer, started after a crash or a
-/// deploy, has not seen the Hangups of the calls that ended before it started, so it could close them only
-/// by its listing (later, and without their end times), while a standby has their evidence.
+/// How long a daemon just started leaves a free server lock to a daemon that was alive before it (a
+/// standby, which takes the lock at its next lock check): a newcomer, started after a crash or a deploy,
+/// has not seen the Hangups of the calls that ended before it started, so it could close them only by its
+/// listing (later, and without their end times), while a standby has their evidence.
 pub const TAKEOVER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Whether this daemon (`me`) may take the free lock of `server`: when its [`TAKEOVER_PATIENCE`] is over,
-/// or when no other live daemon could take it instead. A heartbeat row that still lists `server` as owned
-/// while its lock is free is a daemon that died holding it (its row outlives it until it expires), not
-/// a standby.
-pub fn may_take_free(me: &str, server: &str, live: &[DaemonBeat], patience_over: bool) -> bool {
+/// Whether this daemon may take the free lock of `server`: when its [`TAKEOVER_PATIENCE`] is over, or
+/// when none of its `elders` (the other daemons alive when it first looked) is alive (in `live`) to take it
+/// instead. A heartbeat row that still lists `server` as owned while its lock is free is a daemon that
+/// died holding it (its row outlives it until it expires), not a standby. Deferring only to elders keeps
+/// daemons started together from waiting on each other.
+pub fn may_take_free(
+    server: &str,
+    elders: &BTreeSet<String>,
+    live: &[DaemonBeat],
+    patience_over: bool,
+) -> bool {
     patience_over
-        || !live
-            .iter()
-            .any(|d| d.id != me && d.servers_wanted > 0 && !d.owned.iter().any(|o| o == server))
+        || !live.iter().any(|d| {
+            elders.contains(&d.id) && d.servers_wanted > 0 && !d.owned.iter().any(|o| o == server)
+        })
 }
 
 /// What one lock check should do with this daemon's locks.
@@ -102,6 +108,8 @@ pub struct Ownership {
     locks: BTreeMap<String, store::InstanceLock>,
     /// The heartbeat table is missing (an older schema): balancing is off, said once.
     heartbeat_warned: bool,
+    /// The other daemons alive at this daemon's first heartbeat (see [`may_take_free`]); `None` before it.
+    elders: Option<BTreeSet<String>>,
     /// The last check could not reach the database (a lock dropped or not taken for that reason).
     database_failed: bool,
 }
@@ -116,6 +124,7 @@ impl Ownership {
             locks: BTreeMap::new(),
             heartbeat_warned: false,
             database_failed: false,
+            elders: None,
         }
     }
 
@@ -154,6 +163,16 @@ impl Ownership {
         self.drop_lost().await;
         let ttl = heartbeat_ttl(check_interval);
         let live = self.beat(store, ttl).await;
+        let me = &self.id;
+        let elders = self
+            .elders
+            .get_or_insert_with(|| {
+                live.iter()
+                    .filter(|d| &d.id != me)
+                    .map(|d| d.id.clone())
+                    .collect()
+            })
+            .clone();
         let owned = self.owned();
         let plan = balance(&self.id, self.wanted.len(), &owned, &live);
         for server in &plan.release {
@@ -173,7 +192,7 @@ impl Ownership {
             if self.locks.contains_key(&server) {
                 continue;
             }
-            if !may_take_free(&self.id, &server, &live, patience_over) {
+            if !may_take_free(&server, &elders, &live, patience_over) {
                 continue;
             }
             match store.acquire_lock(&server).await {
@@ -343,24 +362,28 @@ mod tests {
 
     #[test]
     fn a_newcomer_leaves_a_free_lock_to_a_live_standby_until_its_patience_is_over() {
+        let elders = set(&["standby", "dead", "old"]);
         let live = [beat("new", 1, &[]), beat("standby", 1, &[])];
-        assert!(!may_take_free("new", "p1", &live, false));
-        assert!(may_take_free("new", "p1", &live, true), "patience over");
+        assert!(!may_take_free("p1", &elders, &live, false));
+        assert!(may_take_free("p1", &elders, &live, true), "patience over");
         // Alone, it takes the lock at once: nobody else would close the calls.
-        assert!(may_take_free("new", "p1", &live[..1], false));
+        assert!(may_take_free("p1", &elders, &live[..1], false));
         // A daemon that stopped wanting servers is no standby.
         let stopped = [beat("new", 1, &[]), beat("old", 0, &[])];
-        assert!(may_take_free("new", "p1", &stopped, false));
+        assert!(may_take_free("p1", &elders, &stopped, false));
         // The row of a daemon killed holding p1's lock outlives it: no standby either.
         let killed = [beat("new", 1, &[]), beat("dead", 1, &["p1"])];
-        assert!(may_take_free("new", "p1", &killed, false));
+        assert!(may_take_free("p1", &elders, &killed, false));
         // ...but a standby beside it is.
         let both = [
             beat("new", 1, &[]),
             beat("dead", 1, &["p1"]),
             beat("standby", 1, &[]),
         ];
-        assert!(!may_take_free("new", "p1", &both, false));
+        assert!(!may_take_free("p1", &elders, &both, false));
+        // A daemon started after this one (or with it) is no elder: two newcomers do not wait on each other.
+        let younger = [beat("new", 1, &[]), beat("later", 1, &[])];
+        assert!(may_take_free("p1", &elders, &younger, false));
     }
 
     #[test]
