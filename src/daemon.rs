@@ -744,7 +744,6 @@ impl Daemon {
             biased;
             _ = cancel.cancelled() => Wake::Cancelled,
             trigger = self.trigger_rx.recv() => Wake::Trigger(trigger),
-            _ = self.map.gone_ready() => Wake::ChannelsEnded,
             _ = self.sweep_interval.tick() => Wake::SweepInterval,
             _ = sleep_until(self.relist_at.values().min().copied()) => Wake::RelistDue,
             _ = sleep_until(self.retry_at) => Wake::RetryDue,
@@ -753,6 +752,9 @@ impl Daemon {
             _ = self.lock_tick.tick() => Wake::LockCheck,
             _ = sleep_until(fallback_sleep) => Wake::FallbackDue,
             _ = tick_opt(self.watchdog.as_mut()) => Wake::Watchdog,
+            // Last: on a busy PBX channels end all the time, and this is ready at every pass; before the
+            // timers, it kept a standby (which runs no rounds) from ever checking the lock.
+            _ = self.map.gone_ready() => Wake::ChannelsEnded,
         }
     }
 
