@@ -32,9 +32,11 @@ pub const TAKEOVER_PATIENCE: std::time::Duration = std::time::Duration::from_sec
 /// Whether this daemon may take the free lock of `server`: when its [`TAKEOVER_PATIENCE`] is over, or
 /// when none of its `elders` (the other daemons alive when it first looked) is alive (in `live`) to take it
 /// instead. A heartbeat row that still lists `server` as owned while its lock is free is a daemon that
-/// died holding it (its row outlives it until it expires), not a standby. Deferring only to elders keeps
-/// daemons started together from waiting on each other.
+/// died holding it (its row outlives it until it expires), not a standby. Deferring only to elders, and
+/// among them only to ids that sort before `me` (a run id starts with its start time), keeps daemons
+/// started together from waiting on each other.
 pub fn may_take_free(
+    me: &str,
     server: &str,
     elders: &BTreeSet<String>,
     live: &[DaemonBeat],
@@ -42,7 +44,10 @@ pub fn may_take_free(
 ) -> bool {
     patience_over
         || !live.iter().any(|d| {
-            elders.contains(&d.id) && d.servers_wanted > 0 && !d.owned.iter().any(|o| o == server)
+            elders.contains(&d.id)
+                && d.id.as_str() < me
+                && d.servers_wanted > 0
+                && !d.owned.iter().any(|o| o == server)
         })
 }
 
@@ -192,7 +197,7 @@ impl Ownership {
             if self.locks.contains_key(&server) {
                 continue;
             }
-            if !may_take_free(&server, &elders, &live, patience_over) {
+            if !may_take_free(&self.id, &server, &elders, &live, patience_over) {
                 continue;
             }
             match store.acquire_lock(&server).await {
@@ -362,28 +367,47 @@ mod tests {
 
     #[test]
     fn a_newcomer_leaves_a_free_lock_to_a_live_standby_until_its_patience_is_over() {
-        let elders = set(&["standby", "dead", "old"]);
-        let live = [beat("new", 1, &[]), beat("standby", 1, &[])];
-        assert!(!may_take_free("p1", &elders, &live, false));
-        assert!(may_take_free("p1", &elders, &live, true), "patience over");
+        let elders = set(&["run-1-standby", "run-1-dead", "run-1-old"]);
+        let live = [beat("run-2-new", 1, &[]), beat("run-1-standby", 1, &[])];
+        assert!(!may_take_free("run-2-new", "p1", &elders, &live, false));
+        assert!(
+            may_take_free("run-2-new", "p1", &elders, &live, true),
+            "patience over"
+        );
         // Alone, it takes the lock at once: nobody else would close the calls.
-        assert!(may_take_free("p1", &elders, &live[..1], false));
+        assert!(may_take_free("run-2-new", "p1", &elders, &live[..1], false));
         // A daemon that stopped wanting servers is no standby.
-        let stopped = [beat("new", 1, &[]), beat("old", 0, &[])];
-        assert!(may_take_free("p1", &elders, &stopped, false));
+        let stopped = [beat("run-2-new", 1, &[]), beat("run-1-old", 0, &[])];
+        assert!(may_take_free("run-2-new", "p1", &elders, &stopped, false));
         // The row of a daemon killed holding p1's lock outlives it: no standby either.
-        let killed = [beat("new", 1, &[]), beat("dead", 1, &["p1"])];
-        assert!(may_take_free("p1", &elders, &killed, false));
+        let killed = [beat("run-2-new", 1, &[]), beat("run-1-dead", 1, &["p1"])];
+        assert!(may_take_free("run-2-new", "p1", &elders, &killed, false));
         // ...but a standby beside it is.
         let both = [
-            beat("new", 1, &[]),
-            beat("dead", 1, &["p1"]),
-            beat("standby", 1, &[]),
+            beat("run-2-new", 1, &[]),
+            beat("run-1-dead", 1, &["p1"]),
+            beat("run-1-standby", 1, &[]),
         ];
-        assert!(!may_take_free("p1", &elders, &both, false));
+        assert!(!may_take_free("run-2-new", "p1", &elders, &both, false));
         // A daemon started after this one (or with it) is no elder: two newcomers do not wait on each other.
-        let younger = [beat("new", 1, &[]), beat("later", 1, &[])];
-        assert!(may_take_free("p1", &elders, &younger, false));
+        let younger = [beat("run-2-new", 1, &[]), beat("run-3-later", 1, &[])];
+        assert!(may_take_free("run-2-new", "p1", &elders, &younger, false));
+        // Two started together, each an elder of the other: the one whose id sorts first takes the lock.
+        let pair = [beat("run-1-a", 1, &[]), beat("run-1-b", 1, &[])];
+        assert!(may_take_free(
+            "run-1-a",
+            "p1",
+            &set(&["run-1-b"]),
+            &pair,
+            false
+        ));
+        assert!(!may_take_free(
+            "run-1-b",
+            "p1",
+            &set(&["run-1-a"]),
+            &pair,
+            false
+        ));
     }
 
     #[test]
