@@ -349,3 +349,76 @@ async fn a_newcomer_leaves_a_free_lock_to_the_watching_standby_postgres() {
 async fn a_newcomer_leaves_a_free_lock_to_the_watching_standby_mysql() {
     a_newcomer_leaves_a_free_lock_to_the_watching_standby(Engine::MySql).await;
 }
+
+/// Found by the soak: on a busy PBX, channels end all the time, and the daemon's loop took that wake-up
+/// before its timers, so a standby (which runs no rounds) never reached its lock check: when the owner
+/// stopped, nobody took the lock until a daemon started anew. Here calls end every 20 ms (faster than the
+/// loop's 150 ms debounce) while the owner stops; the standby owns the server within a lock check.
+async fn a_standby_on_a_busy_pbx_takes_the_lock(engine: Engine) {
+    let Some(db) = TestDb::create(engine).await else {
+        return;
+    };
+    db.store().await.shutdown().await;
+    let pbx = std::sync::Arc::new(pbxs(&db, 1).await.remove(0).0);
+    let owner = start_daemon(fleet_settings(&db, &[&pbx], 1));
+    owner.synced().await;
+    let standby = start_daemon(fleet_settings(&db, &[&pbx], 1));
+    eventually("the standby's map is synced", || async {
+        let s = standby.health.snapshot();
+        s.servers.first().is_some_and(|s| s.synced).then_some(())
+    })
+    .await;
+    // Calls come and go every 20 ms (no rows: only the channels' ends matter here).
+    let busy = tokio::spawn({
+        let pbx = pbx.clone();
+        async move {
+            let mut up = std::collections::VecDeque::new();
+            for i in 0..u32::MAX {
+                let ext = format!("3{:03}", i % 1000);
+                up.push_back(pbx.with(|p| {
+                    let call = p.start_call("5550100", &ext);
+                    let _ = p.answer(call);
+                    call
+                }));
+                if up.len() > 20 {
+                    let call = up.pop_front().unwrap();
+                    pbx.with(|p| p.hangup(call, 16)).unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    owner.stop().await; // frees the lock
+    let freed = std::time::Instant::now();
+    let deadline = freed + LOCK_CHECK_INTERVAL + Duration::from_secs(3);
+    while !owned(&standby).contains("pbx1") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{engine:?}: the standby did not take the lock within {:?}",
+            deadline - freed
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "{engine:?}: the standby owned pbx1 {:?} after the owner stopped",
+        freed.elapsed()
+    );
+    busy.abort();
+    standby.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_on_a_busy_pbx_takes_the_lock_sqlite() {
+    a_standby_on_a_busy_pbx_takes_the_lock(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_on_a_busy_pbx_takes_the_lock_postgres() {
+    a_standby_on_a_busy_pbx_takes_the_lock(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_on_a_busy_pbx_takes_the_lock_mysql() {
+    a_standby_on_a_busy_pbx_takes_the_lock(Engine::MySql).await;
+}
