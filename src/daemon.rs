@@ -492,11 +492,9 @@ impl Daemon {
         self.summary.held_lock |= self.ownership.any();
         if self.ownership.database_failed() {
             // Locks dropped or not taken for want of the database: check again as soon as it answers.
-            self.awaiting_database = true;
-            self.database.watch();
+            self.await_database();
         } else if self.retry_at.is_none() {
-            self.awaiting_database = false;
-            self.database.settle();
+            self.database_fine();
         }
     }
 
@@ -514,8 +512,7 @@ impl Daemon {
         if failed.is_empty() {
             self.retry_delay = RETRY_INITIAL;
             if self.awaiting_database && !self.ownership.database_failed() {
-                self.awaiting_database = false;
-                self.database.settle();
+                self.database_fine();
             }
             self.collect_ended()
         } else {
@@ -699,8 +696,19 @@ impl Daemon {
     fn schedule_retry(&mut self) {
         self.retry_at = Some(tokio::time::Instant::now() + self.retry_delay);
         self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
+        self.await_database();
+    }
+
+    /// Something waits for the database: have it pinged, and wake the loop when it answers again.
+    fn await_database(&mut self) {
         self.awaiting_database = true;
         self.database.watch();
+    }
+
+    /// Nothing waits for the database any more: stop pinging it.
+    fn database_fine(&mut self) {
+        self.awaiting_database = false;
+        self.database.settle();
     }
 
     /// When the queued closes are due, on the runtime's clock.
@@ -809,8 +817,8 @@ impl Daemon {
                 tracing::info!(
                     "the database answers again; checking the locks and retrying at once"
                 );
-                self.awaiting_database = false;
-                // Locks dropped during the outage are taken again before the failed rounds run.
+                self.awaiting_database = false; // the watch stopped itself when it saw the answer
+                                                // Locks dropped during the outage are taken again before the failed rounds run.
                 self.check_locks().await;
                 self.retry_at = None;
             }

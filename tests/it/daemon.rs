@@ -199,6 +199,15 @@ impl Running {
         .await;
     }
 
+    /// Waits until the daemon's map of its first server is synced (whether or not it holds the lock).
+    pub(crate) async fn map_synced(&self) {
+        eventually("the map to be synced", || async {
+            let s = self.health.snapshot();
+            s.servers.first().is_some_and(|s| s.synced).then_some(())
+        })
+        .await;
+    }
+
     pub(crate) async fn stop(self) -> DaemonSummary {
         self.cancel.cancel();
         self.task.await.unwrap().unwrap()

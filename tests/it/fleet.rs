@@ -305,19 +305,11 @@ async fn a_newcomer_leaves_a_free_lock_to_the_watching_standby(engine: Engine) {
     let owner = start_daemon(fleet_settings(&db, &[pbx], 1));
     owner.synced().await;
     let standby = start_daemon(fleet_settings(&db, &[pbx], 1));
-    eventually("the standby's map is synced", || async {
-        let s = standby.health.snapshot();
-        s.servers.first().is_some_and(|s| s.synced).then_some(())
-    })
-    .await;
+    standby.map_synced().await;
     assert!(owned(&standby).is_empty());
     owner.stop().await; // frees the lock and leaves
     let newcomer = start_daemon(fleet_settings(&db, &[pbx], 1));
-    eventually("the newcomer's map is synced", || async {
-        let s = newcomer.health.snapshot();
-        s.servers.first().is_some_and(|s| s.synced).then_some(())
-    })
-    .await;
+    newcomer.map_synced().await;
     eventually("the standby owns pbx1", || async {
         owned(&standby).contains("pbx1").then_some(())
     })
@@ -363,11 +355,7 @@ async fn a_standby_on_a_busy_pbx_takes_the_lock(engine: Engine) {
     let owner = start_daemon(fleet_settings(&db, &[&pbx], 1));
     owner.synced().await;
     let standby = start_daemon(fleet_settings(&db, &[&pbx], 1));
-    eventually("the standby's map is synced", || async {
-        let s = standby.health.snapshot();
-        s.servers.first().is_some_and(|s| s.synced).then_some(())
-    })
-    .await;
+    standby.map_synced().await;
     // Calls come and go every 20 ms (no rows: only the channels' ends matter here).
     let busy = tokio::spawn({
         let pbx = pbx.clone();
