@@ -164,8 +164,10 @@ pub struct ScriptedPbx {
     cursor: usize,
     flow_start: DateTime<Utc>,
     spacing: TimeDelta,
-    outbox: VecDeque<Message>,
+    /// Events for clients, each with the boot (see [`ScriptedPbx::boot`]) that produced it.
+    outbox: VecDeque<(u64, Message)>,
     booted_at: DateTime<Utc>,
+    boot: u64,
 }
 
 impl Default for ScriptedPbx {
@@ -207,6 +209,7 @@ impl ScriptedPbx {
             spacing: TimeDelta::milliseconds(100),
             outbox: VecDeque::new(),
             booted_at: now - TimeDelta::seconds(DEFAULT_UPTIME_SECS),
+            boot: 0,
         }
     }
 
@@ -276,6 +279,7 @@ impl ScriptedPbx {
     fn wipe(&mut self) -> Vec<CallId> {
         self.channels.clear();
         self.booted_at = self.now;
+        self.boot += 1;
         let mut ended = Vec::new();
         for (i, call) in self.calls.iter_mut().enumerate() {
             if !call.ended {
@@ -316,7 +320,7 @@ impl ScriptedPbx {
             self.now = at;
         }
         self.apply(&event);
-        self.outbox.push_back(event.clone());
+        self.outbox.push_back((self.boot, event.clone()));
         Some(event)
     }
 
@@ -332,14 +336,26 @@ impl ScriptedPbx {
     /// Takes the events produced since the last call (by commands and by [`play_next`](Self::play_next)),
     /// for sending to logged-in clients.
     pub fn drain_events(&mut self) -> Vec<Message> {
+        self.outbox.drain(..).map(|(_, m)| m).collect()
+    }
+
+    /// Like [`drain_events`](Self::drain_events), each event with the boot that produced it: a client
+    /// connected to one boot never hears a later one (that is another Asterisk process).
+    pub fn drain_events_by_boot(&mut self) -> Vec<(u64, Message)> {
         self.outbox.drain(..).collect()
+    }
+
+    /// Which boot of Asterisk this is: 0 at first, one more at every [`restart`](Self::restart) and
+    /// [`crash`](Self::crash).
+    pub fn boot(&self) -> u64 {
+        self.boot
     }
 
     /// Applies `event` to the channel table and queues it for clients, as if the PBX had produced it (for
     /// events no command makes, e.g. a `Rename` or a `Shutdown`).
     pub fn inject(&mut self, event: Message) {
         self.apply(&event);
-        self.outbox.push_back(event);
+        self.outbox.push_back((self.boot, event));
     }
 
     /// Applies one event to the channel table (see the module docs). Events that do not concern channels
@@ -425,7 +441,7 @@ impl ScriptedPbx {
         all.extend(fields);
         let m = Message::from_pairs(all);
         self.apply(&m);
-        self.outbox.push_back(m);
+        self.outbox.push_back((self.boot, m));
     }
 
     fn live(&self, uid: &str) -> Result<Channel> {

@@ -4,7 +4,9 @@
 //! event the PBX produces (commands run through [`PbxServer::with`], or a flow played with
 //! [`PbxServer::autoplay`]). A listing is taken under the same lock that orders the events, so each
 //! connection sees exactly the events before its listing, then the listing: no event can fall between the
-//! two. A connection that falls too far behind is closed, as Asterisk drops a slow reader.
+//! two. A connection that falls too far behind is closed, as Asterisk drops a slow reader. A connection belongs
+//! to the boot of Asterisk it reached: after a restart or a crash it hears nothing of the new boot (it is
+//! another process), however late it is dropped.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,7 +28,8 @@ pub const EVENT_BACKLOG: usize = 16 * 1024;
 
 struct Shared {
     pbx: Mutex<ScriptedPbx>,
-    events: broadcast::Sender<Bytes>,
+    /// Encoded events, with the boot that produced them.
+    events: broadcast::Sender<(u64, Bytes)>,
 }
 
 impl Shared {
@@ -36,15 +39,24 @@ impl Shared {
 
     /// Sends what the PBX produced since the last call; must be called with the lock held.
     fn flush(&self, pbx: &mut ScriptedPbx) {
-        let events = pbx.drain_events();
-        if events.is_empty() {
-            return;
+        // One send per run of events from the same boot (a restart in between starts a new run).
+        let mut run: Option<(u64, BytesMut)> = None;
+        for (boot, event) in pbx.drain_events_by_boot() {
+            match &mut run {
+                Some((b, buf)) if *b == boot => event.encode_into(buf),
+                _ => {
+                    if let Some((b, buf)) = run.take() {
+                        let _ = self.events.send((b, buf.freeze()));
+                    }
+                    let mut buf = BytesMut::new();
+                    event.encode_into(&mut buf);
+                    run = Some((boot, buf));
+                }
+            }
         }
-        let mut buf = BytesMut::new();
-        for e in &events {
-            e.encode_into(&mut buf);
+        if let Some((b, buf)) = run {
+            let _ = self.events.send((b, buf.freeze()));
         }
-        let _ = self.events.send(buf.freeze());
     }
 }
 
@@ -150,12 +162,15 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, control: watch:
 async fn serve(
     stream: TcpStream,
     shared: &Shared,
-    mut events: broadcast::Receiver<Bytes>,
+    mut events: broadcast::Receiver<(u64, Bytes)>,
     mut control: watch::Receiver<u64>,
 ) -> std::io::Result<()> {
     let (mut rd, mut wr) = stream.into_split();
     wr.write_all(format!("{BANNER}\r\n").as_bytes()).await?;
-    let mut session = shared.lock().new_session();
+    let (mut session, boot) = {
+        let pbx = shared.lock();
+        (pbx.new_session(), pbx.boot())
+    };
     let mut parser = Parser::without_banner(Limits::default());
     let mut rbuf = BytesMut::with_capacity(4096);
     loop {
@@ -163,7 +178,7 @@ async fn serve(
             biased;
             _ = control.changed() => break,
             ev = events.recv() => match ev {
-                Ok(bytes) => if session.logged_in {
+                Ok((b, bytes)) => if session.logged_in && b == boot {
                     wr.write_all(&bytes).await?;
                 },
                 // Too slow, or the server is gone.
@@ -179,8 +194,8 @@ async fn serve(
                     let Ok(Frame::Message(action)) = frame else { continue };
                     let mut pbx = shared.lock();
                     // Events sent before this point precede the answer.
-                    while let Ok(bytes) = events.try_recv() {
-                        if session.logged_in {
+                    while let Ok((b, bytes)) = events.try_recv() {
+                        if session.logged_in && b == boot {
                             out.extend_from_slice(&bytes);
                         }
                     }

@@ -175,3 +175,53 @@ async fn load_server_streams_every_generated_event() {
     assert!(c.next_message().await.is_none());
     assert_eq!(server.connections(), 1);
 }
+
+/// After a restart, a connection to the old boot hears nothing of the new one, however late it is dropped:
+/// the chaos soak's daemon once read new-boot calls on the old connection and ended them with that boot.
+#[tokio::test]
+async fn a_connection_never_hears_a_later_boot() {
+    let pbx = ScriptedPbx::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
+    let server = PbxServer::start(pbx, any_addr()).await.unwrap();
+    let mut old = Client::connect(server.local_addr()).await;
+    old.send("Login", Some("L"), &[("Username", "w"), ("Secret", "x")])
+        .await;
+    old.until(|m| m.event() == Some("FullyBooted")).await;
+    let before = server.with(|p| p.start_call("2001", "2002"));
+    server.with(|p| p.answer(before)).unwrap();
+    server.with(|p| p.restart());
+    let after = server.with(|p| p.start_call("2003", "2004"));
+    server.with(|p| p.answer(after)).unwrap();
+    let new_boot: Vec<String> =
+        server.with(|p| p.channels().iter().map(|c| c.uniqueid.clone()).collect());
+    assert_eq!(new_boot.len(), 2);
+    // The old connection has had every chance to read what was sent before it is dropped.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.drop_connection();
+    let mut heard = Vec::new();
+    while let Some(m) = old.next_message().await {
+        heard.push(m);
+    }
+    assert!(heard.iter().any(|m| m.event() == Some("Shutdown")));
+    let leaked: Vec<_> = heard
+        .iter()
+        .filter(|m| {
+            m.get_str("Uniqueid")
+                .is_some_and(|u| new_boot.iter().any(|n| n == u))
+        })
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "old connection heard the new boot: {leaked:?}"
+    );
+
+    // A connection to the new boot hears it.
+    let mut new = Client::connect(server.local_addr()).await;
+    new.send("Login", Some("L"), &[("Username", "w"), ("Secret", "x")])
+        .await;
+    new.until(|m| m.event() == Some("FullyBooted")).await;
+    server.with(|p| p.hangup(after, 16)).unwrap();
+    let hangup = new.until(|m| m.event() == Some("Hangup")).await;
+    assert!(new_boot
+        .iter()
+        .any(|u| Some(u.as_str()) == hangup.get_str("Uniqueid")));
+}
