@@ -11,6 +11,8 @@
 //! any violation. `--ended-channels-max N` sets the daemons' `[policy] ended_channels_max` (default 100,000,
 //! about 8 minutes of this load's ended channels): their RSS is judged once their map of ended channels is
 //! full, so a shorter soak needs a smaller cap to judge it. `--logs PATH` writes the daemons' logs there (`CHAOS_DAEMON_LOG=debug` for more).
+//! `CHAOS_DAEMON_WRAP="heaptrack -o /tmp/ht"` runs each daemon process under that program (a heap profiler;
+//! the RSS figures are then the wrapper's).
 
 #[path = "../tests/chaos/mod.rs"]
 mod harness;

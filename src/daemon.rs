@@ -196,18 +196,7 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
     // Unique per daemon, also for several daemons in one process (tests) started within a second.
     static DAEMONS_STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let nth = DAEMONS_STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let run_id = match nth {
-        0 => format!(
-            "run-{}-{}",
-            clock.now().format("%Y%m%dT%H%M%S"),
-            std::process::id()
-        ),
-        n => format!(
-            "run-{}-{}-{n}",
-            clock.now().format("%Y%m%dT%H%M%S"),
-            std::process::id()
-        ),
-    };
+    let run_id = crate::fleet::run_id(clock.now(), std::process::id(), nth);
     tracing::info!(%run_id, servers = servers.len(), database = %store.redacted_url(), "callwatch daemon starting");
     let mut sweeper = Sweeper::new(
         store.clone(),

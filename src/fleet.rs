@@ -29,11 +29,22 @@ pub fn heartbeat_ttl(check_interval: std::time::Duration) -> chrono::Duration {
 /// listing (later, and without their end times), while a standby has their evidence.
 pub const TAKEOVER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The run id of the `nth` daemon (from 0) started in process `pid` at `started`: unique, and sorting as
+/// the daemons started (the fleet's seniority, see [`may_take_free`]): the start to the microsecond, then
+/// the process, then `nth` zero-padded (`-9` sorted after `-10` once, and a newcomer took a standby's lock).
+pub fn run_id(started: chrono::DateTime<chrono::Utc>, pid: u32, nth: u32) -> String {
+    let at = started.format("%Y%m%dT%H%M%S%.6f");
+    match nth {
+        0 => format!("run-{at}-{pid}"),
+        n => format!("run-{at}-{pid}-{n:06}"),
+    }
+}
+
 /// Whether this daemon may take the free lock of `server`: when its [`TAKEOVER_PATIENCE`] is over, or
 /// when none of its `elders` (the other daemons alive when it first looked) is alive (in `live`) to take it
 /// instead. A heartbeat row that still lists `server` as owned while its lock is free is a daemon that
 /// died holding it (its row outlives it until it expires), not a standby. Deferring only to elders, and
-/// among them only to ids that sort before `me` (a run id starts with its start time), keeps daemons
+/// among them only to ids that sort before `me` (run ids sort by start time, see [`run_id`]), keeps daemons
 /// started together from waiting on each other.
 pub fn may_take_free(
     me: &str,
@@ -307,6 +318,25 @@ mod tests {
             owned: owned.iter().map(|s| s.to_string()).collect(),
             seen_at: String::new(),
         }
+    }
+
+    #[test]
+    fn run_ids_sort_as_the_daemons_started() {
+        let t = chrono::DateTime::from_timestamp(1_795_520_000, 0).unwrap();
+        let ms = chrono::TimeDelta::milliseconds(1);
+        let started = [
+            run_id(t, 900, 0),
+            run_id(t, 900, 9),
+            run_id(t, 900, 10),
+            run_id(t, 900, 100),
+            run_id(t + ms, 100, 0),
+            run_id(t + ms * 200, 100, 1),
+            run_id(t + chrono::TimeDelta::seconds(1), 5, 0),
+        ];
+        let mut sorted = started.to_vec();
+        sorted.sort();
+        assert_eq!(sorted, started);
+        assert_eq!(started[2], "run-20261124T113320.000000-900-000010");
     }
 
     fn set(names: &[&str]) -> BTreeSet<String> {

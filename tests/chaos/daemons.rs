@@ -157,7 +157,18 @@ impl Daemons {
     fn spawn(&mut self) -> anyhow::Result<Proc> {
         self.spawned += 1;
         let log = std::fs::File::create(self.dir.join(format!("daemon-{}.log", self.spawned)))?;
-        let child = Command::new(env!("CARGO_BIN_EXE_callwatch"))
+        // `CHAOS_DAEMON_WRAP="heaptrack -o /tmp/ht"`: each daemon runs under that program (a profiler).
+        let wrap = std::env::var("CHAOS_DAEMON_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(env!("CARGO_BIN_EXE_callwatch"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_callwatch")),
+        };
+        let child = command
             .args(["run", "--config"])
             .arg(&self.config)
             .env_remove("DATABASE_URL")
