@@ -68,13 +68,18 @@ pub struct DaemonOptions {
     pub tweak_ami: Option<fn(&mut ami::Config)>,
     /// Metrics recorder handle for `/metrics` (default: install the global Prometheus recorder).
     pub skip_metrics: bool,
+    /// Count the closed rows without keeping them in [`DaemonSummary::closed`]: a daemon that runs for
+    /// months must not hold every row it ever closed (`callwatch run` without `--exit-after`).
+    pub forget_closed_rows: bool,
 }
 
 /// What the daemon did, returned when it stops.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct DaemonSummary {
-    /// Rows closed, in order.
+    /// Rows closed, in order (empty with [`DaemonOptions::forget_closed_rows`]).
     pub closed: Vec<crate::pipeline::ClosedRow>,
+    /// How many rows were closed.
+    pub closed_total: usize,
     /// Rounds run.
     pub sweeps: usize,
     /// Rounds that failed (database errors), later retried.
@@ -261,6 +266,7 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
         trigger_rx,
         database,
         settings: &settings,
+        keep_closed_rows: !opts.forget_closed_rows,
     })
     .await;
     crate::shutdown::notify_ready();
@@ -279,7 +285,7 @@ pub async fn run(settings: Settings, opts: DaemonOptions) -> anyhow::Result<Daem
     }
     store.shutdown().await;
     tracing::info!(
-        closed = summary.closed.len(),
+        closed = summary.closed_total,
         sweeps = summary.sweeps,
         "callwatch daemon stopped"
     );
@@ -300,6 +306,7 @@ struct DaemonParts<'a> {
     trigger_rx: mpsc::Receiver<Trigger>,
     database: Arc<DatabaseWatch>,
     settings: &'a Settings,
+    keep_closed_rows: bool,
 }
 
 /// The daemon's loop state. Each pass: collect what ended, run the pending rounds (when the lock is
@@ -352,6 +359,8 @@ struct Daemon {
     /// `server` values of open rows already warned about (and given a gauge) as matching no server.
     unknown_seen: BTreeSet<Option<String>>,
     summary: DaemonSummary,
+    /// Keep every closed row in `summary.closed` (else only count them).
+    keep_closed_rows: bool,
 }
 
 impl Daemon {
@@ -397,6 +406,7 @@ impl Daemon {
             watchdog,
             unknown_seen: BTreeSet::new(),
             summary: DaemonSummary::default(),
+            keep_closed_rows: parts.keep_closed_rows,
         };
         daemon.check_locks().await;
         daemon
@@ -559,7 +569,7 @@ impl Daemon {
                     let at = tokio::time::Instant::now() + self.skew + Duration::from_secs(1);
                     self.relist_at.entry(target.name.clone()).or_insert(at);
                 }
-                self.summary.closed.extend(report.closed);
+                self.note_closed(report.closed);
                 true
             }
             Err(err) => {
@@ -667,7 +677,7 @@ impl Daemon {
             match self.sweeper.commit(&name).await {
                 Ok(committed) => {
                     self.record_closes(&name, &committed.closed, committed.skipped.len());
-                    self.summary.closed.extend(committed.closed);
+                    self.note_closed(committed.closed);
                 }
                 Err(err) => {
                     self.summary.failed_sweeps += 1;
@@ -872,13 +882,21 @@ impl Daemon {
     }
 
     /// Writes what is queued, releases the locks and logs off; returns the summary.
+    /// Counts closed rows into the summary (and keeps them, unless told to forget them).
+    fn note_closed(&mut self, rows: Vec<crate::pipeline::ClosedRow>) {
+        self.summary.closed_total += rows.len();
+        if self.keep_closed_rows {
+            self.summary.closed.extend(rows);
+        }
+    }
+
     async fn finish(mut self) -> DaemonSummary {
         self.commit_queued(true).await;
         // A commit whose link broke after its COMMIT was sent: announce what did commit (no round of this
         // process will, and the next owner sees those rows closed).
         for (server, rows) in self.sweeper.settle_all_in_doubt().await {
             self.record_closes(&server, &rows, 0);
-            self.summary.closed.extend(rows);
+            self.note_closed(rows);
         }
         self.ownership.release_all(&self.store).await;
         drop(self.clients);

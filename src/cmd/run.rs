@@ -43,6 +43,8 @@ pub async fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode>
         DaemonOptions {
             run_for: args.exit_after,
             signals: true,
+            // A bounded run reports its closes (`--json`); an endless one only counts them.
+            forget_closed_rows: args.exit_after.is_none(),
             ..DaemonOptions::default()
         },
     )

@@ -126,6 +126,7 @@ impl Daemons {
                         cancel: Some(cancel.clone()),
                         health: Some(Health::new(Utc::now())),
                         skip_metrics: true,
+                        forget_closed_rows: true,
                         tweak_ami: Some(|cfg: &mut ami::Config| {
                             cfg.backoff.initial = Duration::from_millis(100);
                             cfg.backoff.max = IN_PROCESS_RECONNECT_MAX;
