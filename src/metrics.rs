@@ -88,7 +88,25 @@ pub fn install() -> Option<PrometheusHandle> {
         .install_recorder()
         .ok()?;
     describe();
+    spawn_upkeep(handle.clone());
     Some(handle)
+}
+
+/// How often the recorder's histograms are drained into their summaries.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs the recorder's upkeep for as long as the runtime lives: `install_recorder` leaves it to the caller,
+/// and without it every histogram sample is kept until `/metrics` is scraped (never, on a daemon nobody
+/// scrapes: memory grew with every close).
+fn spawn_upkeep(handle: PrometheusHandle) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(UPKEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    });
 }
 
 fn describe() {
