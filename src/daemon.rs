@@ -29,8 +29,8 @@ use crate::broadcast::Broadcaster;
 use crate::fleet::{Ownership, TAKEOVER_PATIENCE};
 use crate::health::{Health, ServerHealth, SweepHealth, UnknownServer};
 use crate::metrics as m;
-use crate::pipeline::changed::judged_incrementally;
-use crate::pipeline::{ChangedChannels, RoundScope, ServerTarget, Sweeper};
+use crate::pipeline::changed::RoundsWanted;
+use crate::pipeline::{RoundScope, ServerTarget, Sweeper};
 use crate::settings::{ResolvedServer, Settings};
 
 /// Wait after the first channel-end notification before sweeping, to batch a call's Hangups.
@@ -324,14 +324,11 @@ struct Daemon {
     trigger_rx: mpsc::Receiver<Trigger>,
     /// The servers' locks this daemon holds: rounds run only for those servers.
     ownership: Ownership,
-    /// Servers that need a round.
-    pending: BTreeSet<String>,
-    /// Pending servers whose round must read every open row (start, listing, `sweep_interval`, fallback,
-    /// a restart or a listing that found channels gone, a failed round); the others' rounds read only
-    /// the rows of the channels in `changed`.
-    full: BTreeSet<String>,
-    /// Channels that ended (seen Hangups) since each server's last round.
-    changed: BTreeMap<String, ChangedChannels>,
+    /// The rounds to run: servers that need one (`pending`), those whose round must read every open row
+    /// (`full`: start, listing, `sweep_interval`, fallback, a restart or a listing that found channels gone,
+    /// a failed round), and the channels that ended (seen Hangups) since each server's last round, whose
+    /// rows are all the others' rounds read (`changed`).
+    wanted: RoundsWanted,
     /// The map's count of dropped notifications when last looked at (a drop makes every round full).
     gone_dropped: u64,
     /// Delay before the next retry of failed rounds, and when it is due.
@@ -376,9 +373,12 @@ impl Daemon {
             tick
         });
         let mut daemon = Self {
-            pending: parts.all.clone(), // a first round at start
-            full: parts.all.clone(),
-            changed: BTreeMap::new(),
+            // a first, full round at start
+            wanted: RoundsWanted {
+                pending: parts.all.clone(),
+                full: parts.all.clone(),
+                changed: BTreeMap::new(),
+            },
             gone_dropped: 0,
             all: parts.all,
             servers: parts.servers,
@@ -437,39 +437,31 @@ impl Daemon {
         }
     }
 
-    /// The map's notification only wakes a waiting loop: collect what ended while we were busy. Seen
-    /// Hangups are noted for an incremental round; other ends make the server's next round full. True when
-    /// anything ended.
+    /// The map's notification only wakes a waiting loop: collect what ended while we were busy, on the
+    /// servers whose lock this daemon holds. Seen Hangups are noted for an incremental round; other ends
+    /// make the server's next round full. True when anything was noted.
     fn collect_ended(&mut self) -> bool {
         let gone = self.map.take_gone();
         let dropped = self.map.gone_dropped();
         if dropped != self.gone_dropped {
             // Some notifications were lost: only a full round is sure to see their rows.
             self.gone_dropped = dropped;
-            self.full.extend(self.all.iter().cloned());
+            self.wanted.full.extend(self.all.iter().cloned());
         }
-        let any = !gone.is_empty();
-        for g in gone {
-            let server = g.server.to_string();
-            if judged_incrementally(&g.end) {
-                self.changed.entry(server.clone()).or_default().note(&g);
-            } else {
-                self.full.insert(server.clone());
-            }
-            self.pending.insert(server);
-        }
-        any
+        let ownership = &self.ownership;
+        self.wanted
+            .note_ended(gone, |server| ownership.owns(server))
     }
 
     /// Asks for a full round of `name`.
     fn want_full(&mut self, name: String) {
-        self.full.insert(name.clone());
-        self.pending.insert(name);
+        self.wanted.full.insert(name.clone());
+        self.wanted.pending.insert(name);
     }
 
     /// Rounds run only under a server's lock, and not while a failed round waits for its retry.
     fn may_write(&self) -> bool {
-        self.ownership.any() && !self.pending.is_empty() && self.retry_at.is_none()
+        self.ownership.any() && !self.wanted.pending.is_empty() && self.retry_at.is_none()
     }
 
     /// One lock check: drop lost locks, beat the heartbeat, free or take locks; a server newly owned gets
@@ -500,7 +492,7 @@ impl Daemon {
     /// Runs a round for every pending server. True when channels ended meanwhile (round again at once).
     async fn run_pending_rounds(&mut self) -> bool {
         let mut failed = BTreeSet::new();
-        for name in std::mem::take(&mut self.pending) {
+        for name in std::mem::take(&mut self.wanted.pending) {
             if !self.ownership.owns(&name) {
                 continue; // its owner runs its rounds; a round runs here when its lock is taken
             }
@@ -535,8 +527,8 @@ impl Daemon {
         let channels = self.map.server(&server.name);
         let fresh = channels.freshness();
         self.schedule_fallback(&target.name, fresh.synced, fresh.unsynced_since);
-        let full = self.full.remove(name);
-        let changed = self.changed.remove(name).unwrap_or_default();
+        let full = self.wanted.full.remove(name);
+        let changed = self.wanted.changed.remove(name).unwrap_or_default();
         let result = if full || changed.is_empty() {
             let taken = std::time::Instant::now();
             let snapshot = channels.snapshot();

@@ -20,7 +20,8 @@ pub struct RunArgs {
     /// Stop after this long (e.g. `90s`); default: run until SIGTERM/SIGINT.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub exit_after: Option<Duration>,
-    /// Print a JSON summary of what was closed when the daemon stops.
+    /// Print a JSON summary of what was closed when the daemon stops: `closed_total`, and with
+    /// `--exit-after` every closed row (`closed`; a daemon that runs until a signal only counts them).
     #[arg(long)]
     pub json: bool,
 }
