@@ -116,20 +116,20 @@ mod tests {
         }
     }
 
+    fn missing_from_listing() -> ChannelEnd {
+        ChannelEnd::Gone {
+            after: None,
+            before: DateTime::<Utc>::UNIX_EPOCH,
+        }
+    }
+
     #[test]
     fn only_the_owned_servers_ends_are_kept() {
         let mut wanted = RoundsWanted::default();
         let ends = vec![
             gone("mine", "1", hangup()),
             gone("theirs", "2", hangup()),
-            gone(
-                "theirs",
-                "3",
-                ChannelEnd::Gone {
-                    after: None,
-                    before: DateTime::<Utc>::UNIX_EPOCH,
-                },
-            ),
+            gone("theirs", "3", missing_from_listing()),
         ];
         assert!(wanted.note_ended(ends, |s| s == "mine"));
         assert_eq!(wanted.pending, BTreeSet::from(["mine".to_string()]));
@@ -143,14 +143,7 @@ mod tests {
         assert!(!wanted.note_ended(many, |_| false));
         assert_eq!(wanted.changed.len(), 1);
         // A listing's or a restart's end makes the next round full.
-        let listing = vec![gone(
-            "mine",
-            "4",
-            ChannelEnd::Gone {
-                after: None,
-                before: DateTime::<Utc>::UNIX_EPOCH,
-            },
-        )];
+        let listing = vec![gone("mine", "4", missing_from_listing())];
         assert!(wanted.note_ended(listing, |s| s == "mine"));
         assert!(wanted.full.contains("mine"));
     }
