@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broadcast::Broadcaster;
-use crate::fleet::{Ownership, TAKEOVER_PATIENCE};
+use crate::fleet::{Ownership, DEFERRING_RECHECK, TAKEOVER_PATIENCE};
 use crate::health::{Health, ServerHealth, SweepHealth, UnknownServer};
 use crate::metrics as m;
 use crate::pipeline::changed::RoundsWanted;
@@ -479,6 +479,10 @@ impl Daemon {
             .await;
         for name in taken {
             self.want_full(name);
+        }
+        if self.ownership.deferring() {
+            // A free lock left to a standby: see soon whether it took it (or stopped beating).
+            self.lock_tick.reset_after(DEFERRING_RECHECK);
         }
         self.summary.held_lock |= self.ownership.any();
         if self.ownership.database_failed() {

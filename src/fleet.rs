@@ -29,6 +29,31 @@ pub fn heartbeat_ttl(check_interval: std::time::Duration) -> chrono::Duration {
 /// listing (later, and without their end times), while a standby has their evidence.
 pub const TAKEOVER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How much older than one lock check a standby's heartbeat may be for a newcomer to keep leaving a free
+/// lock to it: a standby beats at every check, so one whose beat is older than a check and this is no
+/// longer checking (killed before it could take the lock, or stuck) and will not take it.
+pub const STANDBY_BEAT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// While a newcomer leaves a free lock to a standby, it checks again this soon (rather than a whole lock
+/// check later), so that it sees within a second when the standby took the lock or stopped beating.
+pub const DEFERRING_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The daemons in `live` that are still checking their locks at `now` (the store's clock): those whose
+/// heartbeat is at most one `check_interval` plus [`STANDBY_BEAT_GRACE`] old. A heartbeat whose time
+/// cannot be read counts as checking.
+pub fn still_checking(
+    live: &[DaemonBeat],
+    now: chrono::DateTime<chrono::Utc>,
+    check_interval: std::time::Duration,
+) -> Vec<DaemonBeat> {
+    let fresh = chrono::Duration::from_std(check_interval + STANDBY_BEAT_GRACE)
+        .unwrap_or(chrono::Duration::MAX);
+    live.iter()
+        .filter(|d| d.seen().is_none_or(|seen| now - seen <= fresh))
+        .cloned()
+        .collect()
+}
+
 /// The run id of the `nth` daemon (from 0) started in process `pid` at `started`: unique, and sorting as
 /// the daemons started (the fleet's seniority, see [`may_take_free`]): the start to the microsecond, then
 /// the process, then `nth` zero-padded (`-9` sorted after `-10` once, and a newcomer took a standby's lock).
@@ -41,8 +66,8 @@ pub fn run_id(started: chrono::DateTime<chrono::Utc>, pid: u32, nth: u32) -> Str
 }
 
 /// Whether this daemon may take the free lock of `server`: when its [`TAKEOVER_PATIENCE`] is over, or
-/// when none of its `elders` (the other daemons alive when it first looked) is alive (in `live`) to take it
-/// instead. A heartbeat row that still lists `server` as owned while its lock is free is a daemon that
+/// when none of its `elders` (the other daemons alive when it first looked) is alive and checking (in
+/// `checking`, see [`still_checking`]) to take it instead. A heartbeat row that still lists `server` as owned while its lock is free is a daemon that
 /// died holding it (its row outlives it until it expires), not a standby. Deferring only to elders, and
 /// among them only to ids that sort before `me` (run ids sort by start time, see [`run_id`]), keeps daemons
 /// started together from waiting on each other.
@@ -50,11 +75,11 @@ pub fn may_take_free(
     me: &str,
     server: &str,
     elders: &BTreeSet<String>,
-    live: &[DaemonBeat],
+    checking: &[DaemonBeat],
     patience_over: bool,
 ) -> bool {
     patience_over
-        || !live.iter().any(|d| {
+        || !checking.iter().any(|d| {
             elders.contains(&d.id)
                 && d.id.as_str() < me
                 && d.servers_wanted > 0
@@ -128,6 +153,8 @@ pub struct Ownership {
     elders: Option<BTreeSet<String>>,
     /// The last check could not reach the database (a lock dropped or not taken for that reason).
     database_failed: bool,
+    /// The last check left a free lock to an elder (see [`may_take_free`]).
+    deferring: bool,
 }
 
 impl Ownership {
@@ -141,6 +168,7 @@ impl Ownership {
             heartbeat_warned: false,
             database_failed: false,
             elders: None,
+            deferring: false,
         }
     }
 
@@ -160,6 +188,11 @@ impl Ownership {
         self.database_failed
     }
 
+    /// Whether the last check left a free lock to an elder: check again within [`DEFERRING_RECHECK`].
+    pub fn deferring(&self) -> bool {
+        self.deferring
+    }
+
     /// Whether any lock is held.
     pub fn any(&self) -> bool {
         !self.locks.is_empty()
@@ -176,6 +209,7 @@ impl Ownership {
         patience_over: bool,
     ) -> Vec<String> {
         self.database_failed = false;
+        self.deferring = false;
         self.drop_lost().await;
         let ttl = heartbeat_ttl(check_interval);
         let live = self.beat(store, ttl).await;
@@ -189,6 +223,7 @@ impl Ownership {
                     .collect()
             })
             .clone();
+        let checking = still_checking(&live, store.now(), check_interval);
         let owned = self.owned();
         let plan = balance(&self.id, self.wanted.len(), &owned, &live);
         for server in &plan.release {
@@ -208,7 +243,8 @@ impl Ownership {
             if self.locks.contains_key(&server) {
                 continue;
             }
-            if !may_take_free(&self.id, &server, &elders, &live, patience_over) {
+            if !may_take_free(&self.id, &server, &elders, &checking, patience_over) {
+                self.deferring = true;
                 continue;
             }
             match store.acquire_lock(&server).await {
@@ -438,6 +474,35 @@ mod tests {
             &pair,
             false
         ));
+    }
+
+    #[test]
+    fn a_standby_that_stopped_beating_is_not_waited_for() {
+        let now = chrono::DateTime::from_timestamp(1_795_520_000, 0).unwrap();
+        let check = std::time::Duration::from_secs(5);
+        let at = |ago_ms: i64| {
+            (now - chrono::TimeDelta::milliseconds(ago_ms))
+                .format("%Y-%m-%d %H:%M:%S%.6f")
+                .to_string()
+        };
+        let mut standby = beat("run-1-standby", 1, &[]);
+        let newcomer = beat("run-2-new", 1, &[]);
+        let elders = set(&["run-1-standby"]);
+        // Beaten within a check and the grace: still checking, so the newcomer leaves it the lock.
+        standby.seen_at = at(5_900);
+        let live = [newcomer.clone(), standby.clone()];
+        let checking = still_checking(&live, now, check);
+        assert_eq!(checking.len(), 2);
+        assert!(!may_take_free("run-2-new", "p1", &elders, &checking, false));
+        // Silent for longer (killed before its next check): its row is still live, but nobody waits on it.
+        standby.seen_at = at(6_100);
+        let live = [newcomer.clone(), standby.clone()];
+        let checking = still_checking(&live, now, check);
+        assert_eq!(checking, std::slice::from_ref(&newcomer));
+        assert!(may_take_free("run-2-new", "p1", &elders, &checking, false));
+        // A heartbeat whose time cannot be read counts as checking (waiting is safe, only slower).
+        standby.seen_at = "yesterday".into();
+        assert_eq!(still_checking(&[standby], now, check).len(), 1);
     }
 
     #[test]

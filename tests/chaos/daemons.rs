@@ -46,8 +46,22 @@ pub struct Rss {
     pub last_at: Instant,
     /// Whether `warm_kb` was taken.
     pub warm: bool,
-    /// Every sample: when, kB.
-    pub samples: Vec<(Instant, u64)>,
+    /// Every sample.
+    pub samples: Vec<RssSample>,
+}
+
+/// One reading of a process's memory from `/proc/PID/status`.
+#[derive(Debug, Clone, Copy)]
+pub struct RssSample {
+    /// When it was read.
+    pub at: Instant,
+    /// `VmRSS` (kB): all resident pages.
+    pub rss_kb: u64,
+    /// `RssAnon` (kB): the resident heap and stacks, what a leak grows.
+    pub anon_kb: u64,
+    /// `RssFile` (kB): resident pages of mapped files (the binary and its libraries), which come and go
+    /// with the page cache.
+    pub file_kb: u64,
 }
 
 impl Rss {
@@ -57,9 +71,30 @@ impl Rss {
     /// process did not live long enough after that.
     pub fn after(&self, full_at: Instant, settle: Duration) -> Option<(u64, u64, Duration)> {
         let from = full_at + settle;
-        let (t0, first) = *self.samples.iter().find(|(at, _)| *at >= from)?;
-        let (t1, last) = *self.samples.last()?;
-        (t1 > t0).then(|| (first, last, t1 - t0))
+        let first = self.samples.iter().find(|s| s.at >= from)?;
+        let last = self.samples.last()?;
+        (last.at > first.at).then(|| (first.rss_kb, last.rss_kb, last.at - first.at))
+    }
+
+    /// The samples from `from` on, at most `points` of them evenly spread over that time (the last one
+    /// included): a process's memory over a long soak, for the report.
+    pub fn series(&self, from: Instant, points: usize) -> Vec<RssSample> {
+        let kept: Vec<&RssSample> = self.samples.iter().filter(|s| s.at >= from).collect();
+        let (Some(first), Some(last)) = (kept.first(), kept.last()) else {
+            return Vec::new();
+        };
+        let span = last.at - first.at;
+        let steps = points.max(2) - 1;
+        let mut out: Vec<RssSample> = Vec::new();
+        for i in 0..=steps {
+            let due = first.at + span.mul_f64(i as f64 / steps as f64);
+            if let Some(s) = kept.iter().find(|s| s.at >= due) {
+                if out.last().is_none_or(|o| o.at != s.at) {
+                    out.push(**s);
+                }
+            }
+        }
+        out
     }
 }
 
@@ -86,16 +121,19 @@ pub struct Daemons {
     pub warm_after: Duration,
 }
 
-/// `VmRSS` of `pid` in kB.
-pub fn rss_kb(pid: u32) -> Option<u64> {
+/// `VmRSS`, `RssAnon` and `RssFile` of `pid` in kB.
+pub fn memory_kb(pid: u32) -> Option<(u64, u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    Some((field("VmRSS:")?, field("RssAnon:")?, field("RssFile:")?))
 }
 
 impl Daemons {
@@ -239,7 +277,7 @@ impl Daemons {
     }
 
     fn sample_one(&self, p: &mut Proc) {
-        let Some(kb) = rss_kb(p.child.id()) else {
+        let Some((kb, anon_kb, file_kb)) = memory_kb(p.child.id()) else {
             return;
         };
         let now = Instant::now();
@@ -258,7 +296,12 @@ impl Daemons {
             warm: false,
             samples: Vec::new(),
         });
-        r.samples.push((now, kb));
+        r.samples.push(RssSample {
+            at: now,
+            rss_kb: kb,
+            anon_kb,
+            file_kb,
+        });
         // The warm figure: the first sample once the process has run `warm_after` (caches filled).
         if !r.warm && age >= self.warm_after {
             r.warm_kb = kb;

@@ -426,6 +426,24 @@ pub async fn run(config: ChaosConfig) -> Option<Report> {
                     (full_at - r.started).as_secs_f64(),
                     if grew { ": GREW" } else { "" }
                 ));
+                // Over time, to tell the heap (RssAnon) from mapped files (RssFile, page cache).
+                let series: Vec<String> = r
+                    .series(full_at + RSS_SETTLE, 8)
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{:.0} s {:.1}/{:.1}/{:.1}",
+                            (s.at - r.started).as_secs_f64(),
+                            s.rss_kb as f64 / 1024.0,
+                            s.anon_kb as f64 / 1024.0,
+                            s.file_kb as f64 / 1024.0
+                        )
+                    })
+                    .collect();
+                rss_judged.push(format!(
+                    "  over time (s after its start: VmRSS/RssAnon/RssFile MB): {}",
+                    series.join(", ")
+                ));
                 if grew {
                     verdict.violations.push(format!(
                         "daemon pid {}: RSS grew from {first} kB to {last} kB after its map of ended channels was full",

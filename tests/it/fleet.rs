@@ -55,6 +55,26 @@ fn fleet_settings(db: &TestDb, pbxs: &[&PbxServer], first: usize) -> Settings {
     s
 }
 
+/// A `callwatch run` process with the configuration file `config` on `db`, logging to `log`.
+fn spawn_run(db: &TestDb, config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_callwatch"))
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--database",
+            db.url(),
+        ])
+        .env_remove("DATABASE_URL")
+        .env_remove("CALLWATCH_CONFIG")
+        .env_remove("CALLWATCH_AMI_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
 fn owned(d: &Running) -> BTreeSet<String> {
     d.health.snapshot().owned.into_iter().collect()
 }
@@ -213,22 +233,7 @@ async fn sigkill_hands_the_servers_over(engine: Engine) {
         ),
     )
     .unwrap();
-    let mut victim = Command::new(env!("CARGO_BIN_EXE_callwatch"))
-        .args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--database",
-            db.url(),
-        ])
-        .env_remove("DATABASE_URL")
-        .env_remove("CALLWATCH_CONFIG")
-        .env_remove("CALLWATCH_AMI_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("victim.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut victim = spawn_run(&db, &config, &dir.path().join("victim.log"));
     // Let the process own both servers first, so the survivor starts as a standby that must be balanced in.
     let store = db.store().await;
     eventually("the process owns both servers", || async {
@@ -340,6 +345,84 @@ async fn a_newcomer_leaves_a_free_lock_to_the_watching_standby_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newcomer_leaves_a_free_lock_to_the_watching_standby_mysql() {
     a_newcomer_leaves_a_free_lock_to_the_watching_standby(Engine::MySql).await;
+}
+
+/// Found by the soak: the standby is killed (SIGKILL, before its next lock check) just as the owner stops, and
+/// a newcomer starts. The standby's heartbeat row outlives it; the newcomer, which leaves a free lock to a
+/// live standby, must not wait on that row for its whole patience: a standby that has not beaten for more
+/// than a lock check is not checking, and the newcomer takes the lock (it waited the full 10 s before).
+async fn a_newcomer_does_not_wait_on_a_killed_standby(engine: Engine) {
+    let Some(db) = TestDb::create(engine).await else {
+        return;
+    };
+    db.store().await.shutdown().await;
+    let pbxs = pbxs(&db, 1).await;
+    let (pbx, call) = &pbxs[0];
+    let owner = start_daemon(fleet_settings(&db, &[pbx], 1));
+    owner.synced().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("callwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[server]]\nname = \"pbx1\"\nurl = \"ami://watchdog:lab-secret@{}?ping=1\"\n\
+             [http]\nenabled = false\n",
+            pbx.local_addr()
+        ),
+    )
+    .unwrap();
+    let mut standby = spawn_run(&db, &config, &dir.path().join("standby.log"));
+    let store = db.store().await;
+    let ttl = callwatch::fleet::heartbeat_ttl(LOCK_CHECK_INTERVAL);
+    eventually("the standby beats", || async {
+        let live = store.live_daemons(ttl).await.ok()?;
+        (live.len() == 2).then_some(())
+    })
+    .await;
+    standby.kill().unwrap(); // SIGKILL: its row stays live for the heartbeat's TTL
+    standby.wait().unwrap();
+    owner.stop().await; // frees the lock and leaves
+                        // Start the newcomer once the standby's beat is older than a lock check and the grace, but its row
+                        // is still live (the newcomer counts it among its elders).
+    tokio::time::sleep(LOCK_CHECK_INTERVAL + callwatch::fleet::STANDBY_BEAT_GRACE).await;
+    let live = store.live_daemons(ttl).await.unwrap();
+    assert_eq!(
+        live.len(),
+        1,
+        "{engine:?}: the killed standby's row is live"
+    );
+    let newcomer = start_daemon(fleet_settings(&db, &[pbx], 1));
+    let started = std::time::Instant::now();
+    eventually("the newcomer owns pbx1", || async {
+        owned(&newcomer).contains("pbx1").then_some(())
+    })
+    .await;
+    let waited = started.elapsed();
+    assert!(
+        waited < callwatch::fleet::TAKEOVER_PATIENCE / 2,
+        "{engine:?}: the newcomer waited {waited:?} on a dead standby"
+    );
+    pbx.with(|p| p.hangup(*call, 16)).unwrap();
+    closed(&db, 1, "the call closed by the newcomer").await;
+    let summary = newcomer.stop().await;
+    store.shutdown().await;
+    assert_eq!(summary.closed.len(), 1, "{engine:?}");
+    eprintln!("{engine:?}: the newcomer owned pbx1 {waited:?} after its start");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_does_not_wait_on_a_killed_standby_sqlite() {
+    a_newcomer_does_not_wait_on_a_killed_standby(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_does_not_wait_on_a_killed_standby_postgres() {
+    a_newcomer_does_not_wait_on_a_killed_standby(Engine::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_does_not_wait_on_a_killed_standby_mysql() {
+    a_newcomer_does_not_wait_on_a_killed_standby(Engine::MySql).await;
 }
 
 /// Found by the soak: on a busy PBX, channels end all the time, and the daemon's loop took that wake-up

@@ -255,7 +255,8 @@ impl Store {
         self.inner.pool.close().await;
     }
 
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+    /// The store's clock, which stamps what it writes (heartbeats among them).
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.inner.clock.now()
     }
 }

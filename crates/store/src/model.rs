@@ -262,6 +262,16 @@ pub struct DaemonBeat {
     pub seen_at: String,
 }
 
+impl DaemonBeat {
+    /// When it last wrote its row, on the store's clock (`None` when `seen_at` is not the stamp the store
+    /// writes).
+    pub fn seen(&self) -> Option<DateTime<Utc>> {
+        chrono::NaiveDateTime::parse_from_str(self.seen_at.trim(), "%Y-%m-%d %H:%M:%S%.f")
+            .ok()
+            .map(|t| t.and_utc())
+    }
+}
+
 /// A close found in the audit table (see [`crate::Store::closes_in_run`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecordedClose {
