@@ -426,8 +426,8 @@ pub fn check(
                             "call {}: LATE CLOSE at {closed_at}, due {due}, deadline {deadline} ({class})",
                             call.id
                         ));
-                    } else if let Some(limit) =
-                        gov.and_then(|f| after_resync(f, due, call.answered, &obs.resyncs, b))
+                    } else if let Some(limit) = gov
+                        .and_then(|f| after_resync(f, due, call.answered, &obs.resyncs, faults, b))
                     {
                         // A call that ended while AMI was away is closed within 2 s of the resync.
                         if closed_at > limit {
@@ -449,11 +449,13 @@ pub fn check(
 /// and the proxy cannot tell the owner's apart) + 2 s (+ the mass-close guard's `confirm_delay` after an
 /// Asterisk restart). A row answered less than `skew` before that resync is judged by the first listing
 /// `skew` after its answer, and no earlier than the owner's own relist (`skew` + 1 s after the resync).
+/// A fault that keeps the daemon from writing in that window extends it (see [`writes_blocked_until`]).
 fn after_resync(
     f: &Injected,
     due: DateTime<Utc>,
     answered: DateTime<Utc>,
     resyncs: &[DateTime<Utc>],
+    faults: &[Injected],
     b: &Bounds,
 ) -> Option<DateTime<Utc>> {
     if !f.ended_session {
@@ -482,7 +484,30 @@ fn after_resync(
         FaultClass::AsteriskRestart | FaultClass::AsteriskCrash => b.confirm_delay,
         _ => Duration::ZERO,
     };
-    Some(resync + td(CLOSE_AFTER_RESYNC + guard))
+    Some(writes_blocked_until(
+        resync,
+        resync + td(CLOSE_AFTER_RESYNC + guard),
+        faults,
+        b,
+    ))
+}
+
+/// The close due between a resync (`from`) and `limit` cannot be written while the database is away or no
+/// daemon holds the lock: a database, engine or process fault in force in that window moves the limit to
+/// that fault's own bound after it clears (the bound any close waiting on it is held to). AMI faults do
+/// not: [`governing`] judges those.
+fn writes_blocked_until(
+    from: DateTime<Utc>,
+    limit: DateTime<Utc>,
+    faults: &[Injected],
+    b: &Bounds,
+) -> DateTime<Utc> {
+    faults
+        .iter()
+        .filter(|g| !FaultClass::AMI.contains(&g.class))
+        .filter(|g| g.start <= limit && g.clear >= from)
+        .map(|g| g.clear + td(b.close_after_clear(g.class)))
+        .fold(limit, DateTime::max)
 }
 
 /// An exactly known end (a `Hangup` seen live) is stamped when the event arrives: later than the true end
@@ -503,4 +528,77 @@ fn exact_slack(a: &Closure, faults: &[Injected], end: DateTime<Utc>) -> TimeDelt
         .map(|f| f.clear - end + TimeDelta::seconds(2))
         .max()
         .unwrap_or(TimeDelta::zero())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bounds() -> Bounds {
+        Bounds {
+            reconnect_max: Duration::from_secs(5),
+            dead_link: Duration::from_secs(2),
+            fallback_after: Duration::from_secs(3),
+            sweep_interval: Duration::from_secs(2),
+            confirm_delay: Duration::from_secs(2),
+            lock_check: Duration::from_secs(5),
+            skew: Duration::from_secs(2),
+        }
+    }
+
+    fn at(s: f64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_795_520_000, 0).unwrap()
+            + TimeDelta::milliseconds((s * 1000.0) as i64)
+    }
+
+    fn fault(class: FaultClass, start: f64, clear: f64, ended_session: bool) -> Injected {
+        Injected {
+            class,
+            start: at(start),
+            clear: at(clear),
+            ended_session,
+        }
+    }
+
+    /// The hour soak at 989b8e5: an AMI cut (clear at 44.3 s), the resync at 47.8 s, and a database
+    /// half-open from 47.4 s to 50.2 s; the calls that ended during the cut were closed at 50.4 s, when the
+    /// database was back. The resync limit alone (49.8 s) called that late.
+    #[test]
+    fn a_database_fault_at_the_resync_moves_its_limit() {
+        let b = bounds();
+        let cut = fault(FaultClass::AmiCut, 40.8, 44.3, true);
+        let resyncs = [at(47.8)];
+        let (due, answered) = (at(42.0), at(10.0));
+        let alone = after_resync(
+            &cut,
+            due,
+            answered,
+            &resyncs,
+            std::slice::from_ref(&cut),
+            &b,
+        );
+        assert_eq!(alone, Some(at(49.8)));
+        let half_open = fault(FaultClass::DbHalfOpen, 47.4, 50.2, false);
+        let both = [cut.clone(), half_open];
+        let limit = after_resync(&cut, due, answered, &resyncs, &both, &b).unwrap();
+        assert_eq!(
+            limit,
+            at(50.2) + td(b.close_after_clear(FaultClass::DbHalfOpen))
+        );
+        assert!(limit > at(50.4));
+        // A database fault over before the resync, or an AMI fault in the window, moves nothing.
+        let earlier = [cut.clone(), fault(FaultClass::DbCut, 30.0, 35.0, false)];
+        assert_eq!(
+            after_resync(&cut, due, answered, &resyncs, &earlier, &b),
+            alone
+        );
+        let latency = [
+            cut.clone(),
+            fault(FaultClass::AmiLatency, 48.0, 49.0, false),
+        ];
+        assert_eq!(
+            after_resync(&cut, due, answered, &resyncs, &latency, &b),
+            alone
+        );
+    }
 }
