@@ -3,7 +3,6 @@
 //! others within a lock check. No row is ever closed by a daemon that does not own its server.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ami_testkit::PbxServer;
@@ -53,26 +52,6 @@ fn fleet_settings(db: &TestDb, pbxs: &[&PbxServer], first: usize) -> Settings {
     };
     s.http.enabled = false;
     s
-}
-
-/// A `callwatch run` process with the configuration file `config` on `db`, logging to `log`.
-fn spawn_run(db: &TestDb, config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_callwatch"))
-        .args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--database",
-            db.url(),
-        ])
-        .env_remove("DATABASE_URL")
-        .env_remove("CALLWATCH_CONFIG")
-        .env_remove("CALLWATCH_AMI_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
 }
 
 fn owned(d: &Running) -> BTreeSet<String> {
@@ -233,7 +212,7 @@ async fn sigkill_hands_the_servers_over(engine: Engine) {
         ),
     )
     .unwrap();
-    let mut victim = spawn_run(&db, &config, &dir.path().join("victim.log"));
+    let mut victim = crate::ghosts::spawn(&config, &db, &dir.path().join("victim.log"));
     // Let the process own both servers first, so the survivor starts as a standby that must be balanced in.
     let store = db.store().await;
     eventually("the process owns both servers", || async {
@@ -371,7 +350,7 @@ async fn a_newcomer_does_not_wait_on_a_killed_standby(engine: Engine) {
         ),
     )
     .unwrap();
-    let mut standby = spawn_run(&db, &config, &dir.path().join("standby.log"));
+    let mut standby = crate::ghosts::spawn(&config, &db, &dir.path().join("standby.log"));
     let store = db.store().await;
     let ttl = callwatch::fleet::heartbeat_ttl(LOCK_CHECK_INTERVAL);
     eventually("the standby beats", || async {

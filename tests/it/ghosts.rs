@@ -14,7 +14,8 @@ use store::testing::{Engine, TestDb};
 
 use crate::daemon::{closed, eventually, insert_row, pbx_with_call, row, DEADLINE};
 
-fn spawn(config: &Path, db: &TestDb, log: &Path) -> Child {
+/// A `callwatch run` process with the configuration file `config` on `db`, logging to `log`.
+pub(crate) fn spawn(config: &Path, db: &TestDb, log: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_callwatch"))
         .args([
             "run",
